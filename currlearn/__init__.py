@@ -1,0 +1,60 @@
+"""currlearn: curriculum learning for PyTorch reinforcement learning.
+
+``import currlearn`` loads torch and tensordict only; the TorchRL, Lightning and Hydra
+integrations live in :mod:`currlearn.integrations` and :mod:`currlearn.configs` and are
+imported on demand.
+"""
+
+from __future__ import annotations
+
+from currlearn.base import Curriculum, DiscreteCurriculum
+from currlearn.curricula import (
+    CompositeCurriculum,
+    DomainRandomization,
+    LevelCurriculum,
+    ScheduledCurriculum,
+    SequentialCurriculum,
+    Stage,
+    register_predicate,
+)
+from currlearn.feedback import EpisodeTracker, episode_feedback
+from currlearn.schedules import (
+    ChainSchedule,
+    ConstantSchedule,
+    CosineSchedule,
+    ExponentialSchedule,
+    LinearSchedule,
+    Schedule,
+    StepSchedule,
+    make_schedule,
+)
+from currlearn.spaces import BoxSpace, DiscreteSpace, ProductSpace, TaskSpace
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BoxSpace",
+    "ChainSchedule",
+    "CompositeCurriculum",
+    "ConstantSchedule",
+    "CosineSchedule",
+    "Curriculum",
+    "DiscreteCurriculum",
+    "DiscreteSpace",
+    "DomainRandomization",
+    "EpisodeTracker",
+    "ExponentialSchedule",
+    "LevelCurriculum",
+    "LinearSchedule",
+    "ProductSpace",
+    "Schedule",
+    "ScheduledCurriculum",
+    "SequentialCurriculum",
+    "Stage",
+    "StepSchedule",
+    "TaskSpace",
+    "__version__",
+    "episode_feedback",
+    "make_schedule",
+    "register_predicate",
+]

@@ -1,0 +1,382 @@
+"""The :class:`Curriculum` base class.
+
+A curriculum chooses tasks from a :class:`~currlearn.spaces.TaskSpace` (:meth:`Curriculum.sample`)
+and learns from per-episode feedback (:meth:`Curriculum.update`). Its mutable state is one
+``TensorDict`` of preallocated tensors (``self.state``) on the curriculum's device, plus a
+``torch.Generator`` it owns; both are checkpointed by :meth:`Curriculum.state_dict`.
+
+Two base classes cover the two kinds of decision:
+
+- :class:`Curriculum`: subclasses implement ``_sample(num, env_ids)``, returning tasks directly
+  (continuous spaces, schedules, per-env ladders).
+- :class:`DiscreteCurriculum`: subclasses implement ``_compute_weights()``, a non-negative tensor
+  of shape ``[num_tasks]``; sampling, normalisation and distribution metrics are shared.
+
+Feedback is a ``TensorDict`` with batch size ``[num_episodes]`` (see :mod:`currlearn.feedback`):
+
+========== ==================== ============================================
+key        shape / dtype        meaning
+========== ==================== ============================================
+"task"     [n, *task_shape]     the task the episode played
+"return"   [n], float           undiscounted episode return
+"length"   [n], int64           episode length in steps
+"success"  [n], float           1.0 / 0.0, NaN where the env reports none
+"env_id"   [n], int64           index of the env that played it (optional)
+"metric"   [n], float           a user metric per episode (optional)
+========== ==================== ============================================
+
+Examples:
+    >>> import torch
+    >>> from currlearn.base import DiscreteCurriculum
+    >>> from currlearn.spaces import DiscreteSpace
+    >>> class PreferLast(DiscreteCurriculum):
+    ...     def _compute_weights(self):
+    ...         return torch.arange(1.0, self.space.num_tasks + 1, device=self.device)
+    >>> cur = PreferLast(DiscreteSpace(num_tasks=4), seed=0)
+    >>> cur.weights()
+    tensor([0.1000, 0.2000, 0.3000, 0.4000])
+    >>> cur.sample(3).shape
+    torch.Size([3])
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from typing import Any
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torch import Tensor
+
+from currlearn.spaces import TaskSpace
+
+__all__ = ["Curriculum", "DiscreteCurriculum", "check_positive_int", "check_probability"]
+
+STATE_VERSION = 1
+
+
+def check_positive_int(name: str, value: object, minimum: int = 1) -> int:
+    """Return ``value`` if it is an int ``>= minimum``, else raise naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
+    return value
+
+
+def check_probability(name: str, value: object, *, open_low: bool = False) -> float:
+    """Return ``value`` as a float if it lies in [0, 1] (or (0, 1]), else raise naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number in {'(0' if open_low else '[0'}, 1], got {value!r}.")
+    v = float(value)
+    if v > 1 or v < 0 or (open_low and v == 0):
+        raise ValueError(f"{name} must lie in {'(0' if open_low else '[0'}, 1], got {value!r}.")
+    return v
+
+
+def check_finite(name: str, value: object) -> float:
+    """Return ``value`` as a float if it is a finite real number, else raise naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}.")
+    return float(value)
+
+
+class Curriculum(ABC):
+    """Chooses tasks and learns from episodes.
+
+    Subclasses set ``self.state`` (a ``TensorDict`` of their per-task or per-env tensors) in
+    ``__init__`` and implement :meth:`_sample`. They may override :meth:`_update` (learn from
+    valid feedback), :meth:`_on_step` (once per training iteration) and :meth:`_metrics`.
+
+    Args:
+        space (TaskSpace): the tasks to choose from. Moved to ``device`` if given.
+        num_envs (int, optional): number of envs, for curricula that keep per-env state.
+        seed (int, optional): seed of the curriculum's own generator. ``None`` seeds it from
+            torch's global generator once, at construction.
+        device: device of the state; default: the space's device.
+    """
+
+    per_episode: bool = True
+    """Whether a task holds for a whole episode (False: the decision changes with the
+    iteration and envs should be refreshed mid-episode, as for schedules)."""
+
+    def __init__(
+        self,
+        space: TaskSpace,
+        *,
+        num_envs: int | None = None,
+        seed: int | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if not isinstance(space, TaskSpace):
+            raise TypeError(f"space must be a TaskSpace (DiscreteSpace, BoxSpace, ProductSpace), got {type(space).__name__}.")
+        if num_envs is not None:
+            check_positive_int("num_envs", num_envs)
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+            raise TypeError(f"seed must be an int or None, got {seed!r}.")
+        if device is not None:
+            space.to(device)
+        self.space = space
+        self.num_envs = num_envs
+        self.seed = seed
+        self.generator = torch.Generator(device=space.device)
+        self.generator.manual_seed(int(torch.randint(2**62, ())) if seed is None else seed)
+        self.counters = TensorDict(
+            {
+                "iteration": torch.zeros((), dtype=torch.int64),
+                "frames": torch.zeros((), dtype=torch.int64),
+                "episodes": torch.zeros((), dtype=torch.int64),
+                "skipped_nonfinite": torch.zeros((), dtype=torch.int64),
+                "samples": torch.zeros((), dtype=torch.int64),
+            },
+            device=space.device,
+        )
+        self.state: TensorDictBase = TensorDict({}, device=space.device)
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def device(self) -> torch.device:
+        """Device of the state and of sampled tasks."""
+        return self.space.device
+
+    @property
+    def iteration(self) -> int:
+        """Number of completed training iterations (:meth:`step` calls). Syncs with the host."""
+        return int(self.counters["iteration"])
+
+    # ------------------------------------------------------------------ hot paths
+    def sample(self, num: int | None = None, *, env_ids: Tensor | None = None) -> Tensor:
+        """Choose tasks.
+
+        Args:
+            num (int, optional): number of tasks to draw.
+            env_ids (Tensor, optional): shape ``[n]``, int64: the envs the tasks are for
+                (per-env curricula need it). Give ``num`` or ``env_ids``.
+
+        Returns:
+            Tasks, shape ``[n, *space.task_shape]``, on :attr:`device`.
+        """
+        if env_ids is None:
+            if num is None:
+                raise ValueError("sample needs num or env_ids, got neither.")
+            check_positive_int("num", num, minimum=0)
+        else:
+            env_ids = env_ids.to(self.device).reshape(-1)
+            if num is not None and num != env_ids.numel():
+                raise ValueError(f"num={num} does not match len(env_ids)={env_ids.numel()}.")
+            num = env_ids.numel()
+        self.counters["samples"] += num
+        return self._sample(num, env_ids)
+
+    @abstractmethod
+    def _sample(self, num: int, env_ids: Tensor | None) -> Tensor:
+        """Draw ``num`` tasks (for ``env_ids`` when given) with ``self.generator``."""
+
+    def params(self, tasks: Tensor) -> TensorDict:
+        """Env parameters of ``tasks`` (see :meth:`TaskSpace.params`)."""
+        return self.space.params(tasks)
+
+    def update(self, feedback: TensorDictBase) -> None:
+        """Learn from finished episodes.
+
+        Episodes whose return (or metric) is NaN or infinite are counted in the
+        ``skipped_nonfinite`` metric and dropped before they reach the state.
+
+        Args:
+            feedback (TensorDict): batch size ``[num_episodes]``, keys as in the module doc.
+
+        Raises:
+            ValueError: missing keys, tasks outside the space, env ids out of range. Nothing
+                is changed then.
+        """
+        if not isinstance(feedback, TensorDictBase) or feedback.batch_dims != 1:
+            raise TypeError(f"feedback must be a TensorDict with batch size [num_episodes], got {type(feedback).__name__} {getattr(feedback, 'batch_size', '')}.")
+        missing = [k for k in ("task", "return") if k not in feedback.keys()]
+        if missing:
+            raise ValueError(f"feedback lacks key(s) {missing}; it has {sorted(map(str, feedback.keys()))}.")
+        feedback = feedback.to(self.device)
+        self.space.check_tasks(feedback["task"], "feedback['task']")
+        if "env_id" in feedback.keys() and self.num_envs is not None:
+            env = feedback["env_id"]
+            if env.numel() and (env.min() < 0 or env.max() >= self.num_envs):
+                raise ValueError(f"feedback['env_id'] has ids outside [0, {self.num_envs}): {env.unique()[:5].tolist()}.")
+        valid = torch.isfinite(feedback["return"])
+        if "metric" in feedback.keys():
+            valid &= torch.isfinite(feedback["metric"])
+        n_bad = (~valid).sum()
+        self.counters["skipped_nonfinite"] += n_bad
+        self.counters["episodes"] += valid.numel() - n_bad
+        if "success" not in feedback.keys():
+            feedback = feedback.clone(False)
+            feedback["success"] = torch.full_like(feedback["return"], float("nan"))
+        self._update(feedback[valid])
+
+    def _update(self, feedback: TensorDictBase) -> None:  # noqa: B027 (optional hook)
+        """Learn from valid feedback (finite returns). Default: nothing."""
+
+    def step(self, frames: int | Tensor = 0) -> None:
+        """Mark the end of a training iteration that collected ``frames`` env steps."""
+        self.counters["iteration"] += 1
+        self.counters["frames"] += frames
+        self._on_step()
+
+    def _on_step(self) -> None:  # noqa: B027 (optional hook)
+        """Called by :meth:`step` after the counters moved. Default: nothing."""
+
+    # ------------------------------------------------------------------ reporting
+    def metrics(self) -> dict[str, float]:
+        """Scalar summaries for loggers (host values)."""
+        out = {f"curriculum/{k}": float(v) for k, v in self.counters.items()}
+        out.update({f"curriculum/{k}": float(v) for k, v in self._metrics().items()})
+        return out
+
+    def _metrics(self) -> dict[str, Tensor | float]:
+        """Subclass metrics, without the ``curriculum/`` prefix. Default: none."""
+        return {}
+
+    # ------------------------------------------------------------------ state
+    def _space_signature(self) -> dict[str, Any]:
+        sig: dict[str, Any] = {"names": list(self.space.names), "discrete": self.space.is_discrete}
+        if self.space.is_discrete:
+            sig["num_tasks"] = self.space.num_tasks
+        else:
+            sig["task_shape"] = list(self.space.task_shape)
+        return sig
+
+    def state_dict(self) -> dict[str, Any]:
+        """Checkpointable state: plain tensors, numbers, strings, lists and dicts.
+
+        Keys: ``_version``, ``_type``, ``space``, ``num_envs``, ``counters``, ``state``, ``rng``.
+        """
+        return {
+            "_version": STATE_VERSION,
+            "_type": type(self).__name__,
+            "space": self._space_signature(),
+            "num_envs": self.num_envs,
+            "counters": {k: v.clone() for k, v in self.counters.items()},
+            "state": {".".join(k) if isinstance(k, tuple) else k: v.clone() for k, v in self.state.items(True, True)},
+            "rng": self.generator.get_state(),
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any], *, load_rng: bool = True) -> None:
+        """Restore :meth:`state_dict` output. Checks everything before changing anything.
+
+        Args:
+            state_dict (dict): from :meth:`state_dict` of the same curriculum class and space.
+            load_rng (bool): also restore the generator. ``False`` syncs a replica (e.g. in a
+                worker process) with the decision of the authoritative curriculum while keeping
+                its own random stream.
+
+        Raises:
+            ValueError: another curriculum class, space, ``num_envs`` or state shapes; the
+                message gives both values and the object is left unchanged.
+        """
+        self._check_state_dict(state_dict)
+        current = {".".join(k) if isinstance(k, tuple) else k: v for k, v in self.state.items(True, True)}
+        for k, v in state_dict["state"].items():
+            current[k].copy_(v.to(current[k].device, current[k].dtype))
+        for k, v in state_dict["counters"].items():
+            if k in self.counters.keys():
+                self.counters[k].copy_(torch.as_tensor(v))
+        if load_rng:
+            self.generator.set_state(state_dict["rng"].clone())
+        self._on_load()
+
+    def _check_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Raise ``ValueError`` if ``state_dict`` cannot be loaded; change nothing."""
+        if not isinstance(state_dict, dict) or "_type" not in state_dict:
+            raise ValueError(f"state_dict is not a currlearn curriculum state (no '_type' key); got keys {list(state_dict)[:8] if isinstance(state_dict, dict) else type(state_dict).__name__}.")
+        if state_dict["_type"] != type(self).__name__:
+            raise ValueError(f"state_dict is from a {state_dict['_type']}, cannot load it into a {type(self).__name__}.")
+        version = state_dict.get("_version", 0)
+        if version > STATE_VERSION:
+            raise ValueError(f"state_dict has _version={version}, newer than this currlearn's {STATE_VERSION}; upgrade currlearn.")
+        if state_dict.get("space") != self._space_signature():
+            raise ValueError(f"state_dict is for the task space {state_dict.get('space')}, this curriculum has {self._space_signature()}.")
+        if state_dict.get("num_envs") != self.num_envs:
+            raise ValueError(f"state_dict has num_envs={state_dict.get('num_envs')}, this curriculum has num_envs={self.num_envs}.")
+        incoming = state_dict["state"]
+        current = {".".join(k) if isinstance(k, tuple) else k: v for k, v in self.state.items(True, True)}
+        if set(incoming) != set(current):
+            raise ValueError(f"state_dict state keys {sorted(incoming)} differ from this curriculum's {sorted(current)}.")
+        for k, v in incoming.items():
+            if tuple(v.shape) != tuple(current[k].shape):
+                raise ValueError(f"state_dict['state'][{k!r}] has shape {list(v.shape)}, expected {list(current[k].shape)}.")
+
+    def _on_load(self) -> None:  # noqa: B027 (optional hook)
+        """Called after :meth:`load_state_dict` changed the state, to refresh derived caches."""
+
+    def to(self, device: torch.device | str) -> Curriculum:
+        """Move the space, the state and the generator to ``device``. Returns ``self``.
+
+        The new generator is seeded from the old one, so runs stay reproducible per device.
+        """
+        device = torch.device(device)
+        if device == self.device:
+            return self
+        seed = int(torch.randint(2**62, (), generator=self.generator, device=self.generator.device))
+        self.space.to(device)
+        self.state = self.state.to(device)
+        self.counters = self.counters.to(device)
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed)
+        self._on_load()
+        return self
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(space={self.space!r}, device={self.device})"
+
+
+def sample_from_weights(weights: Tensor, num: int, generator: torch.Generator) -> Tensor:
+    """Draw ``num`` indices with probability proportional to ``weights`` (shape ``[k]``).
+
+    Uses ``cumsum`` + ``searchsorted``, which, unlike ``torch.multinomial``, has no limit on the
+    number of categories. ``weights`` must be non-negative with a positive sum.
+    """
+    cdf = torch.cumsum(weights, 0)
+    u = torch.rand(num, generator=generator, device=weights.device, dtype=cdf.dtype) * cdf[-1]
+    return torch.searchsorted(cdf, u, right=True).clamp_max_(weights.numel() - 1)
+
+
+class DiscreteCurriculum(Curriculum):
+    """A curriculum that is a probability distribution over the tasks of a discrete space.
+
+    Subclasses implement :meth:`_compute_weights`; :meth:`weights` normalises it and
+    :meth:`sample` draws from it with the curriculum's generator.
+    """
+
+    def __init__(
+        self,
+        space: TaskSpace,
+        *,
+        num_envs: int | None = None,
+        seed: int | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__(space, num_envs=num_envs, seed=seed, device=device)
+        if not space.is_discrete:
+            raise TypeError(f"{type(self).__name__} needs a discrete task space, got {space!r}.")
+
+    @abstractmethod
+    def _compute_weights(self) -> Tensor:
+        """Unnormalised, non-negative, finite weights of shape ``[num_tasks]`` with a positive sum."""
+
+    def weights(self) -> Tensor:
+        """The task distribution: shape ``[num_tasks]``, non-negative, sums to 1."""
+        w = self._compute_weights()
+        return w / w.sum()
+
+    def _sample(self, num: int, env_ids: Tensor | None) -> Tensor:
+        return sample_from_weights(self._compute_weights(), num, self.generator)
+
+    def metrics(self) -> dict[str, float]:
+        """Counters, subclass metrics and a summary of the task distribution.
+
+        Adds ``entropy`` (nats), ``support`` (tasks with non-zero probability) and
+        ``top10_mass`` (probability of the 10 most likely tasks).
+        """
+        out = super().metrics()
+        p = self.weights()
+        out["curriculum/entropy"] = float(-(p * torch.log(p.clamp_min(1e-30))).sum())
+        out["curriculum/support"] = float((p > 0).sum())
+        out["curriculum/top10_mass"] = float(p.topk(min(10, p.numel())).values.sum())
+        return out

@@ -1,0 +1,201 @@
+"""Per-episode feedback from batches of transitions, vectorised.
+
+:class:`EpisodeTracker` turns a collector batch of shape ``[*envs, time]`` into one row per
+episode that *finished* in the batch: its task, return, length, success and optional
+per-episode metrics. Episodes that started in an earlier batch are carried: the tracker keeps
+running sums per env between calls. There is no Python loop over envs or steps: steps are
+assigned to episode segments with a cumulative sum over done flags, and sums per segment are
+one ``index_add_``.
+
+Examples:
+    >>> import torch
+    >>> from tensordict import TensorDict
+    >>> from currlearn.feedback import EpisodeTracker
+    >>> done = torch.tensor([[False, True, False], [False, False, False]])
+    >>> batch = TensorDict({
+    ...     "next": {"task_id": torch.tensor([[3, 3, 1], [0, 0, 0]]),
+    ...              "reward": torch.ones(2, 3, 1), "done": done.unsqueeze(-1)},
+    ... }, batch_size=[2, 3])
+    >>> tracker = EpisodeTracker()
+    >>> fb = tracker(batch)
+    >>> fb["task"], fb["return"], fb["length"], fb["env_id"]
+    (tensor([3]), tensor([2.]), tensor([2]), tensor([0]))
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from tensordict.utils import NestedKey
+from torch import Tensor
+
+__all__ = ["EpisodeTracker", "episode_feedback"]
+
+
+def episode_feedback(
+    task: Tensor,
+    episode_return: Tensor,
+    length: Tensor | None = None,
+    success: Tensor | None = None,
+    env_id: Tensor | None = None,
+    **extra: Tensor,
+) -> TensorDict:
+    """Build a feedback TensorDict by hand (for custom loops and tests).
+
+    Args:
+        task (Tensor): shape ``[n, *task_shape]``.
+        episode_return (Tensor): shape ``[n]``.
+        length (Tensor, optional): shape ``[n]``; default ones.
+        success (Tensor, optional): shape ``[n]``, 0/1 or bool; default NaN (unknown).
+        env_id (Tensor, optional): shape ``[n]``.
+        **extra: further per-episode tensors of shape ``[n]`` (e.g. ``metric``, PLR scores).
+
+    Examples:
+        >>> import torch
+        >>> episode_feedback(torch.tensor([0, 1]), torch.tensor([1.0, 0.0]))["success"]
+        tensor([nan, nan])
+    """
+    n = episode_return.shape[0]
+    ret = episode_return.to(torch.get_default_dtype()) if not episode_return.is_floating_point() else episode_return
+    data = {
+        "task": task,
+        "return": ret,
+        "length": torch.ones(n, dtype=torch.int64, device=ret.device) if length is None else length,
+        "success": torch.full_like(ret, float("nan")) if success is None else success.to(ret.dtype),
+        **extra,
+    }
+    if env_id is not None:
+        data["env_id"] = env_id
+    return TensorDict(data, batch_size=[n], device=ret.device)
+
+
+class EpisodeTracker:
+    """Per-episode statistics from ``[*envs, time]`` batches, carrying unfinished episodes.
+
+    Args:
+        task_key (NestedKey): task of each transition, read at the done step. Default
+            ``("next", "task_id")``, which holds the finished episode's task even when the
+            env auto-resets and when a refresh changed the task at the root mid-batch.
+        reward_key (NestedKey): default ``("next", "reward")``.
+        done_key (NestedKey): default ``("next", "done")`` (terminated or truncated).
+        success_key (NestedKey): per-step success flag; an episode succeeded if any of its
+            steps did. When the batch has no such key, success is NaN. Default
+            ``("next", "success")``.
+        step_metric (callable, optional): ``batch -> Tensor [*envs, time]``, a per-step value
+            summed over each episode into the ``"metric"`` entry (e.g. a custom success
+            measure from ``(done, reward, transition)``).
+        mean_keys (mapping, optional): output name -> per-step key or callable, averaged over
+            each episode (e.g. PLR scores such as ``{"score": "advantage"}`` for mean GAE).
+
+    The tracker's carry has one row per env and is created on the first call; a later batch
+    with another number of envs raises.
+    """
+
+    def __init__(
+        self,
+        task_key: NestedKey = ("next", "task_id"),
+        reward_key: NestedKey = ("next", "reward"),
+        done_key: NestedKey = ("next", "done"),
+        success_key: NestedKey = ("next", "success"),
+        step_metric: Callable[[TensorDictBase], Tensor] | None = None,
+        mean_keys: Mapping[str, NestedKey | Callable[[TensorDictBase], Tensor]] | None = None,
+    ) -> None:
+        self.task_key = task_key
+        self.reward_key = reward_key
+        self.done_key = done_key
+        self.success_key = success_key
+        self.step_metric = step_metric
+        self.mean_keys = dict(mean_keys or {})
+        self._carry: Tensor | None = None  # [num_envs, channels]
+
+    def reset(self) -> None:
+        """Forget unfinished episodes (e.g. after the envs were reset by hand)."""
+        self._carry = None
+
+    def _per_step(self, batch: TensorDictBase, key: NestedKey | Callable[[TensorDictBase], Tensor], name: str) -> Tensor:
+        if callable(key):
+            value = key(batch)
+        else:
+            if key not in batch.keys(True):
+                raise KeyError(f"{name}: the batch has no key {key!r}; its keys are {sorted(map(str, batch.keys(True, True)))}.")
+            value = batch.get(key)
+        if value.shape != batch.shape:
+            value = value.reshape(batch.shape)
+        return value
+
+    def __call__(self, batch: TensorDictBase) -> TensorDict:
+        """Feedback for the episodes that finished in ``batch``.
+
+        Args:
+            batch (TensorDict): batch size ``[*envs, time]`` (time last, as TorchRL
+                collectors return it); ``[time]`` for a single env.
+
+        Returns:
+            TensorDict with batch size ``[num_finished]`` and keys ``task``, ``return``,
+            ``length``, ``success``, ``env_id`` (row of the flattened env dims), ``metric``
+            when ``step_metric`` is set, and one key per ``mean_keys`` entry.
+        """
+        if batch.batch_dims == 1:
+            batch = batch.unsqueeze(0)
+        if batch.batch_dims > 2:
+            batch = batch.reshape(-1, batch.shape[-1])
+        num_envs, horizon = batch.shape
+        device = batch.device if batch.device is not None else batch.get(self.reward_key).device
+        dtype = torch.get_default_dtype()
+
+        done = self._per_step(batch, self.done_key, "done_key").bool()
+        channels = [
+            self._per_step(batch, self.reward_key, "reward_key").to(dtype),
+            torch.ones(num_envs, horizon, dtype=dtype, device=device),
+        ]
+        has_success = self.success_key in batch.keys(True)
+        if has_success:
+            channels.append(self._per_step(batch, self.success_key, "success_key").to(dtype))
+        if self.step_metric is not None:
+            channels.append(self._per_step(batch, self.step_metric, "step_metric").to(dtype))
+        for name, key in self.mean_keys.items():
+            channels.append(self._per_step(batch, key, f"mean_keys[{name!r}]").to(dtype))
+        values = torch.stack(channels, -1)  # [E, T, C]
+        num_channels = values.shape[-1]
+
+        # Episode segment of each step inside its row: number of dones strictly before it.
+        done_i = done.to(torch.int64)
+        seg_in_row = torch.cumsum(done_i, 1) - done_i
+        rows = torch.arange(num_envs, device=device).unsqueeze(1)
+        seg = rows * (horizon + 1) + seg_in_row  # [E, T]
+        sums = torch.zeros(num_envs * (horizon + 1), num_channels, dtype=dtype, device=device)
+        sums.index_add_(0, seg.reshape(-1), values.reshape(-1, num_channels))
+
+        first = torch.arange(num_envs, device=device) * (horizon + 1)
+        if self._carry is not None:
+            if self._carry.shape != (num_envs, num_channels):
+                raise ValueError(
+                    f"batch has {num_envs} envs and {num_channels} statistics, but the tracker carries "
+                    f"{tuple(self._carry.shape)} from the previous batch; call reset() when the envs change."
+                )
+            sums[first] += self._carry.to(device)
+        # Carry: the open segment at the end of each row (empty if the row ended on a done).
+        self._carry = sums[first + done_i.sum(1)]
+
+        ends = seg[done]  # segments that finished, in row-major order
+        fin = sums[ends]
+        task = batch.get(self.task_key)[done] if self.task_key in batch.keys(True) else None
+        if task is None:
+            raise KeyError(f"task_key: the batch has no key {self.task_key!r}; is the CurriculumTransform on the env?")
+        out = {
+            "task": task,
+            "return": fin[:, 0],
+            "length": fin[:, 1].round().to(torch.int64),
+            "success": (fin[:, 2] > 0).to(dtype) if has_success else torch.full_like(fin[:, 0], float("nan")),
+            "env_id": rows.expand(num_envs, horizon)[done],
+        }
+        c = 3 if has_success else 2
+        if self.step_metric is not None:
+            out["metric"] = fin[:, c]
+            c += 1
+        for name in self.mean_keys:
+            out[name] = fin[:, c] / fin[:, 1]
+            c += 1
+        return TensorDict(out, batch_size=[ends.numel()], device=device)

@@ -1,0 +1,284 @@
+"""TorchRL integration: an env transform, a trainer hook and collector helpers.
+
+- :class:`CurriculumTransform` samples a task for every env being reset, writes the task's
+  parameters into the env's TensorDict (under ``param_key``) on the reset output *and* on the
+  input of every step, so they apply from the first step and a pushed change applies at once,
+  and tags every transition with its task (``task_key`` at the root and under ``"next"``).
+- :class:`CurriculumHook` registers on a :class:`torchrl.trainers.Trainer`: it turns each
+  collected batch into per-episode feedback (``batch_process``), updates the curriculum and
+  refreshes the envs after the optimisation steps (``post_steps``), logs the curriculum's
+  metrics, and is registered as a trainer module so checkpoints hold the curriculum.
+- :func:`sync_workers` pushes the curriculum's decision to transforms living in collector
+  worker processes (``MultiSyncCollector``); :func:`transform_path` finds the transform in an
+  env for that purpose.
+
+Where the transform sits:
+
+- one process (a batched env or a ``ParallelEnv`` wrapped from outside: ``TransformedEnv(
+  ParallelEnv(...), CurriculumTransform(cur))``): the transform holds the curriculum itself and
+  nothing needs pushing; ParallelEnv forwards the parameters to its workers.
+- collector workers (``MultiSyncCollector``): each worker builds its env and transform with a
+  replica of the curriculum; :class:`CurriculumHook` given ``collector=`` pushes the
+  authoritative state (without the generator) to every replica after each update.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from tensordict import TensorDictBase
+from tensordict.utils import NestedKey
+from torch import Tensor
+from torchrl.data import Composite, Unbounded
+from torchrl.envs import EnvBase, TransformedEnv
+from torchrl.envs.transforms import Compose, Transform
+from torchrl.trainers import TrainerHookBase
+
+from currlearn.base import Curriculum
+from currlearn.feedback import EpisodeTracker
+
+__all__ = ["CurriculumHook", "CurriculumTransform", "sync_workers", "transform_path"]
+
+
+class CurriculumTransform(Transform):
+    """Env transform that plays the tasks a curriculum chooses.
+
+    Args:
+        curriculum (Curriculum): the curriculum (or its replica in a worker process).
+        param_key (NestedKey): where the env reads its parameters. Default ``"params"`` (as
+            TorchRL's ``PendulumEnv`` and currlearn's ``PointMassGateEnv``).
+        task_key (NestedKey): where each transition's task is written. Default ``"task_id"``.
+        check_params (bool): at the first reset, check that the env's TensorDict has every
+            parameter the curriculum sets, and raise listing the env's parameters otherwise.
+
+    The envs being reset are those in the ``"_reset"`` mask (all envs on a full reset). Their
+    flat indices in the env's batch are passed as ``env_ids`` to ``curriculum.sample``.
+    """
+
+    def __init__(
+        self,
+        curriculum: Curriculum,
+        *,
+        param_key: NestedKey = "params",
+        task_key: NestedKey = "task_id",
+        check_params: bool = True,
+    ) -> None:
+        if not isinstance(curriculum, Curriculum):
+            raise TypeError(f"curriculum must be a currlearn Curriculum, got {type(curriculum).__name__}.")
+        super().__init__(in_keys=[], out_keys=[task_key])
+        self.curriculum = curriculum
+        self.param_key = param_key
+        self.task_key = task_key
+        self.check_params = check_params
+        self._tasks: Tensor | None = None  # [*batch, *task_shape]
+        self._params: TensorDictBase | None = None  # [*batch]
+
+    # ------------------------------------------------------------------ decisions
+    @property
+    def tasks(self) -> Tensor | None:
+        """Current task of every env, shape ``[*env_batch, *task_shape]`` (None before reset)."""
+        return self._tasks
+
+    def _batch_shape(self, td: TensorDictBase) -> torch.Size:
+        return td.batch_size
+
+    def _assign(self, mask: Tensor | None, batch_shape: torch.Size, device: torch.device | None) -> None:
+        space = self.curriculum.space
+        n = batch_shape.numel()
+        if self._tasks is None or self._tasks.shape[: len(batch_shape)] != batch_shape:
+            self._tasks = torch.zeros((*batch_shape, *space.task_shape), dtype=space.task_dtype, device=device)
+            mask = None
+        flat = self._tasks.reshape(n, *space.task_shape)
+        if mask is None:
+            env_ids = torch.arange(n, device=self.curriculum.device)
+        else:
+            env_ids = mask.reshape(n).nonzero().squeeze(-1).to(self.curriculum.device)
+        if env_ids.numel():
+            flat[env_ids.to(flat.device)] = self.curriculum.sample(env_ids=env_ids).to(flat.device, flat.dtype)
+        self._refresh_params()
+
+    def _refresh_params(self) -> None:
+        assert self._tasks is not None
+        shape = self._tasks.shape[: self._tasks.dim() - len(self.curriculum.space.task_shape)]
+        flat = self._tasks.reshape(shape.numel(), *self.curriculum.space.task_shape)
+        self._params = self.curriculum.params(flat).reshape(shape).to(self._tasks.device)
+
+    def refresh(self) -> None:
+        """Re-sample the tasks of all envs now (for curricula whose decision changes mid-episode,
+        such as schedules); the new parameters apply from the next step."""
+        if self._tasks is not None:
+            batch = self._tasks.shape[: self._tasks.dim() - len(self.curriculum.space.task_shape)]
+            self._assign(None, batch, self._tasks.device)
+
+    def sync(self, state_dict: dict[str, Any], refresh: bool = False) -> None:
+        """Load the authoritative curriculum's state into this transform's replica (keeps the
+        replica's own generator); with ``refresh``, re-sample all envs' tasks."""
+        self.curriculum.load_state_dict(state_dict, load_rng=False)
+        if refresh:
+            self.refresh()
+
+    def _write(self, td: TensorDictBase) -> TensorDictBase:
+        assert self._params is not None
+        current = td.get(self.param_key, None)
+        if current is None:
+            td.set(self.param_key, self._params.clone())
+        else:
+            current = current.clone(False)
+            for name, value in self._params.items():
+                current.set(name, value.to(current.device) if current.device is not None else value)
+            td.set(self.param_key, current)
+        td.set(self.task_key, self._tasks.clone())
+        return td
+
+    # ------------------------------------------------------------------ Transform hooks
+    def _reset(self, tensordict: TensorDictBase, tensordict_reset: TensorDictBase) -> TensorDictBase:
+        batch_shape = tensordict_reset.batch_size
+        reset = tensordict.get("_reset", None) if tensordict is not None else None
+        mask = None if reset is None else reset.reshape(*batch_shape, -1).any(-1)
+        if self.check_params and self._tasks is None:
+            self._check_env_params(tensordict_reset)
+        self._assign(mask, batch_shape, tensordict_reset.device)
+        return self._write(tensordict_reset)
+
+    def _check_env_params(self, td: TensorDictBase) -> None:
+        params = td.get(self.param_key, None)
+        if params is None:
+            return  # the env takes its parameters from the input only (written at every step)
+        env_names = [k if isinstance(k, str) else ".".join(k) for k in params.keys(True, True)]
+        unknown = [n for n in self.curriculum.space.names if n not in env_names]
+        if unknown:
+            raise ValueError(
+                f"The curriculum sets parameter(s) {unknown} that the env does not have under {self.param_key!r}; "
+                f"the env's parameters are {env_names}."
+            )
+
+    def _inv_call(self, tensordict: TensorDictBase) -> TensorDictBase:
+        if self._params is not None:
+            tensordict = self._write(tensordict)
+        return tensordict
+
+    def _step(self, tensordict: TensorDictBase, next_tensordict: TensorDictBase) -> TensorDictBase:
+        if self._tasks is not None:
+            next_tensordict.set(self.task_key, self._tasks.clone())
+        return next_tensordict
+
+    def transform_observation_spec(self, observation_spec: Composite) -> Composite:  # noqa: D102
+        space = self.curriculum.space
+        observation_spec[self.task_key] = Unbounded(
+            shape=(*observation_spec.shape, *space.task_shape), dtype=space.task_dtype, device=observation_spec.device
+        )
+        return observation_spec
+
+
+def transform_path(env: EnvBase, prefix: str = "env") -> str:
+    """Attribute path of the :class:`CurriculumTransform` inside ``env``, for ``map_fn``.
+
+    Raises:
+        ValueError: ``env`` has no CurriculumTransform.
+    """
+    if isinstance(env, TransformedEnv):
+        t = env.transform
+        if isinstance(t, CurriculumTransform):
+            return f"{prefix}.transform"
+        if isinstance(t, Compose):
+            for i, sub in enumerate(t.transforms):
+                if isinstance(sub, CurriculumTransform):
+                    return f"{prefix}.transform[{i}]"
+    raise ValueError(f"env has no CurriculumTransform among its transforms: {env!r}")
+
+
+def sync_workers(collector: Any, curriculum: Curriculum, path: str, refresh: bool = False) -> None:
+    """Push ``curriculum``'s state to the transform replica in every worker of ``collector``.
+
+    Args:
+        collector: a TorchRL multi-process collector (``MultiSyncCollector``).
+        curriculum (Curriculum): the authoritative curriculum (trainer process).
+        path (str): attribute path of the transform in a worker collector, e.g. from
+            :func:`transform_path` on an env built like the workers' (``"env.transform[1]"``).
+        refresh (bool): also re-sample every env's task now.
+    """
+    state = curriculum.state_dict()
+    n = len(collector.pipes)
+    collector.map_fn(f"{path}.sync", list_of_args=[(state, refresh)] * n)
+
+
+class CurriculumHook(TrainerHookBase):
+    """Drives a curriculum from a TorchRL :class:`~torchrl.trainers.Trainer`.
+
+    ``batch_process``: per-episode feedback from the fresh batch -> ``curriculum.update``.
+    ``post_steps``: ``curriculum.step(frames)``, then push the decision to the envs (refresh
+    the transform for curricula that change mid-episode; sync worker replicas).
+    ``post_steps_log``: the curriculum's metrics, through the trainer's logger.
+
+    Args:
+        curriculum (Curriculum): the authoritative curriculum.
+        transform (CurriculumTransform, optional): the in-process transform (to refresh it).
+        tracker (EpisodeTracker, optional): how feedback is read from batches; default
+            ``EpisodeTracker(task_key=transform.task_key)``.
+        collector (optional): a multi-process collector whose workers hold replicas.
+        worker_path (str, optional): path of the transform in a worker (see :func:`transform_path`).
+        refresh_every_iteration (bool, optional): re-sample every env's task after each
+            iteration. Default: ``not curriculum.per_episode`` (True for ``ScheduledCurriculum``).
+    """
+
+    def __init__(
+        self,
+        curriculum: Curriculum,
+        *,
+        transform: CurriculumTransform | None = None,
+        tracker: EpisodeTracker | None = None,
+        collector: Any = None,
+        worker_path: str | None = None,
+        refresh_every_iteration: bool | None = None,
+    ) -> None:
+        if not isinstance(curriculum, Curriculum):
+            raise TypeError(f"curriculum must be a currlearn Curriculum, got {type(curriculum).__name__}.")
+        if collector is not None and worker_path is None:
+            raise ValueError("collector is given but worker_path is not: pass worker_path=transform_path(make_env()).")
+        self.curriculum = curriculum
+        self.transform = transform
+        self.tracker = tracker if tracker is not None else EpisodeTracker(task_key=_next_key(transform.task_key if transform else "task_id"))
+        self.collector = collector
+        self.worker_path = worker_path
+        self.refresh_every_iteration = (
+            not curriculum.per_episode if refresh_every_iteration is None else refresh_every_iteration
+        )
+        self._frames = 0
+
+    def process_batch(self, batch: TensorDictBase) -> TensorDictBase:
+        """``batch_process`` op: update the curriculum from the batch's finished episodes."""
+        self._frames = batch.numel()
+        self.curriculum.update(self.tracker(batch))
+        return batch
+
+    def end_iteration(self) -> None:
+        """``post_steps`` op: advance the curriculum's iteration and apply its decision."""
+        self.curriculum.step(self._frames)
+        self._frames = 0
+        if self.transform is not None and self.refresh_every_iteration:
+            self.transform.refresh()
+        if self.collector is not None:
+            sync_workers(self.collector, self.curriculum, self.worker_path, refresh=self.refresh_every_iteration)  # type: ignore[arg-type]
+
+    def log(self, batch: TensorDictBase | None = None) -> dict[str, float]:
+        """``post_steps_log`` op: the curriculum's metrics (logged by the trainer)."""
+        return self.curriculum.metrics()
+
+    def state_dict(self) -> dict[str, Any]:  # noqa: D102
+        return {"curriculum": self.curriculum.state_dict()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # noqa: D102
+        self.curriculum.load_state_dict(state_dict["curriculum"])
+        self.tracker.reset()
+
+    def register(self, trainer: Any, name: str = "curriculum") -> None:
+        """Register the ops on ``trainer`` and the hook as the trainer module ``name``."""
+        trainer.register_op("batch_process", self.process_batch)
+        trainer.register_op("post_steps", self.end_iteration)
+        trainer.register_op("post_steps_log", self.log)
+        trainer.register_module(name, self)
+
+
+def _next_key(key: NestedKey) -> tuple[str, ...]:
+    return ("next", key) if isinstance(key, str) else ("next", *key)

@@ -1,0 +1,173 @@
+"""A small PPO agent on TorchRL's own parts, with a curriculum hooked into its trainer.
+
+This is the training loop the app and the tests use; it is also the shortest honest
+example of a curriculum in a TorchRL loop: :func:`make_ppo_trainer` builds TorchRL's
+``Collector``, ``ClipPPOLoss``, ``GAE`` and ``Trainer`` and registers a
+:class:`~currlearn.integrations.torchrl.CurriculumHook` on it.
+
+The env must be a TorchRL env with an ``"observation"`` vector and a bounded continuous
+action, and a :class:`~currlearn.integrations.torchrl.CurriculumTransform` among its transforms
+when a curriculum is given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tensordict.nn import NormalParamExtractor, TensorDictModule
+from torch import nn
+from torchrl.collectors import Collector
+from torchrl.data import LazyTensorStorage, ReplayBuffer, SamplerWithoutReplacement
+from torchrl.envs import EnvBase
+from torchrl.modules import MLP, ProbabilisticActor, TanhNormal, ValueOperator
+from torchrl.objectives import ClipPPOLoss
+from torchrl.objectives.value import GAE
+from torchrl.trainers import ReplayBufferTrainer, Trainer, UpdateWeights, ValueEstimatorHook
+
+from currlearn.base import Curriculum
+from currlearn.integrations.torchrl import CurriculumHook, CurriculumTransform
+
+__all__ = ["PPOSettings", "find_curriculum_transform", "make_actor_critic", "make_ppo_trainer"]
+
+
+@dataclass
+class PPOSettings:
+    """PPO hyper-parameters.
+
+    Attributes:
+        frames_per_batch: env steps collected per iteration.
+        total_frames: env steps of the whole run.
+        num_epochs: passes over each batch.
+        minibatch_size: transitions per gradient step.
+        lr: Adam learning rate.
+        gamma: discount.
+        lmbda: GAE lambda.
+        clip_epsilon: PPO ratio clip.
+        entropy_coef: entropy bonus.
+        hidden: width of the two hidden layers of actor and critic.
+        max_grad_norm: gradient clipping.
+    """
+
+    frames_per_batch: int = 1024
+    total_frames: int = 20_480
+    num_epochs: int = 4
+    minibatch_size: int = 256
+    lr: float = 3e-4
+    gamma: float = 0.99
+    lmbda: float = 0.95
+    clip_epsilon: float = 0.2
+    entropy_coef: float = 1e-3
+    hidden: int = 64
+    max_grad_norm: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("frames_per_batch", "total_frames", "num_epochs", "minibatch_size", "hidden"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"ppo.{name} must be an int >= 1, got {v!r}.")
+        for name in ("lr", "clip_epsilon", "max_grad_norm"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not v > 0:
+                raise ValueError(f"ppo.{name} must be > 0, got {v!r}.")
+        for name in ("gamma", "lmbda"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                raise ValueError(f"ppo.{name} must lie in [0, 1], got {v!r}.")
+        if self.minibatch_size > self.frames_per_batch:
+            raise ValueError(f"ppo.minibatch_size={self.minibatch_size} must be <= ppo.frames_per_batch={self.frames_per_batch}.")
+
+
+def make_actor_critic(env: EnvBase, hidden: int = 64) -> tuple[ProbabilisticActor, ValueOperator]:
+    """A tanh-Gaussian actor and a value network reading ``"observation"``."""
+    obs_dim = env.observation_spec["observation"].shape[-1]
+    act_dim = env.action_spec.shape[-1]
+    actor_net = nn.Sequential(
+        MLP(in_features=obs_dim, out_features=2 * act_dim, num_cells=[hidden, hidden], activation_class=nn.Tanh),
+        NormalParamExtractor(),
+    )
+    space = env.action_spec_unbatched.space
+    actor = ProbabilisticActor(
+        TensorDictModule(actor_net, in_keys=["observation"], out_keys=["loc", "scale"]),
+        spec=env.action_spec,
+        in_keys=["loc", "scale"],
+        distribution_class=TanhNormal,
+        distribution_kwargs={"low": space.low, "high": space.high},
+        return_log_prob=True,
+    )
+    critic = ValueOperator(
+        MLP(in_features=obs_dim, out_features=1, num_cells=[hidden, hidden], activation_class=nn.Tanh),
+        in_keys=["observation"],
+    )
+    return actor, critic
+
+
+def find_curriculum_transform(env: EnvBase) -> CurriculumTransform | None:
+    """The :class:`CurriculumTransform` of a TransformedEnv, or None."""
+    transform = getattr(env, "transform", None)
+    if isinstance(transform, CurriculumTransform):
+        return transform
+    for t in getattr(transform, "transforms", []):
+        if isinstance(t, CurriculumTransform):
+            return t
+    return None
+
+
+def make_ppo_trainer(
+    env: EnvBase,
+    curriculum: Curriculum | None = None,
+    settings: PPOSettings | None = None,
+    *,
+    logger: Any = None,
+    log_interval: int = 0,
+    save_path: str | None = None,
+    progress_bar: bool = False,
+) -> tuple[Trainer, CurriculumHook | None]:
+    """Build a TorchRL PPO ``Trainer`` on ``env`` with ``curriculum`` hooked in.
+
+    Args:
+        env (EnvBase): the (batched) env, with a CurriculumTransform when ``curriculum`` is set.
+        curriculum (Curriculum, optional): the curriculum driving the transform.
+        settings (PPOSettings, optional): hyper-parameters; defaults if None.
+        logger: a TorchRL logger (``CSVLogger``, ...), or None.
+        log_interval (int): frames between log writes (0: every iteration).
+        save_path (str, optional): the trainer's checkpoint file.
+        progress_bar (bool): TorchRL's progress bar.
+
+    Returns:
+        ``(trainer, hook)``; ``hook`` is None without a curriculum. Call ``trainer.train()``.
+    """
+    s = settings if settings is not None else PPOSettings()
+    actor, critic = make_actor_critic(env, s.hidden)
+    collector = Collector(env, actor, frames_per_batch=s.frames_per_batch, total_frames=s.total_frames)
+    loss = ClipPPOLoss(actor, critic, clip_epsilon=s.clip_epsilon, entropy_coeff=s.entropy_coef, normalize_advantage=True)
+    optim = torch.optim.Adam(loss.parameters(), lr=s.lr)
+    trainer = Trainer(
+        collector=collector,
+        total_frames=s.total_frames,
+        frame_skip=1,
+        optim_steps_per_batch=None,
+        num_epochs=s.num_epochs,
+        loss_module=loss,
+        optimizer=optim,
+        logger=logger,
+        log_interval=log_interval,
+        progress_bar=progress_bar,
+        clip_norm=s.max_grad_norm,
+        save_trainer_file=save_path,
+    )
+    ValueEstimatorHook(GAE(gamma=s.gamma, lmbda=s.lmbda, value_network=critic, average_gae=True)).register(trainer)
+    rb = ReplayBuffer(storage=LazyTensorStorage(s.frames_per_batch), sampler=SamplerWithoutReplacement(), batch_size=s.minibatch_size)
+    rbt = ReplayBufferTrainer(rb, flatten_tensordicts=True, iterate=True)
+    trainer.register_op("pre_epoch", rbt.extend)
+    trainer.register_op("process_optim_batch", rbt.sample)
+    trainer.register_op("post_steps", UpdateWeights(collector, 1))
+    hook = None
+    if curriculum is not None:
+        transform = find_curriculum_transform(env)
+        if transform is None:
+            raise ValueError("curriculum is given but env has no CurriculumTransform: wrap it with TransformedEnv(env, CurriculumTransform(curriculum)).")
+        hook = CurriculumHook(curriculum, transform=transform)
+        hook.register(trainer)
+    return trainer, hook
