@@ -197,18 +197,24 @@ class Curriculum(ABC):
         self.space.check_tasks(feedback["task"], "feedback['task']")
         if "env_id" in feedback.keys() and self.num_envs is not None:
             env = feedback["env_id"]
-            if env.numel() and (env.min() < 0 or env.max() >= self.num_envs):
-                raise ValueError(f"feedback['env_id'] has ids outside [0, {self.num_envs}): {env.unique()[:5].tolist()}.")
+            bad = (env < 0) | (env >= self.num_envs)
+            if bad.any():
+                raise ValueError(f"feedback['env_id'] has ids outside [0, {self.num_envs}): {env[bad].unique()[:5].tolist()}.")
+        if "success" not in feedback.keys():
+            feedback = feedback.clone(False)
+            feedback["success"] = torch.full_like(feedback["return"], float("nan"))
+        self._check_feedback(feedback)
         valid = torch.isfinite(feedback["return"])
         if "metric" in feedback.keys():
             valid &= torch.isfinite(feedback["metric"])
         n_bad = (~valid).sum()
         self.counters["skipped_nonfinite"] += n_bad
         self.counters["episodes"] += valid.numel() - n_bad
-        if "success" not in feedback.keys():
-            feedback = feedback.clone(False)
-            feedback["success"] = torch.full_like(feedback["return"], float("nan"))
         self._update(feedback[valid])
+
+    def _check_feedback(self, feedback: TensorDictBase) -> None:  # noqa: B027 (optional hook)
+        """Raise ``ValueError`` if this curriculum cannot learn from ``feedback``; runs before
+        anything changes. Default: nothing beyond the shared checks."""
 
     def _update(self, feedback: TensorDictBase) -> None:  # noqa: B027 (optional hook)
         """Learn from valid feedback (finite returns). Default: nothing."""
@@ -294,6 +300,14 @@ class Curriculum(ABC):
             raise ValueError(f"state_dict is for the task space {state_dict.get('space')}, this curriculum has {self._space_signature()}.")
         if state_dict.get("num_envs") != self.num_envs:
             raise ValueError(f"state_dict has num_envs={state_dict.get('num_envs')}, this curriculum has num_envs={self.num_envs}.")
+        missing = [k for k in ("state", "counters", "rng") if k not in state_dict]
+        if missing:
+            raise ValueError(f"state_dict lacks key(s) {missing}; a curriculum state has {sorted(self.state_dict())}.")
+        for k, v in state_dict["counters"].items():
+            if k not in self.counters.keys() or torch.as_tensor(v).shape != self.counters[k].shape:
+                raise ValueError(f"state_dict['counters'][{k!r}] is not a known scalar counter; counters are {sorted(self.counters.keys())}.")
+        if not isinstance(state_dict["rng"], Tensor) or state_dict["rng"].dtype != torch.uint8:
+            raise ValueError(f"state_dict['rng'] must be a generator state (uint8 tensor), got {type(state_dict['rng']).__name__}.")
         incoming = state_dict["state"]
         current = {".".join(k) if isinstance(k, tuple) else k: v for k, v in self.state.items(True, True)}
         if set(incoming) != set(current):

@@ -145,6 +145,8 @@ class EpisodeTracker:
         device = batch.device if batch.device is not None else batch.get(self.reward_key).device
         dtype = torch.get_default_dtype()
 
+        if self.task_key not in batch.keys(True):
+            raise KeyError(f"task_key: the batch has no key {self.task_key!r}; is the CurriculumTransform on the env?")
         done = self._per_step(batch, self.done_key, "done_key").bool()
         channels = [
             self._per_step(batch, self.reward_key, "reward_key").to(dtype),
@@ -181,9 +183,7 @@ class EpisodeTracker:
 
         ends = seg[done]  # segments that finished, in row-major order
         fin = sums[ends]
-        task = batch.get(self.task_key)[done] if self.task_key in batch.keys(True) else None
-        if task is None:
-            raise KeyError(f"task_key: the batch has no key {self.task_key!r}; is the CurriculumTransform on the env?")
+        task = batch.get(self.task_key)[done]
         out = {
             "task": task,
             "return": fin[:, 0],

@@ -210,6 +210,27 @@ class TestCurriculum:
             cur.load_state_dict(wrong_shape)
         assert_state_dicts_equal(cur.state_dict(), before)
 
+    @pytest.mark.parametrize("broken", ["no_rng", "counter_shape"])
+    def test_malformed_checkpoint_raises_valueerror_and_changes_nothing(self, broken):
+        # BUG: load_state_dict promises "Checks everything before changing anything", but
+        # _check_state_dict checks neither sd["rng"] nor sd["counters"]: a checkpoint without
+        # "rng" loads the state and counters, then fails with KeyError('rng'); a counter of the
+        # wrong shape fails with a RuntimeError in copy_ after the state was loaded. Fix: in
+        # _check_state_dict, require a "rng" uint8 tensor (when load_rng) and 0-d counters with
+        # known names, raising ValueError, before anything is copied.
+        cur = self._make_curriculum(num_envs=2)
+        before = copy.deepcopy(cur.state_dict())
+        src = self._make_curriculum(seed=4, num_envs=2)
+        src.update(episode_feedback(torch.tensor([0, 1, 2]), torch.ones(3)))
+        sd = src.state_dict()
+        if broken == "no_rng":
+            del sd["rng"]
+        else:
+            sd["counters"]["episodes"] = torch.zeros(3, dtype=torch.int64)
+        with pytest.raises(ValueError, match="state_dict"):
+            cur.load_state_dict(sd)
+        assert_state_dicts_equal(cur.state_dict(), before)
+
     @pytest.mark.parametrize("device", get_default_devices())
     def test_to_device(self, device):
         cur = self._make_curriculum(num_envs=2)
@@ -229,10 +250,16 @@ class TestCurriculum:
         cur.load_state_dict(sd)
         assert torch.equal(cur.sample(16), expected)
 
-    def test_to_same_device_keeps_stream(self):
-        a, b = self._make_curriculum(seed=3), self._make_curriculum(seed=3)
-        a.to(a.device)
-        a.to(str(a.device))
+    @pytest.mark.parametrize("device", get_default_devices())
+    def test_to_same_device_keeps_stream(self, device):
+        # BUG (CUDA only, found by reading): Curriculum.to compares torch.device("cuda") with
+        # the space's device cuda:0, which are unequal, so .to("cuda") on a curriculum already
+        # on cuda:0 re-seeds the generator and changes the random stream. Fix: resolve an
+        # index-less CUDA device to torch.device("cuda", torch.cuda.current_device()) first.
+        a, b = self._make_curriculum(seed=3, device=device), self._make_curriculum(seed=3, device=device)
+        a.to(device)
+        a.to(device.type)
+        a.to(str(device))
         assert torch.equal(a.sample(16), b.sample(16))
 
 

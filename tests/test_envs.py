@@ -6,14 +6,23 @@ from collections.abc import Callable
 
 import pytest
 import torch
-from tensordict import TensorDict, TensorDictBase
+from tensordict import TensorDictBase
 from torchrl.envs import PendulumEnv
 from torchrl.envs.utils import check_env_specs, step_mdp
 
 from currlearn.envs import PointMassGateEnv, make_pendulum
 from currlearn.envs.point_mass import GOAL, START, START_NOISE
 
-DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=[
+            pytest.mark.gpu,
+            pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA"),
+        ],
+    ),
+]
 Policy = Callable[[TensorDictBase], TensorDictBase]
 
 
@@ -41,7 +50,9 @@ def through_gate(target_x: torch.Tensor | None = None) -> Policy:
         below = pos[..., 1] < 0
         aligned = (pos[..., 0] - tx).abs() < 0.1
         wp_x = torch.where(below, tx, torch.full_like(tx, GOAL[0]))
-        wp_y = torch.where(below & ~aligned, torch.full_like(tx, -0.75), torch.full_like(tx, GOAL[1]))
+        wp_y = torch.where(
+            below & ~aligned, torch.full_like(tx, -0.75), torch.full_like(tx, GOAL[1])
+        )
         err = torch.stack([wp_x, wp_y], dim=-1) - pos
         td["action"] = (2.0 * err - 2.0 * vel).clamp(-1.0, 1.0)
         return td
@@ -49,8 +60,10 @@ def through_gate(target_x: torch.Tensor | None = None) -> Policy:
     return policy
 
 
-def run(env: PointMassGateEnv, policy: Policy, steps: int, td: TensorDictBase | None = None) -> TensorDictBase:
-    """Steps ``env`` without auto-reset; returns the stacked ``"next"`` data, shape ``[B, steps]``."""
+def run(
+    env: PointMassGateEnv, policy: Policy, steps: int, td: TensorDictBase | None = None
+) -> TensorDictBase:
+    """Steps ``env`` without auto-reset; returns the stacked ``"next"`` data, ``[B, steps]``."""
     td = env.reset() if td is None else td
     outs = []
     for _ in range(steps):
@@ -74,8 +87,10 @@ def test_check_env_specs(device: str) -> None:
     assert env.batch_size == torch.Size([3])
     check_env_specs(env, seed=0)
     td = env.reset()
-    assert td["observation"].shape == (3, 6) and td["observation"].dtype == torch.float32
-    assert td["success"].shape == (3, 1) and not td["success"].any()
+    assert td["observation"].shape == (3, 6)
+    assert td["observation"].dtype == torch.float32
+    assert td["success"].shape == (3, 1)
+    assert not td["success"].any()
     assert td["params", "gate_position"].shape == (3,)
     torch.testing.assert_close(td["observation"][:, 4], td["params", "gate_position"])
     torch.testing.assert_close(td["observation"][:, 5], td["params", "gate_width"])
@@ -83,7 +98,8 @@ def test_check_env_specs(device: str) -> None:
     assert ((td["position"] - start).abs() <= START_NOISE).all()
     out = env.rand_step(td)
     assert out["next", "reward"].shape == (3, 1)
-    assert out["next", "success"].dtype == torch.bool and out["next", "success"].shape == (3, 1)
+    assert out["next", "success"].dtype == torch.bool
+    assert out["next", "success"].shape == (3, 1)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -100,12 +116,13 @@ def test_partial_reset_leaves_other_envs_alone(device: str) -> None:
     keep, new = ~mask, mask
     for key in ["position", "velocity", "elapsed_steps", "observation", ("params", "gate_width")]:
         torch.testing.assert_close(out[key][keep], before[key][keep])
-    assert (out["elapsed_steps"][new] == 0).all() and (out["velocity"][new] == 0).all()
+    assert (out["elapsed_steps"][new] == 0).all()
+    assert (out["velocity"][new] == 0).all()
     assert (out["position"][new][:, 1] < START[1] + START_NOISE + 1e-6).all()
     assert (before["position"][new][:, 1] > START[1] + 1.0).all()  # they really had moved
     assert (out["params", "gate_width"][new] == 3.0).all()
     assert (out["observation"][new][:, 5] == 3.0).all()
-    assert "_reset" not in out.keys()
+    assert "_reset" not in out
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -126,7 +143,8 @@ def test_scripted_policy_passes_target_gate(device: str) -> None:
     env = PointMassGateEnv(8, device=device, seed=3)
     out = run(env, through_gate(), 50)
     end = first_done(out)
-    assert end["success"].all() and end["terminated"].all()
+    assert end["success"].all()
+    assert end["terminated"].all()
     assert not end["truncated"].any()
     assert (end["reward"] >= 1.0).all()
     assert ((end["position"] - torch.tensor(GOAL, device=device)).norm(dim=-1) <= 0.5).all()
@@ -134,13 +152,18 @@ def test_scripted_policy_passes_target_gate(device: str) -> None:
 
 @pytest.mark.parametrize("device", DEVICES)
 def test_straight_up_solves_easy_gate_only(device: str) -> None:
-    easy = run(PointMassGateEnv(8, gate_position=0.0, gate_width=2.0, device=device, seed=4), straight_up, 50)
+    easy = run(
+        PointMassGateEnv(8, gate_position=0.0, gate_width=2.0, device=device, seed=4),
+        straight_up,
+        50,
+    )
     end = first_done(easy)
     assert end["success"].all()
     target = run(PointMassGateEnv(8, device=device, seed=4), straight_up, 50)
     end = first_done(target)
     assert not target["success"].any()
-    assert end["terminated"].all() and (end["position"][:, 1] < 0).all()  # crashed into the wall
+    assert end["terminated"].all()
+    assert (end["position"][:, 1] < 0).all()  # crashed into the wall
     assert (end["reward"] < 0.5).all()
 
 
@@ -164,8 +187,10 @@ def test_truncation_at_max_steps(device: str) -> None:
 
     out = run(env, idle, 5)
     assert not out["done"][:, :4].any()
-    assert out["truncated"][:, 4].all() and out["done"][:, 4].all()
-    assert not out["terminated"].any() and not out["success"].any()
+    assert out["truncated"][:, 4].all()
+    assert out["done"][:, 4].all()
+    assert not out["terminated"].any()
+    assert not out["success"].any()
     assert (out["elapsed_steps"][:, 4] == 5).all()
     rollout = env.rollout(12, break_when_any_done=False)  # auto-reset after truncation
     assert rollout["next", "truncated"].squeeze(-1).sum(dim=1).tolist() == [2, 2, 2]
@@ -196,8 +221,11 @@ def test_bad_arguments_raise(kwargs: dict[str, object], match: str) -> None:
 
 
 def test_gen_params() -> None:
-    td = PointMassGateEnv.gen_params([3], gate_position=torch.tensor([-1.0, 0.0, 1.0]), gate_width=2.0)
-    assert td.batch_size == (3,) and td["params", "gate_width"].tolist() == [2.0, 2.0, 2.0]
+    td = PointMassGateEnv.gen_params(
+        [3], gate_position=torch.tensor([-1.0, 0.0, 1.0]), gate_width=2.0
+    )
+    assert td.batch_size == (3,)
+    assert td["params", "gate_width"].tolist() == [2.0, 2.0, 2.0]
     assert td["params", "gate_position"].tolist() == [-1.0, 0.0, 1.0]
     assert PointMassGateEnv.gen_params()["params", "gate_position"].shape == ()
     with pytest.raises(ValueError, match=r"gate_width must lie in"):
@@ -207,7 +235,8 @@ def test_gen_params() -> None:
 @pytest.mark.parametrize("device", DEVICES)
 def test_make_pendulum_per_env_params(device: str) -> None:
     env = make_pendulum(4, device=device, seed=0)
-    assert isinstance(env, PendulumEnv) and env.batch_size == torch.Size([4])
+    assert isinstance(env, PendulumEnv)
+    assert env.batch_size == torch.Size([4])
     check_env_specs(env, seed=0)
     assert env.reset()["params", "g"].shape == (4,)
     td = PendulumEnv.gen_params(batch_size=[4], device=device)
@@ -221,7 +250,9 @@ def test_make_pendulum_per_env_params(device: str) -> None:
     nxt = env.step(td)["next"]
     torch.testing.assert_close(nxt["params", "g"], g)
     thdot = nxt["thdot"]
-    assert thdot[0] == 0 and (thdot[1:] > 0).all() and (thdot.diff()[1:] > 0).all()
+    assert thdot[0] == 0
+    assert (thdot[1:] > 0).all()
+    assert (thdot.diff()[1:] > 0).all()
     # partial reset: only envs 0 and 2 get new state; the others keep theirs.
     nxt = step_mdp(env.step(td))
     nxt["_reset"] = torch.tensor([[True], [False], [True], [False]], device=device)

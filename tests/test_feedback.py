@@ -55,11 +55,13 @@ def _make_batch(steps: list[list[dict]], device: torch.device, with_success: boo
         return torch.tensor([[s[key] for s in row] for row in steps], dtype=dtype, device=device)
 
     num_envs, horizon = len(steps), len(steps[0])
-    nxt = {"reward": col("reward", torch.float32).unsqueeze(-1), "done": col("done", torch.bool).unsqueeze(-1)}
+    task = col("task", torch.int64)
+    nxt = {"reward": col("reward", torch.float32).unsqueeze(-1), "done": col("done", torch.bool).unsqueeze(-1), "task_id": task}
     if with_success:
         nxt["success"] = col("success", torch.bool).unsqueeze(-1)
+    # The root task_id is the task after an auto-reset; the finished episode's task is in "next".
     return TensorDict(
-        {"task_id": col("task", torch.int64), "metric_src": col("metric", torch.float32), "score": col("score", torch.float32), "next": nxt},
+        {"task_id": task + 100, "metric_src": col("metric", torch.float32), "score": col("score", torch.float32), "next": nxt},
         batch_size=[num_envs, horizon],
         device=device,
     )
@@ -183,6 +185,24 @@ class TestEpisodeTracker:
         tracker.reset()
         fb = tracker(_make_batch(mk(3, True), device))
         assert fb["length"].tolist() == [1] * 6
+
+    def test_missing_task_key_changes_nothing(self):
+        # BUG: EpisodeTracker.__call__ assigns self._carry (the batch's open segments) BEFORE it
+        # looks up task_key and raises KeyError, so a rejected batch is still added to the carry:
+        # here the next episodes come out 6 steps long instead of 3. Fix: read (or check) the
+        # task key next to the other per-step keys, before `self._carry = ...`.
+        def mk(done):
+            return [[{"done": d, "reward": 1.0, "success": False, "task": 2, "metric": 0.0, "score": 0.0} for d in done]] * 2
+
+        device = torch.device("cpu")
+        tracker = _make_tracker()
+        no_task = _make_batch(mk([False] * 3), device)
+        del no_task["next", "task_id"]
+        with pytest.raises(KeyError, match="task_key: the batch has no key"):
+            tracker(no_task)
+        fb = tracker(_make_batch(mk([False, False, True]), device))
+        assert fb["length"].tolist() == [3, 3]
+        assert fb["return"].tolist() == [3.0, 3.0]
 
     def test_missing_keys(self):
         steps = [[{"done": True, "reward": 1.0, "success": False, "task": 0, "metric": 0.0, "score": 0.0}]]

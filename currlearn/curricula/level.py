@@ -129,23 +129,25 @@ class LevelCurriculum(Curriculum):
             raise ValueError("This LevelCurriculum has per_env=True: sample(env_ids=...) must say which envs.")
         return self.state["level"][env_ids]
 
-    def _update(self, feedback: TensorDictBase) -> None:
-        values = feedback[self.metric] if self.metric in feedback.keys() else None
-        if values is None:
+    def _check_feedback(self, feedback: TensorDictBase) -> None:
+        if self.metric not in feedback.keys():
             raise ValueError(f"metric={self.metric!r} but the feedback has no {self.metric!r} entry; set step_metric on the EpisodeTracker.")
-        if self.metric == "success" and torch.isnan(values).any():
+        if self.metric == "success" and torch.isnan(feedback["success"]).any():
             raise ValueError("metric='success' but the feedback's success is NaN (unknown): the env reports no success flag; use metric='return' or set success_key.")
+        if self.per_env and "env_id" not in feedback.keys():
+            raise ValueError("per_env=True needs 'env_id' in the feedback.")
+
+    def _update(self, feedback: TensorDictBase) -> None:
         level, ema, count = self.state["level"], self.state["ema"], self.state["count"]
+        values = feedback[self.metric].to(ema.dtype)
         if self.per_env:
-            if "env_id" not in feedback.keys():
-                raise ValueError("per_env=True needs 'env_id' in the feedback.")
             row = feedback["env_id"]
         else:
             row = torch.zeros_like(feedback["task"])
         on_level = feedback["task"] == level[row]
         row = torch.where(on_level, row, torch.full_like(row, level.numel()))  # off-level -> dump row
         n = torch.zeros(level.numel() + 1, device=self.device).index_add_(0, row, torch.ones_like(values))[:-1]
-        total = torch.zeros(level.numel() + 1, device=self.device).index_add_(0, row, values.to(ema.dtype))[:-1]
+        total = torch.zeros(level.numel() + 1, device=self.device).index_add_(0, row, values)[:-1]
         seen = n > 0
         mean = total / n.clamp_min(1)
         keep = (1 - self.smoothing) ** n

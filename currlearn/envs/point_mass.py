@@ -14,9 +14,12 @@ than sliding along the wall) makes the narrow off-centre target gate hard to
 discover by undirected exploration while wide centred gates are trivial,
 which is what makes a curriculum over the gate parameters pay off.
 
+The constructor defaults are the *target* task, SPDL's: a gate at ``x = 2.5`` of width
+0.5. A gate of width 8 (``EASY_GATE_WIDTH``) means no wall at all.
+
 Reward: ``0.1 * (d - d')`` progress shaping (``d`` = distance to the goal; it
-sums to at most 0.6 over an episode, and being potential-based it neither
-rewards nor punishes crashing early) plus ``+1`` on success. Flying straight
+sums to at most 0.6 over an episode and has no per-step cost, so ending an
+episode early by crashing is never attractive) plus ``+1`` on success. Flying straight
 into the wall earns ~0.3; passing the gate earns ~1.6.
 
 The task parameters live under ``"params"`` (like torchrl's ``PendulumEnv``):
@@ -63,9 +66,8 @@ def _check_gate(gate_position: object, gate_width: object) -> None:
         raise ValueError(f"gate_position must lie in [{lo}, {hi}], got {gate_position!r}")
     width = torch.as_tensor(gate_width, dtype=torch.float64)
     if not bool(torch.all((width > GATE_WIDTH_RANGE[0]) & (width <= GATE_WIDTH_RANGE[1]))):
-        raise ValueError(
-            f"gate_width must lie in ({GATE_WIDTH_RANGE[0]}, {GATE_WIDTH_RANGE[1]}], got {gate_width!r}"
-        )
+        lo, hi = GATE_WIDTH_RANGE
+        raise ValueError(f"gate_width must lie in ({lo}, {hi}], got {gate_width!r}")
 
 
 class PointMassGateEnv(EnvBase):
@@ -185,13 +187,15 @@ class PointMassGateEnv(EnvBase):
         )
 
     @staticmethod
-    def _observe(position: torch.Tensor, velocity: torch.Tensor, params: TensorDictBase) -> torch.Tensor:
+    def _observe(
+        position: torch.Tensor, velocity: torch.Tensor, params: TensorDictBase
+    ) -> torch.Tensor:
         """Concatenates ``[B, 2]`` position/velocity and ``[B]`` gate params into ``[B, 6]``."""
         gate = torch.stack([params["gate_position"], params["gate_width"]], dim=-1)
         return torch.cat([position, velocity, gate.to(position.dtype)], dim=-1)
 
     def _reset(self, tensordict: TensorDictBase | None, **kwargs: object) -> TensorDictBase:
-        if tensordict is not None and "params" in tensordict.keys():
+        if tensordict is not None and "params" in tensordict:
             params = tensordict["params"].clone()
         else:
             params = self.gen_params(
@@ -236,10 +240,9 @@ class PointMassGateEnv(EnvBase):
         crashed = crosses & ((x_cross - gate_pos).abs() > 0.5 * gate_width)
         new_pos = torch.where(crashed.unsqueeze(-1), pos, new_pos)
         new_vel = torch.where(crashed.unsqueeze(-1), torch.zeros_like(new_vel), new_vel)
-        goal = torch.tensor(GOAL, device=pos.device, dtype=pos.dtype)
-        dist = (pos - goal).norm(dim=-1)
-        new_dist = (new_pos - goal).norm(dim=-1)
-        success = (new_dist <= 0.0).unsqueeze(-1)
+        dist = torch.hypot(pos[..., 0] - GOAL[0], pos[..., 1] - GOAL[1])
+        new_dist = torch.hypot(new_pos[..., 0] - GOAL[0], new_pos[..., 1] - GOAL[1])
+        success = (new_dist <= GOAL_RADIUS).unsqueeze(-1)
         elapsed = tensordict["elapsed_steps"] + 1
         terminated = success | crashed.unsqueeze(-1)
         truncated = elapsed >= self.max_steps

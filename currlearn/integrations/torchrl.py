@@ -27,7 +27,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from tensordict import TensorDictBase
+from tensordict import TensorDict, TensorDictBase
 from tensordict.utils import NestedKey
 from torch import Tensor
 from torchrl.data import Composite, Unbounded
@@ -73,6 +73,8 @@ class CurriculumTransform(Transform):
         self.check_params = check_params
         self._tasks: Tensor | None = None  # [*batch, *task_shape]
         self._params: TensorDictBase | None = None  # [*batch]
+        self._checked = False
+        self._env_params: TensorDictBase | None = None  # the env's full parameter set
 
     # ------------------------------------------------------------------ decisions
     @property
@@ -102,7 +104,8 @@ class CurriculumTransform(Transform):
         assert self._tasks is not None
         shape = self._tasks.shape[: self._tasks.dim() - len(self.curriculum.space.task_shape)]
         flat = self._tasks.reshape(shape.numel(), *self.curriculum.space.task_shape)
-        self._params = self.curriculum.params(flat).reshape(shape).to(self._tasks.device)
+        # clone: a box space's parameters are views of the tasks, which change in place later
+        self._params = self.curriculum.params(flat).reshape(shape).to(self._tasks.device).clone()
 
     def refresh(self) -> None:
         """Re-sample the tasks of all envs now (for curricula whose decision changes mid-episode,
@@ -118,28 +121,62 @@ class CurriculumTransform(Transform):
         if refresh:
             self.refresh()
 
-    def _write(self, td: TensorDictBase) -> TensorDictBase:
-        assert self._params is not None
+    def _write(self, td: TensorDictBase, with_task: bool = True) -> TensorDictBase:
+        assert self._params is not None and self._tasks is not None
         current = td.get(self.param_key, None)
         if current is None:
             td.set(self.param_key, self._params.clone())
         else:
             current = current.clone(False)
             for name, value in self._params.items():
-                current.set(name, value.to(current.device) if current.device is not None else value)
+                current.set(name, value.to(current.device).clone() if current.device is not None else value.clone())
             td.set(self.param_key, current)
-        td.set(self.task_key, self._tasks.clone())
+        if with_task:
+            td.set(self.task_key, self._tasks.clone())
         return td
 
     # ------------------------------------------------------------------ Transform hooks
-    def _reset(self, tensordict: TensorDictBase, tensordict_reset: TensorDictBase) -> TensorDictBase:
-        batch_shape = tensordict_reset.batch_size
+    def _reset_env_preprocess(self, tensordict: TensorDictBase | None) -> TensorDictBase:
+        # Sample before the base env resets, and hand it the new parameters, so that the
+        # reset state and first observation already reflect the new task.
+        parent = self.parent
+        if tensordict is not None:
+            batch_shape, device = tensordict.batch_size, tensordict.device
+        elif parent is not None:
+            batch_shape, device = parent.batch_size, parent.device
+        else:
+            raise RuntimeError("CurriculumTransform must be attached to an env (TransformedEnv) to reset.")
         reset = tensordict.get("_reset", None) if tensordict is not None else None
         mask = None if reset is None else reset.reshape(*batch_shape, -1).any(-1)
-        if self.check_params and self._tasks is None:
+        self._assign(mask, batch_shape, device)
+        if tensordict is None:
+            tensordict = TensorDict({}, batch_size=batch_shape, device=device)
+        if self.param_key not in tensordict.keys(True):
+            # Envs that read parameters at reset need a full set: the last one seen, or the
+            # env's defaults (``gen_params``) before the first reset. Otherwise the env uses
+            # its own defaults for the reset state and the parameters apply from step one.
+            full = self._env_params if self._env_params is not None else self._default_params(batch_shape)
+            if full is None:
+                return tensordict
+            tensordict.set(self.param_key, full.clone())
+        return self._write(tensordict, with_task=False)
+
+    def _default_params(self, batch_shape: torch.Size) -> TensorDictBase | None:
+        base = getattr(self.parent, "base_env", None)
+        gen = getattr(base, "gen_params", None)
+        if gen is None:
+            return None
+        params = gen(batch_size=batch_shape).get(self.param_key, None)
+        return params.to(base.device) if params is not None else None
+
+    def _reset(self, tensordict: TensorDictBase, tensordict_reset: TensorDictBase) -> TensorDictBase:
+        if self.check_params and not self._checked:
             self._check_env_params(tensordict_reset)
-        self._assign(mask, batch_shape, tensordict_reset.device)
-        return self._write(tensordict_reset)
+            self._checked = True
+        tensordict_reset = self._write(tensordict_reset)
+        params = tensordict_reset.get(self.param_key, None)
+        self._env_params = params.clone() if params is not None else None
+        return tensordict_reset
 
     def _check_env_params(self, td: TensorDictBase) -> None:
         params = td.get(self.param_key, None)
