@@ -325,7 +325,9 @@ class Curriculum(ABC):
         The new generator is seeded from the old one, so runs stay reproducible per device.
         """
         device = torch.device(device)
-        if device == self.device:
+        if device.type == "cuda" and device.index is None:
+            device = torch.device("cuda", torch.cuda.current_device())
+        if device == self.device and all(t.device == device for t in self.counters.values()):
             return self
         seed = int(torch.randint(2**62, (), generator=self.generator, device=self.generator.device))
         self.space.to(device)

@@ -140,7 +140,9 @@ def make_ppo_trainer(
     """
     s = settings if settings is not None else PPOSettings()
     actor, critic = make_actor_critic(env, s.hidden)
-    collector = Collector(env, actor, frames_per_batch=s.frames_per_batch, total_frames=s.total_frames)
+    collector = Collector(
+        env, actor, frames_per_batch=s.frames_per_batch, total_frames=s.total_frames, auto_register_policy_transforms=False
+    )
     loss = ClipPPOLoss(actor, critic, clip_epsilon=s.clip_epsilon, entropy_coeff=s.entropy_coef, normalize_advantage=True)
     optim = torch.optim.Adam(loss.parameters(), lr=s.lr)
     trainer = Trainer(

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import pytest
+import torch
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # One intra-op thread: on small machines, two threads contend with collector workers and
+    # make PPO iterations erratically 10-20x slower.
+    torch.set_num_threads(1)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -279,6 +279,10 @@ class SequentialCurriculum(Curriculum):
 
     def _on_load(self) -> None:
         self._clock = time.monotonic()
+        device = self.device
+        self._limits = self._limits.to(device)
+        self._window, self._all = self._window.to(device), self._all.to(device)
+        self._has_predicates = self._has_predicates.to(device)
 
     def _metrics(self) -> dict[str, Tensor | float]:
         out: dict[str, Tensor | float] = {"stage": self.state["stage"]}

@@ -32,6 +32,7 @@ from tensordict.utils import NestedKey
 from torch import Tensor
 from torchrl.data import Composite, Unbounded
 from torchrl.envs import EnvBase, TransformedEnv
+from torchrl.envs.batched_envs import BatchedEnvBase
 from torchrl.envs.transforms import Compose, Transform
 from torchrl.trainers import TrainerHookBase
 
@@ -159,10 +160,14 @@ class CurriculumTransform(Transform):
             if full is None:
                 return tensordict
             tensordict.set(self.param_key, full.clone())
+        if self.check_params and not self._checked:
+            self._check_env_params(tensordict)
         return self._write(tensordict, with_task=False)
 
     def _default_params(self, batch_shape: torch.Size) -> TensorDictBase | None:
         base = getattr(self.parent, "base_env", None)
+        if base is None or isinstance(base, BatchedEnvBase):  # workers reset with their own defaults
+            return None
         gen = getattr(base, "gen_params", None)
         if gen is None:
             return None
@@ -172,7 +177,6 @@ class CurriculumTransform(Transform):
     def _reset(self, tensordict: TensorDictBase, tensordict_reset: TensorDictBase) -> TensorDictBase:
         if self.check_params and not self._checked:
             self._check_env_params(tensordict_reset)
-            self._checked = True
         tensordict_reset = self._write(tensordict_reset)
         params = tensordict_reset.get(self.param_key, None)
         self._env_params = params.clone() if params is not None else None
@@ -182,6 +186,7 @@ class CurriculumTransform(Transform):
         params = td.get(self.param_key, None)
         if params is None:
             return  # the env takes its parameters from the input only (written at every step)
+        self._checked = True
         env_names = [k if isinstance(k, str) else ".".join(k) for k in params.keys(True, True)]
         unknown = [n for n in self.curriculum.space.names if n not in env_names]
         if unknown:

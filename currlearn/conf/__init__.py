@@ -1,0 +1,1 @@
+"""currlearn's Hydra config tree (``pkg://currlearn.conf``): train.yaml and its groups."""

@@ -1,0 +1,342 @@
+"""ALP-GMM: absolute learning progress with Gaussian mixtures over a box of parameters.
+
+Portelas, Colas, Hofmann, Oudeyer 2019, "Teacher algorithms for curriculum learning of Deep
+RL in continuously parameterized environments", https://arxiv.org/abs/1910.07224.
+
+For every finished episode on task ``x`` with return ``r``, the *absolute learning progress*
+is ``ALP = |r - r_old|`` where ``r_old`` is the return of the nearest task (Euclidean, in the
+box normalised to [0, 1]^d) among the tasks played before it (0 for the very first task).
+Every ``fit_interval`` episodes, Gaussian mixture models are fitted on the ``(x, ALP)`` pairs of
+the last ``fit_window`` episodes, one per number of components in ``2..max_components``, and
+the one with the lowest AIC is kept. A task is then drawn uniformly at random with probability
+``random_share``; otherwise a component is picked with probability proportional to the ALP
+coordinate of its mean, and the task is drawn from that component's Gaussian (over the task
+dimensions), clipped to the box. Until the first fit, all tasks are random.
+
+Everything is tensors: the history is a preallocated ring buffer (capacity + size), the
+nearest-neighbour search is a batched ``cdist``, and the EM fits all candidate mixtures at
+once (a batch of models, padded to ``max_components``), so no host synchronisation is needed
+to pick the best model.
+
+Examples:
+    >>> import torch
+    >>> from currlearn.feedback import episode_feedback
+    >>> from currlearn.spaces import BoxSpace
+    >>> cur = ALPGMMCurriculum(BoxSpace({"x": 0.0}, {"x": 1.0}), fit_interval=8, max_components=3, seed=0)
+    >>> tasks = cur.sample(8)
+    >>> cur.update(episode_feedback(tasks, tasks[:, 0]))  # return = x: learning progress
+    >>> bool(cur.state["fitted"])
+    True
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torch import Tensor
+
+from currlearn.base import Curriculum, check_positive_int, check_probability
+from currlearn.spaces import BoxSpace, TaskSpace
+
+__all__ = ["ALPGMMCurriculum", "fit_gmm"]
+
+
+def _log_gaussian(x: Tensor, means: Tensor, chol: Tensor) -> Tensor:
+    """``log N(x | mean_k, L_k L_k^T)`` for a batch of models.
+
+    Shapes: x ``[n, D]``, means ``[C, K, D]``, chol ``[C, K, D, D]`` -> ``[C, K, n]``.
+    """
+    diff = x.unsqueeze(0).unsqueeze(0) - means.unsqueeze(2)  # [C, K, n, D]
+    sol = torch.linalg.solve_triangular(chol, diff.transpose(-1, -2), upper=False)  # [C, K, D, n]
+    maha = (sol**2).sum(-2)
+    logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1, keepdim=True)
+    d = x.shape[-1]
+    return -0.5 * (maha + logdet + d * math.log(2 * math.pi))
+
+
+def _safe_cholesky(cov: Tensor, reg: float) -> Tensor:
+    """Cholesky factors; a matrix that is not positive definite falls back to its diagonal."""
+    chol, info = torch.linalg.cholesky_ex(cov)
+    diag = torch.diagonal(cov, dim1=-2, dim2=-1).clamp_min(reg).sqrt()
+    return torch.where((info != 0)[..., None, None], torch.diag_embed(diag), chol)
+
+
+def fit_gmm(
+    x: Tensor,
+    num_components: Tensor | list[int],
+    max_components: int,
+    *,
+    iterations: int = 50,
+    kmeans_iterations: int = 10,
+    reg_covar: float = 1e-6,
+    generator: torch.Generator | None = None,
+) -> dict[str, Tensor]:
+    """Fit one Gaussian mixture per entry of ``num_components`` with EM, all at once.
+
+    Args:
+        x (Tensor): shape ``[n, D]``, the data.
+        num_components (Tensor or list of int): shape ``[C]``, components of each model
+            (each ``<= max_components``); models are padded to ``max_components`` with
+            inactive components of weight 0.
+        max_components (int): the padding size ``K``.
+        iterations (int): EM iterations (fixed, no convergence test: no host sync).
+        kmeans_iterations (int): k-means steps that initialise the means (>= 1).
+        reg_covar (float): added to the covariance diagonals, as scikit-learn's default.
+        generator (torch.Generator, optional): for the initial means (random data points).
+
+    Returns:
+        A dict with ``weights [C, K]``, ``means [C, K, D]``, ``chol [C, K, D, D]`` (Cholesky
+        factors of the covariances), ``log_likelihood [C]`` (total) and ``aic [C]``
+        (``2 p - 2 log L`` with ``p = k D + k D (D + 1) / 2 + k - 1`` free parameters).
+
+    Examples:
+        >>> import torch
+        >>> g = torch.Generator().manual_seed(0)
+        >>> x = torch.cat([torch.randn(100, 1, generator=g) - 5, torch.randn(100, 1, generator=g) + 5])
+        >>> fit = fit_gmm(x, [1, 2], 2, generator=g)
+        >>> int(fit["aic"].argmin())  # two clusters: the 2-component model wins
+        1
+        >>> fit["means"][1, :, 0].sort().values.round()
+        tensor([-5.,  5.])
+    """
+    check_positive_int("kmeans_iterations", kmeans_iterations)
+    n, d = x.shape
+    device, dtype = x.device, x.dtype
+    ks = torch.as_tensor(num_components, device=device, dtype=torch.int64)
+    c = ks.numel()
+    k_max = max_components
+    active = torch.arange(k_max, device=device).unsqueeze(0) < ks.unsqueeze(1)  # [C, K]
+    # Initialisation: random distinct data points as means, refined by k-means (Lloyd) steps,
+    # then the first M-step from the hard assignment (as scikit-learn's k-means init).
+    init = torch.rand(c, n, generator=generator, device=device).argsort(-1)[:, :k_max]  # [C, K] (n >= K)
+    means = x[init]  # [C, K, D]
+    eye = torch.eye(d, device=device, dtype=dtype)
+    chol = eye.expand(c, k_max, d, d)  # set by the M-step that ends the k-means phase
+    log_w = torch.zeros(c, k_max, device=device, dtype=dtype)
+    for step in range(kmeans_iterations + iterations):
+        if step < kmeans_iterations:
+            dist = torch.cdist(x.expand(c, n, d), means).masked_fill_(~active.unsqueeze(1), math.inf)  # [C, n, K]
+            resp = torch.nn.functional.one_hot(dist.argmin(-1), k_max).to(dtype).transpose(1, 2)
+        else:
+            # E-step: responsibilities [C, K, n].
+            log_p = _log_gaussian(x, means, chol) + log_w.unsqueeze(-1)
+            resp = torch.exp(log_p - torch.logsumexp(log_p, 1, keepdim=True))
+        # M-step.
+        nk = resp.sum(-1) + 10 * torch.finfo(dtype).eps  # [C, K]
+        means = torch.where((nk > 1e-3).unsqueeze(-1), (resp @ x) / nk.unsqueeze(-1), means)
+        if step >= kmeans_iterations - 1:
+            diff = x.unsqueeze(0).unsqueeze(0) - means.unsqueeze(2)  # [C, K, n, D]
+            cov = torch.einsum("ckn,ckni,cknj->ckij", resp, diff, diff) / nk[..., None, None] + reg_covar * eye
+            chol = _safe_cholesky(cov, reg_covar)
+            log_w = torch.where(active, torch.log(nk / n), -math.inf)
+    log_p = _log_gaussian(x, means, chol) + log_w.unsqueeze(-1)
+    log_likelihood = torch.logsumexp(log_p, 1).sum(-1)
+    params = ks.to(dtype) * (d + d * (d + 1) / 2 + 1) - 1
+    return {
+        "weights": torch.exp(log_w),
+        "means": means,
+        "chol": chol,
+        "log_likelihood": log_likelihood,
+        "aic": 2 * params - 2 * log_likelihood,
+    }
+
+
+class ALPGMMCurriculum(Curriculum):
+    """ALP-GMM over a :class:`~currlearn.spaces.BoxSpace` (Portelas et al. 2019).
+
+    Args:
+        space (BoxSpace): the parameter box.
+        random_share (float): probability of a uniformly random task, in [0, 1]. Default 0.2
+            (the paper).
+        fit_interval (int): episodes between two GMM fits, >= 1. Default 250 (the paper).
+        fit_window (int, optional): the fit uses the ``(task, ALP)`` pairs of the last
+            ``fit_window`` episodes; default ``fit_interval``. Must be ``<= history_capacity``
+            and ``>= max_components``.
+        max_components (int): the candidate models have ``2..max_components`` components (1 if
+            ``max_components`` is 1), chosen by AIC. Default 10 (the paper: 2 to 10).
+        history_capacity (int): ring buffer of past ``(task, return)`` pairs used for the
+            nearest-neighbour ALP. Default 20000 (the paper keeps all history).
+        em_iterations (int): EM iterations per fit. Default 50.
+        metric (str): the per-episode value whose progress is measured: ``"return"``
+            (default), ``"success"`` or ``"metric"``; NaN values are counted and skipped.
+        seed, device: see :class:`~currlearn.base.Curriculum`.
+
+    Raises:
+        TypeError: a space that is not a BoxSpace.
+        ValueError: bad sizes or probabilities (the message names the argument and value).
+    """
+
+    METRICS = ("return", "success", "metric")
+
+    def __init__(
+        self,
+        space: TaskSpace,
+        *,
+        random_share: float = 0.2,
+        fit_interval: int = 250,
+        fit_window: int | None = None,
+        max_components: int = 10,
+        history_capacity: int = 20_000,
+        em_iterations: int = 50,
+        metric: str = "return",
+        seed: int | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if not isinstance(space, BoxSpace):
+            raise TypeError(f"ALPGMMCurriculum needs a BoxSpace (continuous parameters), got {space!r}.")
+        self.random_share = check_probability("random_share", random_share)
+        self.fit_interval = check_positive_int("fit_interval", fit_interval)
+        self.fit_window = check_positive_int("fit_window", fit_interval if fit_window is None else fit_window)
+        self.max_components = check_positive_int("max_components", max_components)
+        self.history_capacity = check_positive_int("history_capacity", history_capacity)
+        self.em_iterations = check_positive_int("em_iterations", em_iterations)
+        if self.fit_window > self.history_capacity:
+            raise ValueError(f"fit_window={self.fit_window} must be <= history_capacity={self.history_capacity}.")
+        if self.fit_window < self.max_components:
+            raise ValueError(f"fit_window={self.fit_window} must be >= max_components={self.max_components} (one point per component at least).")
+        if metric not in self.METRICS:
+            raise ValueError(f"metric={metric!r} is not one of {list(self.METRICS)}.")
+        self.metric = metric
+        super().__init__(space, seed=seed, device=device)
+        d, k, h = space.dim, self.max_components, self.history_capacity
+        self._candidates = list(range(2, k + 1)) if k >= 2 else [1]
+        self.state = TensorDict(
+            {
+                "tasks": torch.zeros(h, d),  # normalised to [0, 1]^d
+                "returns": torch.zeros(h),
+                "alp": torch.zeros(h),
+                "size": torch.zeros((), dtype=torch.int64),
+                "cursor": torch.zeros((), dtype=torch.int64),
+                "since_fit": torch.zeros((), dtype=torch.int64),
+                "fitted": torch.zeros((), dtype=torch.bool),
+                "num_fits": torch.zeros((), dtype=torch.int64),
+                "components": torch.zeros((), dtype=torch.int64),
+                "means": torch.zeros(k, d + 1),
+                "chol": torch.eye(d).expand(k, d, d).clone(),
+                "component_prob": torch.zeros(k),
+            },
+            device=self.device,
+        )
+        self._since_fit = 0  # host mirror of state["since_fit"]: the fit decision needs no sync
+
+    def _on_load(self) -> None:
+        self._since_fit = int(self.state["since_fit"])
+
+    # ------------------------------------------------------------------ helpers
+    def _normalise(self, tasks: Tensor) -> Tensor:
+        box: BoxSpace = self.space  # type: ignore[assignment]
+        width = (box.high - box.low).clamp_min(1e-12)
+        return ((tasks.to(box.low.dtype) - box.low) / width).clamp(0, 1)
+
+    def _denormalise(self, unit: Tensor) -> Tensor:
+        box: BoxSpace = self.space  # type: ignore[assignment]
+        return box.low + unit * (box.high - box.low)
+
+    # ------------------------------------------------------------------ sampling
+    def _sample(self, num: int, env_ids: Tensor | None) -> Tensor:
+        st = self.state
+        d = self.space.dim
+        g = self.generator
+        u = torch.rand(num, generator=g, device=self.device)
+        uniform = torch.rand(num, d, generator=g, device=self.device)
+        # GMM draw: component by ALP of its mean, then the task marginal of that Gaussian.
+        prob = st["component_prob"]
+        prob = torch.where(prob.sum() > 0, prob, torch.full_like(prob, 1.0 / prob.numel()))
+        comp = torch.multinomial(prob, num, replacement=True, generator=g)
+        z = torch.randn(num, d, 1, generator=g, device=self.device)
+        draws = st["means"][comp, :d] + (st["chol"][comp] @ z).squeeze(-1)
+        use_gmm = st["fitted"] & (u >= self.random_share)
+        unit = torch.where(use_gmm.unsqueeze(-1), draws.clamp(0, 1), uniform)
+        return self._denormalise(unit)
+
+    # ------------------------------------------------------------------ learning
+    def _nearest_returns(self, x: Tensor, r: Tensor) -> tuple[Tensor, Tensor]:
+        """Return of the nearest earlier task for each row of ``x`` (history, then the batch)."""
+        st = self.state
+        m = x.shape[0]
+        h = self.history_capacity
+        hist_valid = torch.arange(h, device=self.device) < st["size"]
+        best_d = torch.full((m,), math.inf, device=self.device)
+        best_r = torch.zeros(m, device=self.device)
+        chunk = max(1, 2**22 // max(h, m))
+        for start in range(0, m, chunk):  # chunks of episodes (bounded memory), not a loop over tasks
+            rows = slice(start, start + chunk)
+            dh = torch.cdist(x[rows], st["tasks"]).masked_fill_(~hist_valid, math.inf)
+            db = torch.cdist(x[rows], x)
+            earlier = torch.arange(m, device=self.device).unsqueeze(0) < torch.arange(start, min(start + chunk, m), device=self.device).unsqueeze(1)
+            db = db.masked_fill_(~earlier, math.inf)
+            vh, ih = dh.min(1)
+            vb, ib = db.min(1)
+            use_batch = vb < vh
+            best_d[rows] = torch.minimum(vh, vb)
+            best_r[rows] = torch.where(use_batch, r[ib], st["returns"][ih])
+        return best_r, torch.isfinite(best_d)
+
+    def _update(self, feedback: TensorDictBase) -> None:
+        if self.metric not in feedback.keys():
+            raise ValueError(f"metric={self.metric!r} but the feedback has no {self.metric!r} entry; it has {sorted(map(str, feedback.keys()))}.")
+        values = feedback[self.metric].to(torch.get_default_dtype())
+        valid = torch.isfinite(values)
+        self.counters["skipped_nonfinite"] += (~valid).sum()
+        x = self._normalise(feedback["task"][valid])
+        r = values[valid]
+        m = r.numel()
+        if m == 0:
+            return
+        h = self.history_capacity
+        if m > h:  # only the last h episodes fit in the history
+            x, r, m = x[-h:], r[-h:], h
+        st = self.state
+        r_old, has_old = self._nearest_returns(x, r)
+        alp = torch.where(has_old, (r - r_old).abs(), torch.zeros_like(r))
+        slots = (st["cursor"] + torch.arange(m, device=self.device)) % h
+        st["tasks"].index_copy_(0, slots, x)
+        st["returns"].index_copy_(0, slots, r)
+        st["alp"].index_copy_(0, slots, alp)
+        st["cursor"].copy_((st["cursor"] + m) % h)
+        st["size"].copy_((st["size"] + m).clamp_max(h))
+        self._since_fit += m
+        st["since_fit"] += m
+        if self._since_fit >= self.fit_interval:
+            self._fit()
+            self._since_fit = 0
+            st["since_fit"].zero_()
+
+    def _fit(self) -> None:
+        """Fit the candidate GMMs on the last ``fit_window`` (task, ALP) pairs; keep the best AIC."""
+        st = self.state
+        h, w, d = self.history_capacity, self.fit_window, self.space.dim
+        # The window is at most the episodes stored; `size >= fit_interval` here, and the
+        # window is taken from the most recent entries of the ring.
+        slots = (st["cursor"] - 1 - torch.arange(w, device=self.device)) % h
+        data = torch.cat([st["tasks"][slots], st["alp"][slots].unsqueeze(-1)], -1)
+        keep = torch.arange(w, device=self.device) < st["size"]
+        # Pad missing rows (fewer stored episodes than the window) by repeating valid rows.
+        data = data[torch.where(keep, torch.arange(w, device=self.device), torch.arange(w, device=self.device) % st["size"].clamp_min(1))]
+        fit = fit_gmm(data.double(), self._candidates, self.max_components, iterations=self.em_iterations, generator=self.generator)
+        best = fit["aic"].argmin()
+        means, chol_full, weights = fit["means"][best], fit["chol"][best], fit["weights"][best]
+        # Task marginal of each Gaussian: the top-left d x d block of the covariance.
+        cov = chol_full @ chol_full.transpose(-1, -2)
+        chol_task = _safe_cholesky(cov[:, :d, :d], 1e-6)
+        active = weights > 0
+        alp_of_mean = means[:, d].clamp_min(0) * active
+        prob = torch.where(alp_of_mean.sum() > 0, alp_of_mean, weights)
+        st["means"].copy_(means.to(st["means"].dtype))
+        st["chol"].copy_(chol_task.to(st["chol"].dtype))
+        st["component_prob"].copy_((prob / prob.sum()).to(st["component_prob"].dtype))
+        st["components"].copy_(active.sum())
+        st["fitted"].fill_(True)
+        st["num_fits"] += 1
+
+    def _metrics(self) -> dict[str, Tensor | float]:
+        st = self.state
+        size = st["size"]
+        return {
+            "history_size": size,
+            "alp_mean": st["alp"].sum() / size.clamp_min(1),
+            "components": st["components"],
+            "num_fits": st["num_fits"],
+        }

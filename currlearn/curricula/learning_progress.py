@@ -1,0 +1,295 @@
+"""Learning-progress and learnability curricula over discrete tasks.
+
+- :class:`LearningProgressCurriculum`: fast and slow moving averages of each task's success
+  rate; tasks whose success is *changing* (in either direction) are sampled most (Kanitscheider
+  et al. 2021, "Multi-task curriculum learning in a complex, visual, hard-exploration domain:
+  Minecraft", https://arxiv.org/abs/2106.14876).
+- :class:`LearnabilityCurriculum`: tasks with success rate ``p`` near 1/2 are sampled most,
+  by learnability ``p (1 - p)`` (Rutherford et al. 2024, "No Regrets: Investigating and
+  Improving Regret Approximations for Curriculum Discovery", https://arxiv.org/abs/2408.15099,
+  "Sampling For Learnability").
+
+Both keep per-task tensors (``[num_tasks]``), update them with one scatter per batch, and
+recompute the cumulative distribution once per update; ``sample`` is one ``searchsorted``.
+
+Examples:
+    >>> import torch
+    >>> from currlearn.feedback import episode_feedback
+    >>> from currlearn.spaces import DiscreteSpace
+    >>> cur = LearnabilityCurriculum(DiscreteSpace(num_tasks=3), sampling="proportional",
+    ...                              learnable_prob=1.0, smoothing=1.0, seed=0)
+    >>> fb = episode_feedback(torch.tensor([0, 1, 1, 2]), torch.zeros(4),
+    ...                       success=torch.tensor([1.0, 1.0, 0.0, 0.0]))
+    >>> cur.update(fb)
+    >>> cur.weights()  # only task 1 (p = 0.5) is learnable
+    tensor([0., 1., 0.])
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from torch import Tensor
+
+from currlearn import functional as F
+from currlearn.base import DiscreteCurriculum, check_positive_int, check_probability
+from currlearn.spaces import TaskSpace
+
+__all__ = ["LearnabilityCurriculum", "LearningProgressCurriculum"]
+
+METRICS = ("success", "return", "metric")
+
+
+def _metric_values(cur: DiscreteCurriculum, feedback: TensorDictBase, metric: str) -> tuple[Tensor, Tensor]:
+    """Per-episode metric and its validity mask; invalid (NaN) values are counted as skipped."""
+    if metric not in feedback.keys():
+        raise ValueError(f"metric={metric!r} but the feedback has no {metric!r} entry; it has {sorted(map(str, feedback.keys()))}.")
+    values = feedback[metric].to(torch.get_default_dtype())
+    valid = torch.isfinite(values)
+    cur.counters["skipped_nonfinite"] += (~valid).sum()
+    return values, valid
+
+
+def _check_metric(metric: object) -> str:
+    if metric not in METRICS:
+        raise ValueError(f"metric={metric!r} is not one of {list(METRICS)}.")
+    return metric  # type: ignore[return-value]
+
+
+class LearningProgressCurriculum(DiscreteCurriculum):
+    """Sample tasks by absolute learning progress ``|f(p_fast) - f(p_slow)|``.
+
+    Per task, the success rate is tracked by a fast EMA ``p_fast`` (rate ``fast_rate``) and a
+    slow EMA of the fast one ``p_slow`` (rate ``slow_rate``), as in the paper's reference
+    implementation. Before differencing, both go through the paper's reweighting
+    ``f(p) = (1 - θ) p / (p + θ (1 - 2 p))`` (``θ = reweight_theta``; ``θ = 0.5`` is the
+    identity), which magnifies progress on tasks with low success. The progress values are
+    normalised across tasks: z-score over the tasks played so far, then a sigmoid, then
+    divided by their sum; tasks never played get z = 0 (average progress). A share
+    ``uniform_share`` of the mass is spread uniformly over all tasks.
+
+    Batched updates: ``k`` episodes of a task in one batch move the EMAs as ``k`` updates with
+    their mean (:func:`currlearn.functional.batch_ema`); the slow EMA then follows the new fast
+    value. The first batch of a task initialises both EMAs with its mean.
+
+    Args:
+        space (TaskSpace): a discrete space.
+        metric (str): per-episode value in [0, 1]: ``"success"`` (default), ``"return"`` or
+            ``"metric"`` (then you keep it in [0, 1]). NaN values are counted and skipped.
+        fast_rate (float): rate of the fast EMA in (0, 1]. Default 0.1.
+        slow_rate (float): rate of the slow EMA in (0, 1], applied to the fast EMA. Default 0.1.
+        reweight_theta (float): θ of the reweighting in (0, 1). Default 0.1 (the paper).
+        uniform_share (float): probability mass spread uniformly, in [0, 1]. Default 0.
+        num_envs, seed, device: see :class:`~currlearn.base.Curriculum`.
+
+    Raises:
+        ValueError: unknown ``metric``; rates outside (0, 1]; ``reweight_theta`` outside (0, 1);
+            ``uniform_share`` outside [0, 1].
+    """
+
+    def __init__(
+        self,
+        space: TaskSpace,
+        *,
+        metric: Literal["success", "return", "metric"] = "success",
+        fast_rate: float = 0.1,
+        slow_rate: float = 0.1,
+        reweight_theta: float = 0.1,
+        uniform_share: float = 0.0,
+        num_envs: int | None = None,
+        seed: int | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        self.metric = _check_metric(metric)
+        self.fast_rate = check_probability("fast_rate", fast_rate, open_low=True)
+        self.slow_rate = check_probability("slow_rate", slow_rate, open_low=True)
+        self.reweight_theta = check_probability("reweight_theta", reweight_theta, open_low=True)
+        if self.reweight_theta >= 1:
+            raise ValueError(f"reweight_theta must lie in (0, 1) (0.5 = no reweighting), got {reweight_theta!r}.")
+        self.uniform_share = check_probability("uniform_share", uniform_share)
+        super().__init__(space, num_envs=num_envs, seed=seed, device=device)
+        n = space.num_tasks
+        self.state = TensorDict(
+            {
+                "p_fast": torch.zeros(n),
+                "p_slow": torch.zeros(n),
+                "count": torch.zeros(n, dtype=torch.int64),
+            },
+            device=self.device,
+        )
+        self._refresh()
+
+    def _reweight(self, p: Tensor) -> Tensor:
+        theta = self.reweight_theta
+        return (1 - theta) * p / (p + theta * (1 - 2 * p)).clamp_min(1e-12)
+
+    def learning_progress(self) -> Tensor:
+        """``|f(p_fast) - f(p_slow)|`` per task, shape ``[num_tasks]`` (0 for tasks never played)."""
+        st = self.state
+        return (self._reweight(st["p_fast"]) - self._reweight(st["p_slow"])).abs()
+
+    def _compute_weights(self) -> Tensor:
+        played = self.state["count"] > 0
+        lp = self.learning_progress()
+        num_played = played.sum().clamp_min(1)
+        mean = (lp * played).sum() / num_played
+        var = (((lp - mean) * played) ** 2).sum() / num_played
+        std = var.sqrt()
+        z = (lp - mean) / torch.where(std > 0, std, torch.ones_like(std))
+        w = torch.sigmoid(z * played)
+        p = w / w.sum()
+        if self.uniform_share > 0:
+            p = (1 - self.uniform_share) * p + self.uniform_share / p.numel()
+        return p
+
+    def _refresh(self) -> None:
+        self._cdf = torch.cumsum(self._compute_weights().double(), 0)
+
+    def _on_load(self) -> None:
+        self._refresh()
+
+    def _sample(self, num: int, env_ids: Tensor | None) -> Tensor:
+        u = torch.rand(num, generator=self.generator, device=self.device, dtype=torch.float64)
+        return F.sample_from_cdf(self._cdf, u)
+
+    def _update(self, feedback: TensorDictBase) -> None:
+        values, valid = _metric_values(self, feedback, self.metric)
+        ids, count, (total,) = F.group_by_task(feedback["task"], values, valid=valid)
+        if ids.numel() == 0:
+            return
+        st = self.state
+        mean = total / count
+        played = st["count"].index_select(0, ids) > 0
+        fast = F.batch_ema(st["p_fast"].index_select(0, ids), mean, count, self.fast_rate, played)
+        slow = F.batch_ema(st["p_slow"].index_select(0, ids), fast, count, self.slow_rate, played)
+        st["p_fast"].index_copy_(0, ids, fast)
+        st["p_slow"].index_copy_(0, ids, slow)
+        st["count"].index_add_(0, ids, count.to(torch.int64))
+        self._refresh()
+
+    def _metrics(self) -> dict[str, Tensor | float]:
+        played = self.state["count"] > 0
+        n = played.sum().clamp_min(1)
+        return {
+            "num_played": played.sum(),
+            "learning_progress_mean": (self.learning_progress() * played).sum() / n,
+            "success_fast_mean": (self.state["p_fast"] * played).sum() / n,
+        }
+
+
+class LearnabilityCurriculum(DiscreteCurriculum):
+    """Sample for learnability ``p (1 - p)`` (Sampling For Learnability, Rutherford et al. 2024).
+
+    ``p`` is each task's success rate (an EMA with rate ``smoothing`` of the per-episode
+    metric). With probability ``learnable_prob`` a task is drawn from the learnable set, else
+    uniformly from all tasks (SFL's mix of its buffer and fresh levels). The learnable set:
+
+    - ``"topk"`` (SFL): the ``topk`` played tasks with the highest positive learnability,
+      drawn uniformly;
+    - ``"proportional"``: all played tasks, drawn with probability proportional to
+      ``p (1 - p)``.
+
+    When no task is learnable yet (no ``0 < p < 1``), every draw is uniform.
+
+    Args:
+        space (TaskSpace): a discrete space.
+        metric (str): per-episode value in [0, 1]; default ``"success"``. NaN values are
+            counted and skipped.
+        sampling (str): ``"topk"`` (default) or ``"proportional"``.
+        topk (int): size of the learnable set for ``"topk"``. Default 100.
+        learnable_prob (float): probability of drawing from the learnable set, in [0, 1].
+            Default 0.5.
+        smoothing (float): EMA rate of ``p`` in (0, 1]; 1 keeps the latest batch mean.
+            Default 0.1.
+        num_envs, seed, device: see :class:`~currlearn.base.Curriculum`.
+
+    Raises:
+        ValueError: unknown ``metric`` or ``sampling`` (the message lists the valid names),
+            ``topk < 1``, probabilities outside their range.
+    """
+
+    SAMPLINGS = ("topk", "proportional")
+
+    def __init__(
+        self,
+        space: TaskSpace,
+        *,
+        metric: Literal["success", "return", "metric"] = "success",
+        sampling: Literal["topk", "proportional"] = "topk",
+        topk: int = 100,
+        learnable_prob: float = 0.5,
+        smoothing: float = 0.1,
+        num_envs: int | None = None,
+        seed: int | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        self.metric = _check_metric(metric)
+        if sampling not in self.SAMPLINGS:
+            raise ValueError(f"sampling={sampling!r} is not one of {list(self.SAMPLINGS)}.")
+        self.sampling = sampling
+        self.topk = check_positive_int("topk", topk)
+        self.learnable_prob = check_probability("learnable_prob", learnable_prob)
+        self.smoothing = check_probability("smoothing", smoothing, open_low=True)
+        super().__init__(space, num_envs=num_envs, seed=seed, device=device)
+        n = space.num_tasks
+        self.state = TensorDict(
+            {"success": torch.zeros(n), "count": torch.zeros(n, dtype=torch.int64)},
+            device=self.device,
+        )
+        self._refresh()
+
+    def learnability(self) -> Tensor:
+        """``p (1 - p)`` per played task (0 for tasks never played), shape ``[num_tasks]``."""
+        p = self.state["success"]
+        return p * (1 - p) * (self.state["count"] > 0)
+
+    def _learnable_weights(self) -> Tensor:
+        score = self.learnability()
+        if self.sampling == "proportional":
+            return score
+        k = min(self.topk, score.numel())
+        top = torch.topk(score, k)
+        w = torch.zeros_like(score)
+        return w.index_copy_(0, top.indices, (top.values > 0).to(w.dtype))
+
+    def _compute_weights(self) -> Tensor:
+        w = self._learnable_weights().double()
+        total = w.sum()
+        uniform = torch.full_like(w, 1.0 / w.numel())
+        mixed = self.learnable_prob * w / total.clamp_min(1e-300) + (1 - self.learnable_prob) * uniform
+        return torch.where(total > 0, mixed, uniform).to(torch.get_default_dtype())
+
+    def _refresh(self) -> None:
+        self._cdf = torch.cumsum(self._compute_weights().double(), 0)
+
+    def _on_load(self) -> None:
+        self._refresh()
+
+    def _sample(self, num: int, env_ids: Tensor | None) -> Tensor:
+        u = torch.rand(num, generator=self.generator, device=self.device, dtype=torch.float64)
+        return F.sample_from_cdf(self._cdf, u)
+
+    def _update(self, feedback: TensorDictBase) -> None:
+        values, valid = _metric_values(self, feedback, self.metric)
+        ids, count, (total,) = F.group_by_task(feedback["task"], values, valid=valid)
+        if ids.numel() == 0:
+            return
+        st = self.state
+        played = st["count"].index_select(0, ids) > 0
+        p = F.batch_ema(st["success"].index_select(0, ids), total / count, count, self.smoothing, played)
+        st["success"].index_copy_(0, ids, p)
+        st["count"].index_add_(0, ids, count.to(torch.int64))
+        self._refresh()
+
+    def _metrics(self) -> dict[str, Tensor | float]:
+        played = self.state["count"] > 0
+        n = played.sum().clamp_min(1)
+        learn = self.learnability()
+        return {
+            "num_played": played.sum(),
+            "num_learnable": (learn > 0).sum(),
+            "learnability_mean": learn.sum() / n,
+            "success_mean": (self.state["success"] * played).sum() / n,
+        }

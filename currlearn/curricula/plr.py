@@ -1,0 +1,536 @@
+"""Prioritized Level Replay (PLR) and its robust variant (PLR⊥), on device tensors.
+
+Prioritized Level Replay (Jiang, Grefenstette, Rocktäschel 2021,
+https://arxiv.org/abs/2010.03934) replays the levels with the highest *learning potential*,
+estimated from the agent's own rollouts (a score per level, e.g. the mean absolute GAE), mixed
+with a staleness term so that scores do not go stale. Robust PLR (PLR⊥, Jiang et al. 2021,
+"Replay-Guided Adversarial Environment Design", https://arxiv.org/abs/2110.02439) takes gradient
+steps *only* on replayed levels: episodes on new levels are played to score them, and their
+transitions are masked out of the loss.
+
+Algorithm 1 of the PLR paper, as implemented here for a batch of ``k`` resets at once:
+
+1. Replay decision ``d ~ P_D``: replay a seen level with probability ``p`` (see
+   ``replay_schedule``), else draw a new level uniformly from the unseen ones.
+2. Replay level ``l_i ~ P_replay = (1 - ρ) P_S + ρ P_C`` over the seen levels, with
+   ``P_S(l_i) ∝ h(S_i)^(1/β)`` (``h = 1/rank`` or ``h = S``) and the staleness distribution
+   ``P_C(l_i) ∝ c - C_i`` (``c``: episodes sampled so far, ``C_i``: when ``l_i`` was last
+   sampled). ``ρ`` is the paper's staleness coefficient, called ``staleness_coef`` here as in
+   the reference code (facebookresearch/level-replay).
+3. After the episode: ``S_i <- score(τ)`` (``smoothing=1``, the paper) or an EMA of scores
+   (``smoothing < 1``, the reference code's ``alpha``), ``C_i <- c``; the level is now seen.
+
+Scores are computed per step from a TorchRL PPO batch by :class:`StepScore` and averaged over
+each episode by :class:`~currlearn.feedback.EpisodeTracker` (``mean_keys``); use
+:meth:`PrioritizedLevelReplay.make_tracker`.
+
+Examples:
+    >>> import torch
+    >>> from currlearn.feedback import episode_feedback
+    >>> from currlearn.spaces import DiscreteSpace
+    >>> plr = PrioritizedLevelReplay(DiscreteSpace(num_tasks=4), temperature=1.0,
+    ...                              staleness_coef=0.0, seed=0)
+    >>> plr.update(episode_feedback(torch.tensor([0, 1, 2, 3]), torch.zeros(4),
+    ...                             score=torch.tensor([0.1, 0.4, 0.3, 0.2])))
+    >>> plr.weights()  # ranks 4, 1, 2, 3 -> 1/rank, normalised
+    tensor([0.1200, 0.4800, 0.2400, 0.1600])
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Literal
+
+import torch
+from tensordict import TensorDict, TensorDictBase
+from tensordict.utils import NestedKey
+from torch import Tensor
+
+from currlearn import functional as F
+from currlearn.base import DiscreteCurriculum, check_finite, check_probability
+from currlearn.feedback import EpisodeTracker
+from currlearn.spaces import TaskSpace
+
+__all__ = [
+    "PRIORITIZATIONS",
+    "REPLAY_SCHEDULES",
+    "SCORE_FUNCTIONS",
+    "PrioritizedLevelReplay",
+    "StepScore",
+]
+
+SCORE_FUNCTIONS = (
+    "l1_value_loss",
+    "positive_value_loss",
+    "max_mc",
+    "policy_entropy",
+    "least_confidence",
+    "min_margin",
+    "one_step_td_error",
+)
+"""Scoring functions: mean |GAE| (the PLR paper's best, "L1 value loss"), mean positive GAE
+(PLR⊥'s "positive value loss"), MaxMC (PLR⊥: max return on the level minus the value
+predictions), policy entropy, least confidence, min-margin (PLR paper, discrete actions), and
+the one-step TD error."""
+
+PRIORITIZATIONS = ("rank", "power")
+REPLAY_SCHEDULES = ("proportionate", "fixed")
+_UNSEEN = 2**62  # timestamp of levels never scored: in the future, so their staleness is 0
+_TOPK_MAX = 1024  # rank prioritisation draws among the top-k levels when k (see below) <= this
+
+
+def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not one of {list(choices)}.")
+    return value  # type: ignore[return-value]
+
+
+def _check_temperature(name: str, value: object) -> float:
+    v = check_finite(name, value)
+    if v <= 0:
+        raise ValueError(f"{name} must be > 0 (a temperature), got {value!r}.")
+    return v
+
+
+class StepScore:
+    """Per-step PLR scores from a TorchRL PPO batch, for ``EpisodeTracker(mean_keys=...)``.
+
+    Called on a batch of shape ``[*envs, time]`` (after the advantage module ran), it returns a
+    tensor of the batch's shape whose per-episode mean is the PLR score:
+
+    =================== =================================================== ==================
+    score_function      per step                                            needs
+    =================== =================================================== ==================
+    l1_value_loss       ``|A_t|`` (GAE)                                     ``advantage_key``
+    positive_value_loss ``max(A_t, 0)``                                     ``advantage_key``
+    max_mc              ``V(s_t)`` (the curriculum subtracts the episode    ``value_key``
+                        mean from the level's max return)
+    policy_entropy      entropy of ``softmax(logits)`` / log(num_actions);  ``logits_key`` or
+                        without logits ``-log π(a_t|s_t)`` (one-sample      ``log_prob_key``
+                        estimate, continuous actions)
+    least_confidence    ``1 - max_a π(a|s_t)``                              ``logits_key``
+    min_margin          ``1 - (π(a1|s_t) - π(a2|s_t))``, top two actions     ``logits_key``
+    one_step_td_error   ``|r_t + γ (1 - term_t) V(s_{t+1}) - V(s_t)|``      reward, values
+    =================== =================================================== ==================
+
+    Args:
+        score_function (str): one of :data:`SCORE_FUNCTIONS`.
+        advantage_key (NestedKey): default ``"advantage"`` (TorchRL's GAE output).
+        value_key (NestedKey): default ``"state_value"``.
+        next_value_key (NestedKey): default ``("next", "state_value")``.
+        reward_key (NestedKey): default ``("next", "reward")``.
+        terminated_key (NestedKey): default ``("next", "terminated")``.
+        logits_key (NestedKey): default ``"logits"`` (a ``OneHotCategorical``/``Categorical``
+            actor's logits).
+        log_prob_key (NestedKey): default ``"action_log_prob"``.
+        gamma (float): discount of the one-step TD error. Default 0.99.
+
+    Raises:
+        ValueError: unknown ``score_function``; at call time, a missing key, or a
+            discrete-only score (``min_margin``, ``least_confidence``) without logits.
+
+    Examples:
+        >>> import torch
+        >>> from tensordict import TensorDict
+        >>> batch = TensorDict({"advantage": torch.tensor([[[-1.0], [2.0]]])}, [1, 2])
+        >>> StepScore("l1_value_loss")(batch)
+        tensor([[1., 2.]])
+        >>> StepScore("positive_value_loss")(batch)
+        tensor([[0., 2.]])
+    """
+
+    def __init__(
+        self,
+        score_function: str = "l1_value_loss",
+        *,
+        advantage_key: NestedKey = "advantage",
+        value_key: NestedKey = "state_value",
+        next_value_key: NestedKey = ("next", "state_value"),
+        reward_key: NestedKey = ("next", "reward"),
+        terminated_key: NestedKey = ("next", "terminated"),
+        logits_key: NestedKey = "logits",
+        log_prob_key: NestedKey = "action_log_prob",
+        gamma: float = 0.99,
+    ) -> None:
+        self.score_function = _check_choice("score_function", score_function, SCORE_FUNCTIONS)
+        self.advantage_key = advantage_key
+        self.value_key = value_key
+        self.next_value_key = next_value_key
+        self.reward_key = reward_key
+        self.terminated_key = terminated_key
+        self.logits_key = logits_key
+        self.log_prob_key = log_prob_key
+        self.gamma = check_probability("gamma", gamma)
+
+    def _get(self, batch: TensorDictBase, key: NestedKey, what: str) -> Tensor:
+        if key not in batch.keys(True):
+            raise ValueError(
+                f"score_function={self.score_function!r} needs {what} under {key!r}, but the batch has no such key; "
+                f"its keys are {sorted(map(str, batch.keys(True, True)))}."
+            )
+        value = batch.get(key)
+        if value.shape != batch.shape and value.numel() == batch.numel():
+            value = value.reshape(batch.shape)
+        return value.to(torch.get_default_dtype()) if not value.is_floating_point() else value
+
+    def _probs(self, batch: TensorDictBase) -> Tensor:
+        if self.logits_key not in batch.keys(True):
+            raise ValueError(
+                f"score_function={self.score_function!r} needs the policy's logits under {self.logits_key!r} (discrete "
+                "actions only: continuous actions have no top-two margin); the batch has no such key. Use "
+                "'l1_value_loss', 'positive_value_loss', 'max_mc', 'policy_entropy' or 'one_step_td_error' instead."
+            )
+        logits = batch.get(self.logits_key)
+        if logits.shape[: batch.batch_dims] != batch.shape or logits.dim() != batch.batch_dims + 1 or logits.shape[-1] < 2:
+            raise ValueError(
+                f"score_function={self.score_function!r} needs logits of shape [*batch, num_actions >= 2], got "
+                f"{list(logits.shape)} for a batch of shape {list(batch.shape)}."
+            )
+        return torch.softmax(logits.float(), -1)
+
+    def __call__(self, batch: TensorDictBase) -> Tensor:
+        """Per-step scores, shape ``batch.shape``."""
+        name = self.score_function
+        if name == "l1_value_loss":
+            return self._get(batch, self.advantage_key, "advantages (GAE)").abs()
+        if name == "positive_value_loss":
+            return self._get(batch, self.advantage_key, "advantages (GAE)").clamp_min(0)
+        if name == "max_mc":
+            return self._get(batch, self.value_key, "value predictions")
+        if name == "one_step_td_error":
+            r = self._get(batch, self.reward_key, "rewards")
+            v = self._get(batch, self.value_key, "value predictions")
+            v_next = self._get(batch, self.next_value_key, "next-state value predictions")
+            term = self._get(batch, self.terminated_key, "terminated flags")
+            return (r + self.gamma * (1 - term) * v_next - v).abs()
+        if name == "policy_entropy" and self.logits_key not in batch.keys(True):
+            return -self._get(batch, self.log_prob_key, "the actions' log-probabilities (or logits)")
+        probs = self._probs(batch)
+        if name == "policy_entropy":
+            ent = -(probs * torch.log(probs.clamp_min(1e-30))).sum(-1)
+            return ent / math.log(probs.shape[-1])
+        if name == "least_confidence":
+            return 1 - probs.max(-1).values
+        top2 = probs.topk(2, -1).values
+        return 1 - (top2[..., 0] - top2[..., 1])
+
+    def __repr__(self) -> str:
+        return f"StepScore({self.score_function!r})"
+
+
+class PrioritizedLevelReplay(DiscreteCurriculum):
+    """Prioritized Level Replay over a discrete level set, and robust PLR (``robust=True``).
+
+    The state is preallocated per-level tensors: score, seen flag, staleness timestamp, the max
+    return (MaxMC), and the levels sorted by score, kept sorted incrementally (``O(num_levels)``
+    vector work per update, no sort of all levels). ``sample`` draws ranks from a precomputed
+    rank distribution and staleness from one cumulative sum: no Python loop over levels.
+
+    Feedback: the per-episode score under ``"score"`` (``"value_mean"`` for ``max_mc``), e.g.
+    from :meth:`make_tracker`. Episodes whose score is NaN/inf are counted in
+    ``skipped_nonfinite`` and ignored. Several episodes of a level in one batch count as
+    ``k`` updates with their mean (see :func:`currlearn.functional.batch_ema`).
+
+    Args:
+        space (TaskSpace): a discrete space: the levels.
+        score_function (str): how :meth:`make_tracker` scores episodes, one of
+            :data:`SCORE_FUNCTIONS`. Default ``"l1_value_loss"`` (mean |GAE|, the paper's best).
+        prioritization (str): ``"rank"`` (``h = 1/rank``, the paper's default) or ``"power"``
+            (``h = max(S, 0)``).
+        temperature (float): β > 0 of ``h(S)^(1/β)``. Default 0.1 (the paper's Procgen value).
+        staleness_coef (float): the paper's ρ in [0, 1], weight of the staleness distribution
+            in ``P_replay = (1 - ρ) P_S + ρ P_C``. Default 0.1.
+        replay_schedule (str): the replay decision ``P_D``. ``"proportionate"``: replay with
+            probability ``|seen| / |levels|`` (the reference implementation's default schedule
+            for PLR, facebookresearch/level-replay). ``"fixed"``: replay with probability
+            ``replay_prob`` once a level has been seen, i.e. a new level with probability
+            ``1 - replay_prob`` (PLR⊥, arXiv 2110.02439, Algorithm 1); with ``robust=False``
+            always replay once every level is seen, as the reference code does.
+        replay_prob (float): ``p`` of the ``"fixed"`` schedule, in [0, 1]. Default 0.5.
+        smoothing (float): weight of a new score in (0, 1]: 1 keeps the latest score (the
+            paper), smaller values an exponential moving average.
+        robust (bool): PLR⊥. Non-replay episodes are for scoring only: the per-env decision is
+            exposed (:attr:`env_replay`, :attr:`last_sample_is_replay`) so that the loss can drop
+            their transitions; once every level is seen, the non-replay branch draws a uniformly
+            random level (exploration keeps going at rate ``1 - replay_prob``).
+        num_envs (int, optional): number of envs, to keep the per-env replay decision.
+        seed (int, optional): seed of the generator (checkpointed).
+        device: device of the state.
+
+    How to mask the loss (PLR⊥): put a :class:`~currlearn.integrations.replay.ReplayDecisionTransform`
+    after the :class:`~currlearn.integrations.torchrl.CurriculumTransform` on the env; every
+    transition then carries ``"level_replay"`` (bool, ``[*batch]``). Compute advantages on the
+    whole batch (GAE needs whole trajectories), then keep the replayed steps only before the
+    PPO epochs::
+
+        flat = batch.reshape(-1)
+        flat = flat[flat["level_replay"]]
+
+    or zero ``"advantage"`` (and the value loss) where ``~batch["level_replay"]``.
+
+    Raises:
+        ValueError: unknown ``score_function``, ``prioritization`` or ``replay_schedule`` (the
+            message lists the valid names), ``temperature <= 0``, ``staleness_coef`` or
+            ``replay_prob`` outside [0, 1], ``smoothing`` outside (0, 1].
+        TypeError: a continuous space.
+    """
+
+    def __init__(
+        self,
+        space: TaskSpace,
+        *,
+        score_function: Literal[
+            "l1_value_loss", "positive_value_loss", "max_mc", "policy_entropy",
+            "least_confidence", "min_margin", "one_step_td_error",
+        ] = "l1_value_loss",
+        prioritization: Literal["rank", "power"] = "rank",
+        temperature: float = 0.1,
+        staleness_coef: float = 0.1,
+        replay_schedule: Literal["proportionate", "fixed"] = "proportionate",
+        replay_prob: float = 0.5,
+        smoothing: float = 1.0,
+        robust: bool = False,
+        num_envs: int | None = None,
+        seed: int | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        self.score_function = _check_choice("score_function", score_function, SCORE_FUNCTIONS)
+        self.prioritization = _check_choice("prioritization", prioritization, PRIORITIZATIONS)
+        self.replay_schedule = _check_choice("replay_schedule", replay_schedule, REPLAY_SCHEDULES)
+        self.temperature = _check_temperature("temperature", temperature)
+        self.staleness_coef = check_probability("staleness_coef", staleness_coef)
+        self.replay_prob = check_probability("replay_prob", replay_prob)
+        self.smoothing = check_probability("smoothing", smoothing, open_low=True)
+        if not isinstance(robust, bool):
+            raise TypeError(f"robust must be a bool, got {robust!r}.")
+        self.robust = robust
+        super().__init__(space, num_envs=num_envs, seed=seed, device=device)
+        n = space.num_tasks
+        self.state = TensorDict(
+            {
+                "score": torch.full((n,), -math.inf),
+                "seen": torch.zeros(n, dtype=torch.bool),
+                "timestamp": torch.full((n,), _UNSEEN, dtype=torch.int64),
+                "max_return": torch.full((n,), -math.inf),
+                "order": torch.arange(n),
+                "num_seen": torch.zeros((), dtype=torch.int64),
+                "episode_count": torch.zeros((), dtype=torch.int64),
+                "env_replay": torch.ones(num_envs or 0, dtype=torch.bool),
+            },
+            device=self.device,
+        )
+        self._last_replay = torch.zeros(0, dtype=torch.bool, device=self.device)
+        self._rank_cdf: Tensor | None = None
+        self._refresh()
+
+    # ------------------------------------------------------------------ derived caches
+    def _refresh(self) -> None:
+        """Recompute what derives from the state (after construction, load, ``to``).
+
+        ``state["order"]`` lists the seen levels first, then the unseen ones. Rank
+        prioritisation draws a rank ``r`` from the rank distribution, truncated where its
+        float64 cdf stops growing (``k`` ranks: 39 for β = 0.1), and plays the level of rank
+        ``r``: when ``k <= 1024`` the top-``k`` levels come from one ``topk`` per update
+        (``O(num_tasks)``), otherwise ``order`` is kept sorted by score
+        (:func:`currlearn.functional.update_sorted_order`). Power prioritisation keeps the
+        cumulative weights. Unseen levels are promoted in ``O(batch)`` swaps.
+        """
+        n = self.space.num_tasks
+        st = self.state
+        if self.prioritization == "rank" and (self._rank_cdf is None or self._rank_cdf.device != self.device):
+            cdf = F.rank_cdf(n, self.temperature, device=self.device)
+            # Ranks past the point where the cdf stops growing (float64) are never drawn.
+            self._rank_cdf = cdf[: F.effective_length(cdf)].clone()
+        self._sorted = self.prioritization == "rank" and self._rank_cdf is not None and self._rank_cdf.numel() > _TOPK_MAX
+        self._num_seen = int(st["num_seen"])
+        if not self._sorted:
+            self._position = F.inverse_permutation(st["order"])
+        if self.prioritization == "rank" and not self._sorted:
+            self._top = torch.topk(st["score"], self._rank_cdf.numel()).indices
+        if self.prioritization == "power":
+            self._power_w = F.power_weights(st["score"].double(), self.temperature, st["seen"])
+            self._power_cdf = torch.cumsum(self._power_w, 0)
+        self._last_replay = self._last_replay.to(self.device)
+
+    def _on_load(self) -> None:
+        self._refresh()
+
+    # ------------------------------------------------------------------ public views
+    @property
+    def env_replay(self) -> Tensor:
+        """Per-env decision of the last reset: True = replayed level (train on it), shape ``[num_envs]``."""
+        return self.state["env_replay"]
+
+    @property
+    def last_sample_is_replay(self) -> Tensor:
+        """Shape ``[n]``, bool: which tasks of the last :meth:`sample` call were replays."""
+        return self._last_replay
+
+    @property
+    def score_key(self) -> str:
+        """The feedback key :meth:`update` reads: ``"value_mean"`` for MaxMC, else ``"score"``."""
+        return "value_mean" if self.score_function == "max_mc" else "score"
+
+    def make_tracker(
+        self,
+        task_key: NestedKey = ("next", "task_id"),
+        **score_keys: Any,
+    ) -> EpisodeTracker:
+        """An :class:`EpisodeTracker` that averages this curriculum's :class:`StepScore` per episode.
+
+        Args:
+            task_key (NestedKey): where transitions carry their level (the transform's key
+                under ``"next"``).
+            **score_keys: forwarded to :class:`StepScore` (``advantage_key``, ``gamma``...).
+
+        Examples:
+            >>> from currlearn.spaces import DiscreteSpace
+            >>> tracker = PrioritizedLevelReplay(DiscreteSpace(num_tasks=3)).make_tracker()
+            >>> tracker.mean_keys
+            {'score': StepScore('l1_value_loss')}
+        """
+        return EpisodeTracker(task_key=task_key, mean_keys={self.score_key: StepScore(self.score_function, **score_keys)})
+
+    # ------------------------------------------------------------------ decision
+    def replay_probability(self) -> Tensor:
+        """Probability that the next draw replays a seen level (scalar tensor, float64)."""
+        st = self.state
+        n = self.space.num_tasks
+        num_seen = st["num_seen"]
+        if self.replay_schedule == "proportionate":
+            p = num_seen.double() / n
+        else:
+            p = torch.where(num_seen > 0, self.replay_prob, 0.0).double()
+        if not self.robust:
+            p = torch.where(num_seen == n, 1.0, p)
+        return p
+
+    def _replay_distribution(self) -> Tensor:
+        st = self.state
+        seen = st["seen"]
+        if self.prioritization == "rank" and self._sorted:
+            ranks = F.inverse_permutation(st["order"]) + 1
+            w = torch.where(seen, ranks.double().pow(-1.0 / self.temperature), 0.0)
+        elif self.prioritization == "rank":
+            w = F.rank_weights(st["score"].double(), self.temperature, seen)
+        else:
+            w = F.power_weights(st["score"].double(), self.temperature, seen)
+        p_score = F.normalize(w, seen)
+        if self.staleness_coef == 0:
+            return p_score
+        stale = F.staleness_weights(st["timestamp"], st["episode_count"]).double()
+        p_stale = stale / stale.sum().clamp_min(1)
+        return F.mix_staleness(p_score, p_stale, self.staleness_coef)
+
+    def _compute_weights(self) -> Tensor:
+        """The distribution of the next draw: ``p P_replay + (1 - p) P_new``, shape ``[num_tasks]``."""
+        st = self.state
+        n = self.space.num_tasks
+        unseen = ~st["seen"]
+        num_unseen = n - st["num_seen"]
+        p = self.replay_probability()
+        p_new = torch.where(unseen, 1.0, 0.0).double() / num_unseen.clamp_min(1)
+        if self.robust:
+            p_new = torch.where(num_unseen > 0, p_new, torch.full_like(p_new, 1.0 / n))
+        w = p * self._replay_distribution() + (1 - p) * p_new
+        return w.to(torch.get_default_dtype())
+
+    def _sample(self, num: int, env_ids: Tensor | None) -> Tensor:
+        st = self.state
+        n = self.space.num_tasks
+        order, num_seen = st["order"], st["num_seen"]
+        u = torch.rand(5, num, generator=self.generator, device=self.device, dtype=torch.float64)
+        is_replay = u[0] < self.replay_probability()
+        # New levels: uniform over the unseen ones (the tail of `order`); PLR⊥ once all are seen:
+        # uniform over all levels.
+        num_unseen = n - num_seen
+        if self.robust:
+            lo = torch.where(num_unseen > 0, num_seen, 0)
+            width = torch.where(num_unseen > 0, num_unseen, n)
+        else:
+            lo, width = num_seen, num_unseen.clamp_min(1)
+        slot = (lo + (u[1] * width).long()).clamp_max(n - 1)
+        new_level = order.index_select(0, slot)
+        # Replay: score distribution over the seen levels (the head of `order`).
+        seen_count = num_seen.clamp_min(1)
+        if self.prioritization == "rank":
+            rank = F.sample_from_cdf(self._rank_cdf, u[2], seen_count)
+            replay = (order if self._sorted else self._top).index_select(0, rank)
+        else:
+            by_score = F.sample_from_cdf(self._power_cdf, u[2])
+            uniform_seen = order.index_select(0, (u[2] * seen_count).long().clamp_max(n - 1))
+            replay = torch.where(self._power_cdf[-1] > 0, by_score, uniform_seen)
+        if self.staleness_coef > 0:
+            # The mixture (1 - ρ) P_S + ρ P_C: each draw uses P_C with probability ρ.
+            stale_cdf = torch.cumsum(F.staleness_weights(st["timestamp"], st["episode_count"]), 0)
+            use_stale = (u[4] < self.staleness_coef) & (stale_cdf[-1] > 0)
+            if self.device.type == "cpu":  # search only for the ~ρ k draws that need it (syncs: free on CPU)
+                rows = use_stale.nonzero().squeeze(1)
+                replay = replay.index_copy(0, rows, F.sample_from_cdf(stale_cdf, u[3].index_select(0, rows)))
+            else:
+                replay = torch.where(use_stale, F.sample_from_cdf(stale_cdf, u[3]), replay)
+        tasks = torch.where(is_replay, replay, new_level)
+        count = st["episode_count"]
+        count += num
+        # C_i <- c for the sampled levels that are seen (unseen ones keep the sentinel).
+        ts = st["timestamp"]
+        ts.index_copy_(0, tasks, torch.where(st["seen"].index_select(0, tasks), count, ts.index_select(0, tasks)))
+        if env_ids is not None and self.num_envs is not None:
+            st["env_replay"].index_copy_(0, env_ids, is_replay)
+        self._last_replay = is_replay
+        return tasks
+
+    # ------------------------------------------------------------------ learning
+    def _update(self, feedback: TensorDictBase) -> None:
+        key = self.score_key
+        if key not in feedback.keys():
+            raise ValueError(
+                f"PrioritizedLevelReplay(score_function={self.score_function!r}) reads the per-episode {key!r} from the "
+                f"feedback, which has keys {sorted(map(str, feedback.keys()))}; build the tracker with "
+                "curriculum.make_tracker() (or EpisodeTracker(mean_keys={" + repr(key) + ": StepScore(...)}))."
+            )
+        st = self.state
+        values = feedback[key].to(st["score"].dtype)
+        valid = torch.isfinite(values)
+        self.counters["skipped_nonfinite"] += (~valid).sum()
+        task = feedback["task"]
+        if self.score_function == "max_mc":
+            ret = feedback["return"].to(values.dtype)
+            st["max_return"].scatter_reduce_(0, task[valid], ret[valid], "amax")
+            ids, count, (total,) = F.group_by_task(task, values, valid=valid)
+            mean = st["max_return"].index_select(0, ids) - total / count
+        else:
+            ids, count, (total,) = F.group_by_task(task, values, valid=valid)
+            mean = total / count
+        if ids.numel() == 0:
+            return
+        was_seen = st["seen"].index_select(0, ids)
+        new = F.batch_ema(st["score"].index_select(0, ids), mean, count, self.smoothing, was_seen)
+        st["score"].index_copy_(0, ids, new)
+        st["seen"].index_fill_(0, ids, True)
+        st["num_seen"] += (~was_seen).sum()
+        st["timestamp"].index_fill_(0, ids, st["episode_count"])
+        if self._sorted:
+            st["order"] = F.update_sorted_order(st["order"], st["score"], ids, assume_unique=True)
+        else:
+            newly_seen = ids[~was_seen]
+            F.partition_promote(st["order"], self._position, newly_seen, self._num_seen)
+            if self.prioritization == "rank":
+                self._top = torch.topk(st["score"], self._rank_cdf.numel()).indices
+        self._num_seen = self._num_seen + int((~was_seen).sum())
+        if self.prioritization == "power":
+            self._power_w.index_copy_(0, ids, F.power_weights(new.double(), self.temperature))
+            self._power_cdf = torch.cumsum(self._power_w, 0)
+
+    def _metrics(self) -> dict[str, Tensor | float]:
+        st = self.state
+        seen = st["seen"]
+        num_seen = st["num_seen"]
+        mean_score = torch.where(seen, st["score"], 0.0).sum() / num_seen.clamp_min(1)
+        return {
+            "num_seen": num_seen,
+            "proportion_seen": num_seen / self.space.num_tasks,
+            "replay_probability": self.replay_probability(),
+            "score_mean": mean_score,
+            "score_max": torch.where(seen, st["score"], -math.inf).max(),
+        }

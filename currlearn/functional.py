@@ -1,0 +1,415 @@
+r"""Pure tensor functions behind the adaptive curricula: prioritisation, staleness, normalisation.
+
+Every function takes and returns tensors, keeps them on their device, and never synchronises
+with the host unless its docstring says so. The curricula in :mod:`currlearn.curricula` are
+thin stateful wrappers around these functions; they are public so that users can build their
+own samplers and check the formulas by hand.
+
+The prioritisation functions follow Prioritized Level Replay (Jiang et al. 2021,
+https://arxiv.org/abs/2010.03934), Section 3: given scores :math:`S_i` and a temperature
+:math:`\beta`, :math:`P_S(l_i) = h(S_i)^{1/\beta} / \sum_j h(S_j)^{1/\beta}` with
+:math:`h(S_i) = 1/\mathrm{rank}(S_i)` (rank prioritisation) or :math:`h(S_i) = S_i` (power
+prioritisation); the staleness distribution is :math:`P_C(l_i) = (c - C_i) / \sum_j (c - C_j)`
+and the replay distribution mixes them, :math:`P = (1 - \rho) P_S + \rho P_C`.
+
+Examples:
+    >>> import torch
+    >>> from currlearn import functional as F
+    >>> scores = torch.tensor([0.1, 0.5, 0.3])
+    >>> F.rank_weights(scores, temperature=1.0)
+    tensor([0.3333, 1.0000, 0.5000])
+    >>> F.normalize(F.power_weights(scores, temperature=1.0))
+    tensor([0.1111, 0.5556, 0.3333])
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "batch_ema",
+    "effective_length",
+    "group_by_task",
+    "inverse_permutation",
+    "mix_staleness",
+    "normalize",
+    "partition_promote",
+    "power_weights",
+    "rank_cdf",
+    "rank_weights",
+    "sample_from_cdf",
+    "staleness_weights",
+    "update_sorted_order",
+]
+
+
+def normalize(weights: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Scale non-negative weights to sum to 1; all-zero weights become uniform (over ``mask``).
+
+    Args:
+        weights (Tensor): shape ``[n]``, non-negative and finite.
+        mask (Tensor, optional): shape ``[n]``, bool: the support used when all weights are
+            zero (and zeroed outside). Default: all entries.
+
+    Returns:
+        Shape ``[n]``, non-negative, summing to 1 (or all zero when ``mask`` is all False).
+
+    Examples:
+        >>> import torch
+        >>> normalize(torch.tensor([1.0, 3.0]))
+        tensor([0.2500, 0.7500])
+        >>> normalize(torch.zeros(3), mask=torch.tensor([True, False, True]))
+        tensor([0.5000, 0.0000, 0.5000])
+    """
+    if mask is not None:
+        weights = torch.where(mask, weights, torch.zeros((), dtype=weights.dtype, device=weights.device))
+        support = mask.to(weights.dtype)
+    else:
+        support = torch.ones_like(weights)
+    total = weights.sum()
+    fallback = support / support.sum().clamp_min(1)
+    return torch.where(total > 0, weights / total.clamp_min(torch.finfo(weights.dtype).tiny), fallback)
+
+
+def rank_weights(scores: Tensor, temperature: float, mask: Tensor | None = None) -> Tensor:
+    """Rank prioritisation: ``h(S_i)^(1/β)`` with ``h = 1 / rank`` (rank 1 = highest score).
+
+    Ranks are taken among the entries in ``mask`` (PLR ranks the seen levels only); ties are
+    broken by position (the lower index ranks first). This is the reference formula: it sorts,
+    ``O(n log n)``. :class:`~currlearn.curricula.PrioritizedLevelReplay` keeps the order
+    incrementally with :func:`update_sorted_order` instead.
+
+    Args:
+        scores (Tensor): shape ``[n]``, finite.
+        temperature (float): β > 0; small β concentrates on the top ranks.
+        mask (Tensor, optional): shape ``[n]``, bool; entries outside get weight 0.
+
+    Returns:
+        Unnormalised weights, shape ``[n]``.
+
+    Examples:
+        >>> import torch
+        >>> rank_weights(torch.tensor([2.0, 5.0, 1.0]), temperature=0.5)
+        tensor([0.2500, 1.0000, 0.1111])
+        >>> rank_weights(torch.tensor([2.0, 5.0, 1.0]), 1.0, mask=torch.tensor([True, False, True]))
+        tensor([1.0000, 0.0000, 0.5000])
+    """
+    if mask is not None:
+        scores = torch.where(mask, scores, torch.full_like(scores, -float("inf")))
+    order = torch.sort(scores, descending=True, stable=True).indices
+    ranks = inverse_permutation(order) + 1
+    w = ranks.to(scores.dtype).pow(-1.0 / temperature)
+    if mask is not None:
+        w = torch.where(mask, w, torch.zeros_like(w))
+    return w
+
+
+def rank_cdf(num: int, temperature: float, device: torch.device | str | None = None) -> Tensor:
+    """Cumulative rank weights ``sum_{r <= k} r^(-1/β)`` for ``k = 1..num``, in float64.
+
+    Sampling a rank ``r`` from the first ``m`` entries (``m`` seen levels) and taking the
+    level of rank ``r`` draws from rank prioritisation without sorting at sample time.
+
+    Examples:
+        >>> rank_cdf(3, temperature=1.0)
+        tensor([1.0000, 1.5000, 1.8333], dtype=torch.float64)
+    """
+    ranks = torch.arange(1, num + 1, dtype=torch.float64, device=device)
+    return torch.cumsum(ranks.pow(-1.0 / temperature), 0)
+
+
+def effective_length(cdf: Tensor) -> int:
+    """Entries of a cumulative sum before it stops growing (later entries are never drawn).
+
+    For rank prioritisation with a small temperature the rank weights underflow the cdf's
+    precision after a few dozen ranks; sampling from the prefix is then exactly the same and
+    much cheaper. Synchronises with the host (call once).
+
+    Examples:
+        >>> effective_length(rank_cdf(10_000, temperature=0.1))
+        39
+    """
+    growing = cdf[1:] > cdf[:-1]
+    if not bool(growing.any()):
+        return 1
+    return int(growing.nonzero()[-1]) + 2
+
+
+def power_weights(scores: Tensor, temperature: float, mask: Tensor | None = None) -> Tensor:
+    """Power prioritisation: ``max(S_i, 0)^(1/β)``, zero outside ``mask``.
+
+    Args:
+        scores (Tensor): shape ``[n]``, finite. Negative scores count as 0.
+        temperature (float): β > 0.
+        mask (Tensor, optional): shape ``[n]``, bool.
+
+    Examples:
+        >>> import torch
+        >>> power_weights(torch.tensor([-1.0, 2.0, 3.0]), temperature=0.5)
+        tensor([0., 4., 9.])
+    """
+    w = scores.clamp_min(0).pow(1.0 / temperature)
+    if mask is not None:
+        w = torch.where(mask, w, torch.zeros_like(w))
+    return w
+
+
+def staleness_weights(timestamps: Tensor, counter: Tensor | int, mask: Tensor | None = None) -> Tensor:
+    """Staleness ``c - C_i``: episodes sampled since level ``i`` was last sampled (PLR's ``P_C``).
+
+    Timestamps in the future (``C_i > c``, e.g. a sentinel marking unseen levels) give 0.
+
+    Args:
+        timestamps (Tensor): shape ``[n]``, int64: ``C_i``, the episode counter at the last
+            time level ``i`` was sampled.
+        counter (Tensor or int): ``c``, the current episode counter.
+        mask (Tensor, optional): shape ``[n]``, bool; entries outside get 0.
+
+    Returns:
+        Shape ``[n]``, int64 (exact; sample with :func:`sample_from_cdf` on its cumsum).
+
+    Examples:
+        >>> import torch
+        >>> staleness_weights(torch.tensor([0, 3, 5, 9]), 5)
+        tensor([5, 2, 0, 0])
+    """
+    w = (counter - timestamps).clamp_min(0)
+    if mask is not None:
+        w = w * mask
+    return w
+
+
+def mix_staleness(p_score: Tensor, p_staleness: Tensor, staleness_coef: float) -> Tensor:
+    """The PLR replay distribution ``(1 - ρ) P_S + ρ P_C``.
+
+    ``ρ`` is the paper's staleness coefficient (``staleness_coef`` in the reference code). When
+    ``P_C`` is all zero (no level is stale yet) the result is ``P_S``.
+
+    Args:
+        p_score (Tensor): shape ``[n]``, sums to 1.
+        p_staleness (Tensor): shape ``[n]``, sums to 1 or is all zero.
+        staleness_coef (float): ρ in [0, 1].
+
+    Examples:
+        >>> import torch
+        >>> mix_staleness(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0]), 0.1)
+        tensor([0.9000, 0.1000])
+    """
+    has_stale = p_staleness.sum() > 0
+    mixed = (1.0 - staleness_coef) * p_score + staleness_coef * p_staleness.to(p_score.dtype)
+    return torch.where(has_stale, mixed, p_score)
+
+
+def inverse_permutation(order: Tensor) -> Tensor:
+    """``rank`` with ``rank[order[i]] = i`` (the position of each entry in ``order``).
+
+    Examples:
+        >>> import torch
+        >>> inverse_permutation(torch.tensor([2, 0, 1]))
+        tensor([1, 2, 0])
+    """
+    inv = torch.empty_like(order)
+    inv.scatter_(0, order, torch.arange(order.numel(), device=order.device, dtype=order.dtype))
+    return inv
+
+
+def update_sorted_order(order: Tensor, keys: Tensor, index: Tensor, *, assume_unique: bool = False) -> Tensor:
+    """Re-sort a permutation after some keys changed, in ``O(n + m log n)`` (no full sort).
+
+    ``order`` sorted the *old* keys in descending order. ``keys`` holds the new keys, which
+    differ from the old ones only at ``index``. The result sorts the new keys in descending
+    order: unchanged entries keep their relative order, changed entries are merged in with
+    ``searchsorted`` (a changed entry goes after unchanged entries with an equal key).
+
+    Args:
+        order (Tensor): shape ``[n]``, int64, a permutation of ``0..n-1``.
+        keys (Tensor): shape ``[n]``, the new keys (``-inf`` allowed, no NaN).
+        index (Tensor): shape ``[m]``, int64, the changed entries (duplicates allowed).
+        assume_unique (bool): ``index`` is already sorted and free of duplicates (skips a sort).
+
+    Returns:
+        The new permutation, shape ``[n]``.
+
+    Note:
+        The number of distinct changed entries is data dependent: one host synchronisation
+        per call on CUDA.
+
+    Examples:
+        >>> import torch
+        >>> keys = torch.tensor([3.0, 2.0, 1.0, 0.0])
+        >>> order = torch.tensor([0, 1, 2, 3])
+        >>> keys[3] = 2.5
+        >>> update_sorted_order(order, keys, torch.tensor([3]))
+        tensor([0, 3, 1, 2])
+    """
+    n = order.numel()
+    device = order.device
+    changed_ids = index if assume_unique else torch.unique_consecutive(torch.sort(index).values)
+    m = changed_ids.numel()
+    changed = torch.zeros(n, dtype=torch.bool, device=device).index_fill_(0, changed_ids, True)
+    changed_seq = changed.index_select(0, order)  # [n], changed slots in the old order
+    seq_keys = keys.index_select(0, order)
+    # Keys of the unchanged entries, in the old (still sorted) order; changed slots take the
+    # key of the previous unchanged slot so that the sequence stays non-increasing.
+    mono = torch.cummin(seq_keys.masked_fill_(changed_seq, float("inf")), 0).values
+    kept_before = torch.cumsum((~changed_seq).to(torch.int64), 0)  # unchanged slots in [0, p]
+    # Changed entries sorted by their new key (descending, ties by id).
+    new_keys = keys.index_select(0, changed_ids)
+    perm = torch.sort(~_sortable_int(new_keys), stable=True).indices  # descending keys
+    new_keys = new_keys.index_select(0, perm)
+    new_ids = changed_ids.index_select(0, perm)
+    # Number of unchanged entries with key >= each new key.
+    hits = torch.searchsorted(-mono, -new_keys, right=True)
+    ins = torch.where(hits > 0, kept_before.index_select(0, (hits - 1).clamp_min(0)), torch.zeros_like(hits))
+    new_pos = ins + torch.arange(m, device=device)
+    # Final slot of an unchanged entry with rank r among unchanged: r + #{i : ins_i <= r}.
+    counts = torch.zeros(n + 1, dtype=torch.int64, device=device)
+    counts.index_add_(0, ins, torch.ones_like(ins))
+    inserted_upto = torch.cumsum(counts, 0)
+    r = (kept_before - 1).clamp_min(0)
+    kept_pos = r + inserted_upto.index_select(0, r)
+    if m:
+        # Changed slots first write their old id into the new entries' slots (overwritten below).
+        slots = changed_seq.nonzero().squeeze(1)  # m of them, in sequence order
+        kept_pos.index_copy_(0, slots, new_pos)
+    out = torch.empty_like(order)
+    out.index_copy_(0, kept_pos, order)
+    out.index_copy_(0, new_pos, new_ids)
+    return out
+
+
+def _sortable_int(x: Tensor) -> Tensor:
+    """Integers that sort like the floats ``x`` (integer sorts are radix sorts on CPU, faster)."""
+    if x.dtype == torch.float64:
+        bits, mask = x.view(torch.int64), 0x7FFFFFFFFFFFFFFF
+    else:
+        bits, mask = x.to(torch.float32).view(torch.int32), 0x7FFFFFFF
+    bits = torch.where(bits == torch.iinfo(bits.dtype).min, torch.zeros_like(bits), bits)  # -0.0 == 0.0
+    return torch.where(bits < 0, bits ^ mask, bits)
+
+
+def partition_promote(order: Tensor, position: Tensor, ids: Tensor, boundary: int) -> None:
+    """Move entries to the front part of a two-part permutation, in place, in ``O(len(ids))``.
+
+    ``order`` is a permutation split at ``boundary`` (e.g. seen levels first, unseen after) and
+    ``position`` its inverse. The entries ``ids`` (unique, all at positions ``>= boundary``) are
+    swapped into positions ``[boundary, boundary + len(ids))``, so that the front part grows by
+    ``len(ids)``. Synchronises with the host (data-dependent sizes).
+
+    Args:
+        order (Tensor): shape ``[n]``, int64.
+        position (Tensor): shape ``[n]``, int64, ``position[order[i]] = i``.
+        ids (Tensor): shape ``[s]``, int64, unique.
+        boundary (int): size of the front part.
+
+    Examples:
+        >>> import torch
+        >>> order = torch.tensor([0, 1, 2, 3, 4]); position = order.clone()
+        >>> partition_promote(order, position, torch.tensor([4]), boundary=2)
+        >>> order, position
+        (tensor([0, 1, 4, 3, 2]), tensor([0, 1, 4, 3, 2]))
+    """
+    s = ids.numel()
+    if s == 0:
+        return
+    hi = boundary + s
+    pos = position.index_select(0, ids)
+    outside = pos >= hi
+    out_ids, out_pos = ids[outside], pos[outside]
+    region = order[boundary:hi]
+    in_slots = boundary + (~torch.isin(region, ids)).nonzero().squeeze(1)
+    movers = order.index_select(0, in_slots)  # entries of the back part sitting in the target slots
+    order.index_copy_(0, out_pos, movers)
+    position.index_copy_(0, movers, out_pos)
+    order.index_copy_(0, in_slots, out_ids)
+    position.index_copy_(0, out_ids, in_slots)
+
+
+def batch_ema(old: Tensor, mean: Tensor, count: Tensor, smoothing: float, initialized: Tensor) -> Tensor:
+    """Exponential moving average after ``count`` observations with mean ``mean`` at once.
+
+    ``count`` sequential updates ``x <- (1 - a) x + a v`` with values of mean ``mean`` move the
+    average to ``(1 - a)^count x + (1 - (1 - a)^count) mean`` (exact when the values are
+    equal). Uninitialised entries take ``mean``.
+
+    Args:
+        old (Tensor): shape ``[m]``, the current averages.
+        mean (Tensor): shape ``[m]``, the batch means.
+        count (Tensor): shape ``[m]``, observations per entry (``> 0``).
+        smoothing (float): ``a`` in (0, 1]; 1 keeps the latest mean.
+        initialized (Tensor): shape ``[m]``, bool.
+
+    Examples:
+        >>> import torch
+        >>> batch_ema(torch.tensor([1.0, 5.0]), torch.tensor([0.0, 2.0]), torch.tensor([2.0, 1.0]),
+        ...           0.5, torch.tensor([True, False]))
+        tensor([0.2500, 2.0000])
+    """
+    keep = (1.0 - smoothing) ** count.to(old.dtype)
+    return torch.where(initialized, keep * old + (1.0 - keep) * mean.to(old.dtype), mean.to(old.dtype))
+
+
+def group_by_task(task: Tensor, *values: Tensor, valid: Tensor | None = None) -> tuple[Tensor, Tensor, list[Tensor]]:
+    """Per-task counts and sums of per-episode values, over the tasks that occur.
+
+    Args:
+        task (Tensor): shape ``[e]``, int64 task ids.
+        *values (Tensor): each of shape ``[e]``.
+        valid (Tensor, optional): shape ``[e]``, bool; invalid episodes are dropped.
+
+    Returns:
+        ``(task_ids [m], counts [m], [sums [m] per value])`` with ``task_ids`` sorted and
+        unique. Synchronises with the host (dynamic size ``m``).
+
+    Examples:
+        >>> import torch
+        >>> ids, n, (s,) = group_by_task(torch.tensor([4, 1, 4]), torch.tensor([1.0, 2.0, 3.0]))
+        >>> ids, n, s
+        (tensor([1, 4]), tensor([1., 2.]), tensor([2., 4.]))
+    """
+    if valid is not None:
+        task = task[valid]
+        values = tuple(v[valid] for v in values)
+    ids, inv = torch.unique(task, return_inverse=True)
+    dtype = values[0].dtype if values and values[0].is_floating_point() else torch.get_default_dtype()
+    counts = torch.zeros(ids.numel(), dtype=dtype, device=task.device).index_add_(0, inv, torch.ones(task.numel(), dtype=dtype, device=task.device))
+    sums = [torch.zeros(ids.numel(), dtype=v.dtype, device=task.device).index_add_(0, inv, v) for v in values]
+    return ids, counts, sums
+
+
+def sample_from_cdf(cdf: Tensor, u: Tensor, size: Tensor | None = None) -> Tensor:
+    """Indices drawn by inverse-CDF: ``searchsorted(cdf, u * total)``.
+
+    An integer ``cdf`` (cumulative integer weights) is sampled exactly: the target is the
+    integer ``floor(u * total)``, uniform in ``[0, total)``.
+
+    Args:
+        cdf (Tensor): shape ``[n]``, non-decreasing cumulative weights (float or int64).
+        u (Tensor): shape ``[k]``, uniform in [0, 1), float64 for integer ``cdf``.
+        size (Tensor, optional): scalar int64, sample among the first ``size`` entries only
+            (default all); must be >= 1.
+
+    Returns:
+        Shape ``[k]``, int64 indices in ``[0, size)``.
+
+    Examples:
+        >>> import torch
+        >>> cdf = torch.tensor([1.0, 1.0, 3.0])
+        >>> sample_from_cdf(cdf, torch.tensor([0.0, 0.4, 0.99]))
+        tensor([0, 2, 2])
+        >>> sample_from_cdf(torch.tensor([1, 1, 3]), torch.tensor([0.0, 0.34, 0.99], dtype=torch.float64))
+        tensor([0, 2, 2])
+    """
+    n = cdf.numel()
+    if size is None:
+        last = torch.full((), n - 1, dtype=torch.int64, device=cdf.device)
+    else:
+        last = (size - 1).clamp(0, n - 1)
+    total = cdf[last]
+    if cdf.dtype.is_floating_point:
+        target = u.to(cdf.dtype) * total
+    else:
+        target = torch.minimum((u * total).long(), (total - 1).clamp_min(0))
+    idx = torch.searchsorted(cdf, target, right=True)
+    return torch.minimum(idx, last)

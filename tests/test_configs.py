@@ -1,0 +1,80 @@
+"""Structured configs: parity with the constructors, ConfigStore registration, instantiation."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import inspect
+
+import pytest
+from hydra.utils import instantiate
+from omegaconf import MISSING, OmegaConf
+
+import currlearn
+from currlearn.configs import LevelCurriculumConf, LinearScheduleConf, config_classes, register_configs
+
+
+def _resolve(path: str) -> type:
+    module, name = path.rsplit(".", 1)
+    return getattr(importlib.import_module(module), name)
+
+
+def _ctor_params(cls: type) -> dict[str, inspect.Parameter]:
+    params = inspect.signature(cls).parameters
+    out = {n: p for n, p in params.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    if dataclasses.is_dataclass(cls):  # the signature shows a default_factory as <factory>
+        for f in dataclasses.fields(cls):
+            if f.default_factory is not dataclasses.MISSING:
+                out[f.name] = out[f.name].replace(default=f.default_factory())
+    return out
+
+
+@pytest.mark.parametrize("target", sorted(config_classes()))
+def test_config_matches_constructor(target):
+    conf = config_classes()[target]
+    cls = _resolve(target)
+    fields = {f.name: f for f in dataclasses.fields(conf) if f.name != "_target_"}
+    params = _ctor_params(cls)
+    assert list(fields) == list(params), f"{conf.__name__} fields differ from {cls.__name__}'s arguments"
+    for name, p in params.items():
+        f = fields[name]
+        if f.default_factory is not dataclasses.MISSING:
+            default = f.default_factory()
+        else:
+            default = f.default
+        if p.default is inspect.Parameter.empty:
+            assert default is MISSING, f"{conf.__name__}.{name} should be MISSING (the constructor has no default)"
+        else:
+            assert default == p.default, f"{conf.__name__}.{name}: {default!r} != {p.default!r}"
+
+
+def test_every_public_class_has_a_config():
+    targets = set(config_classes())
+    public = [getattr(currlearn, n) for n in currlearn.__all__]
+    wanted = [
+        c for c in public
+        if inspect.isclass(c) and not inspect.isabstract(c)
+        and c.__name__ not in ("Curriculum", "DiscreteCurriculum", "TaskSpace", "Schedule", "EpisodeTracker", "ProductSpace")
+    ]
+    missing = [c.__name__ for c in wanted if f"currlearn.{c.__name__}" not in targets]
+    assert not missing, f"no structured config for {missing}"
+
+
+def test_register_configs_stores_groups():
+    from hydra.core.config_store import ConfigStore
+
+    register_configs()
+    repo = ConfigStore.instance().repo
+    assert "LevelCurriculum.yaml" in repo["curriculum"]
+    assert "LinearSchedule.yaml" in repo["schedule"]
+    assert "PPOSettings.yaml" in repo["algo"]
+
+
+def test_instantiate_structured_configs():
+    cfg = OmegaConf.structured(LevelCurriculumConf(levels={"gate_width": [8.0, 0.5]}, threshold=0.6, metric="success"))
+    cur = instantiate(cfg, _convert_="all")
+    assert isinstance(cur, currlearn.LevelCurriculum) and cur.num_levels == 2
+    sched = instantiate(OmegaConf.structured(LinearScheduleConf(init=0.0, final=1.0, total=4)))
+    assert float(sched(2)) == pytest.approx(0.5)
+    with pytest.raises(Exception, match="threshold"):
+        OmegaConf.structured(LevelCurriculumConf(levels={"g": [1.0]}, threshold="high"))  # type: ignore[arg-type]

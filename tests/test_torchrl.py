@@ -1,0 +1,200 @@
+"""Integration tests with real TorchRL envs, collectors, ParallelEnv, MultiSyncCollector and Trainer."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tensordict import TensorDict
+from torchrl.collectors import Collector, MultiSyncCollector
+from torchrl.envs import ParallelEnv, StepCounter, TransformedEnv
+from torchrl.envs.utils import check_env_specs
+
+from currlearn import (
+    DiscreteCurriculum,
+    DiscreteSpace,
+    DomainRandomization,
+    LevelCurriculum,
+    LinearSchedule,
+    ScheduledCurriculum,
+)
+from currlearn.envs import PointMassGateEnv, make_pendulum
+from currlearn.integrations.torchrl import CurriculumHook, CurriculumTransform, sync_workers, transform_path
+from currlearn.ppo import PPOSettings, make_ppo_trainer
+from currlearn.testing import make_pendulum_with_step_counter, make_scheduled_pendulum
+
+GATES = {"gate_width": [8.0, 4.0, 2.0, 1.0, 0.5], "gate_position": [0.0, 1.0, 2.0, 2.5, 2.5]}
+
+
+class RecordingCurriculum(DiscreteCurriculum):
+    """Uniform over tasks; records the env_ids of every sample call."""
+
+    def __init__(self, space, seed=0):
+        super().__init__(space, seed=seed)
+        self.calls: list[torch.Tensor] = []
+
+    def _compute_weights(self):
+        return torch.ones(self.space.num_tasks)
+
+    def _sample(self, num, env_ids):
+        self.calls.append(env_ids.clone())
+        return super()._sample(num, env_ids)
+
+
+class TestCurriculumTransform:
+    def _make_env(self, curriculum, num_envs=4, max_steps=50):
+        return TransformedEnv(PointMassGateEnv(num_envs, max_steps=max_steps, seed=0), CurriculumTransform(curriculum))
+
+    def test_specs(self):
+        env = self._make_env(DomainRandomization(DiscreteSpace(GATES), seed=0))
+        check_env_specs(env)
+
+    def test_params_apply_from_first_observation_and_step(self):
+        cur = DomainRandomization(DiscreteSpace(GATES), seed=1)
+        env = self._make_env(cur, num_envs=8)
+        td = env.reset()
+        expected = cur.space.params(td["task_id"])
+        # The reset observation already shows the sampled gate (obs[..., 4:6] = position, width).
+        torch.testing.assert_close(td["observation"][:, 4], expected["gate_position"])
+        torch.testing.assert_close(td["observation"][:, 5], expected["gate_width"])
+        td = env.rand_step(td)
+        torch.testing.assert_close(td["next", "params", "gate_width"], expected["gate_width"])
+        torch.testing.assert_close(td["next", "task_id"], td["task_id"])
+
+    def test_partial_reset_samples_only_reset_envs(self):
+        cur = RecordingCurriculum(DiscreteSpace(GATES))
+        env = self._make_env(cur, num_envs=4)
+        td = env.reset()
+        before = td["task_id"].clone()
+        assert cur.calls[-1].tolist() == [0, 1, 2, 3]
+        td["_reset"] = torch.tensor([[False], [True], [False], [True]])
+        out = env.reset(td)
+        assert cur.calls[-1].tolist() == [1, 3]
+        assert out["task_id"][[0, 2]].tolist() == before[[0, 2]].tolist()
+
+    def test_collector_autoreset_tags_transitions(self):
+        cur = DomainRandomization(DiscreteSpace(GATES), seed=0)
+        env = self._make_env(cur, num_envs=4, max_steps=5)
+        collector = Collector(env, None, frames_per_batch=40, total_frames=80, auto_register_policy_transforms=False)
+        try:
+            for batch in collector:
+                params = cur.space.params(batch["next", "task_id"])
+                torch.testing.assert_close(params["gate_width"], batch["next", "params", "gate_width"])
+                torch.testing.assert_close(batch["next", "observation"][..., 5], batch["next", "params", "gate_width"])
+                # Tasks change only across episode boundaries.
+                same = batch["task_id"][:, 1:] == batch["task_id"][:, :-1]
+                assert bool((same | batch["done"][:, :-1].squeeze(-1) | batch["next", "done"][:, :-1].squeeze(-1)).all())
+        finally:
+            collector.shutdown()
+
+    def test_unknown_parameter_lists_env_parameters(self):
+        cur = DomainRandomization(DiscreteSpace({"mass": [1.0, 2.0]}), seed=0)
+        env = TransformedEnv(make_pendulum(2, seed=0), CurriculumTransform(cur))
+        with pytest.raises(ValueError, match=r"parameter\(s\) \['mass'\].*the env's parameters are \[.*'m'"):
+            env.reset()
+
+    def test_box_params_recorded_per_step_are_not_overwritten(self):
+        cur = ScheduledCurriculum({"m": LinearSchedule(0.5, 2.0, total=2)})
+        env = TransformedEnv(make_pendulum(2, seed=0), CurriculumTransform(cur))
+        td = env.reset()
+        first = env.rand_step(td)
+        cur.step()
+        env.transform.refresh()
+        second = env.rand_step(first["next"].clone())
+        assert first["next", "params", "m"].tolist() == [0.5, 0.5]
+        assert second["next", "params", "m"].tolist() == [1.25, 1.25]
+
+
+def test_scheduled_mass_parallel_env_two_workers():
+    """ScheduledCurriculum changes the pendulum mass every iteration in a ParallelEnv(2)."""
+    cur = ScheduledCurriculum({"m": LinearSchedule(0.5, 2.0, total=3)}, seed=0)
+    env = TransformedEnv(ParallelEnv(2, make_pendulum_with_step_counter), CurriculumTransform(cur))
+    collector = Collector(env, None, frames_per_batch=32, total_frames=32 * 5, auto_register_policy_transforms=False)
+    hook = CurriculumHook(cur, transform=env.transform)
+    seen = []
+    try:
+        for batch in collector:
+            seen.append(batch["next", "params", "m"].unique().tolist())
+            hook.process_batch(batch)
+            hook.end_iteration()
+    finally:
+        collector.shutdown()  # also closes the ParallelEnv
+    expected = [LinearSchedule(0.5, 2.0, total=3)(i).item() for i in range(5)]
+    assert seen == [[pytest.approx(v)] for v in expected], seen
+
+
+def test_scheduled_mass_multisync_collector():
+    """The same schedule, with the transform replicas living in MultiSyncCollector workers."""
+    path = transform_path(make_scheduled_pendulum())
+    cur = ScheduledCurriculum({"m": LinearSchedule(0.5, 2.0, total=3)}, seed=0)
+    collector = MultiSyncCollector(
+        [make_scheduled_pendulum, make_scheduled_pendulum], None, frames_per_batch=32, total_frames=32 * 4
+    )
+    hook = CurriculumHook(cur, collector=collector, worker_path=path)
+    seen = []
+    try:
+        for batch in collector:
+            seen.append(batch["next", "params", "m"].unique().tolist())
+            hook.process_batch(batch)
+            hook.end_iteration()
+    finally:
+        collector.shutdown()
+    expected = [LinearSchedule(0.5, 2.0, total=3)(i).item() for i in range(4)]
+    assert seen == [[pytest.approx(v)] for v in expected], seen
+    assert cur.counters["episodes"] > 0
+
+
+def test_sync_workers_requires_path():
+    cur = ScheduledCurriculum({"m": LinearSchedule(0.5, 2.0, total=3)})
+    with pytest.raises(ValueError, match="worker_path"):
+        CurriculumHook(cur, collector=object())
+    with pytest.raises(ValueError, match="no CurriculumTransform"):
+        transform_path(make_pendulum(1))
+    assert callable(sync_workers)
+
+
+def _ppo_on_gates(total_frames, seed=0, ckpt=None):
+    torch.manual_seed(seed)
+    curriculum = LevelCurriculum(GATES, threshold=0.6, metric="success", min_episodes=32, seed=seed)
+    env = TransformedEnv(PointMassGateEnv(num_envs=16, seed=seed), CurriculumTransform(curriculum))
+    trainer, hook = make_ppo_trainer(env, curriculum, PPOSettings(total_frames=total_frames), save_path=ckpt)
+    return trainer, hook, curriculum
+
+
+def test_ppo_level_curriculum_advances():
+    """A short real PPO run: the agent masters the open arena and the ladder climbs."""
+    trainer, _, curriculum = _ppo_on_gates(total_frames=24 * 1024)
+    trainer.train()
+    assert int(curriculum.level) >= 2, curriculum.metrics()
+    assert int(curriculum.state["promotions"]) >= 2
+
+
+def test_trainer_checkpoint_holds_curriculum(tmp_path):
+    ckpt = str(tmp_path / "trainer.pt")
+    trainer, _, curriculum = _ppo_on_gates(total_frames=4 * 1024, ckpt=ckpt)
+    trainer.train()
+    saved = curriculum.state_dict()
+    expected_next = curriculum.sample(64)
+
+    trainer2, hook2, curriculum2 = _ppo_on_gates(total_frames=4 * 1024, seed=1)
+    assert not torch.equal(curriculum2.generator.get_state(), saved["rng"])
+    trainer2.load_from_file(ckpt, weights_only=False)
+    for key, value in saved["state"].items():
+        torch.testing.assert_close(curriculum2.state[key], value)
+    torch.testing.assert_close(curriculum2.sample(64), expected_next)
+    trainer2.shutdown()
+
+
+def test_hook_logs_curriculum_metrics(tmp_path):
+    from torchrl.record.loggers import CSVLogger
+
+    torch.manual_seed(0)
+    curriculum = LevelCurriculum(GATES, threshold=0.6, metric="success", min_episodes=32, seed=0)
+    env = TransformedEnv(PointMassGateEnv(num_envs=16, seed=0), CurriculumTransform(curriculum))
+    logger = CSVLogger(exp_name="run", log_dir=str(tmp_path))
+    trainer, _ = make_ppo_trainer(env, curriculum, PPOSettings(total_frames=2 * 1024), logger=logger)
+    trainer.train()
+    level_csv = tmp_path / "run" / "scalars" / "curriculum" / "level_max.csv"
+    assert level_csv.exists(), sorted(p.name for p in (tmp_path / "run" / "scalars").rglob("*"))
+    rows = level_csv.read_text().strip().splitlines()
+    assert len(rows) == 2
+    assert TensorDict  # the batch type the hook consumes
