@@ -2,7 +2,7 @@
 
 Each ``<Class>Conf`` dataclass has a ``_target_`` and exactly the constructor's arguments with
 the same defaults (``MISSING`` where the constructor has none), so
-``hydra.utils.instantiate(LevelCurriculumConf(levels={...}, threshold=0.6))`` builds the
+``hydra.utils.instantiate(LevelCurriculumConfig(levels={...}, threshold=0.6))`` builds the
 object. :func:`register_configs` stores them in Hydra's ConfigStore (explicit call, nothing
 happens at import) under the groups ``curriculum``, ``schedule``, ``space`` and ``algo``,
 named after the class (``curriculum=LevelCurriculum``), next to the YAML presets of
@@ -10,15 +10,15 @@ named after the class (``curriculum=LevelCurriculum``), next to the YAML presets
 
 Examples:
     >>> from hydra.utils import instantiate
-    >>> from currlearn.configs import LinearScheduleConf
-    >>> instantiate(LinearScheduleConf(init=0.0, final=1.0, total=10))(5)
+    >>> from currlearn.configs import LinearScheduleConfig
+    >>> instantiate(LinearScheduleConfig(init=0.0, final=1.0, total=10))(5)
     tensor(0.5000)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from omegaconf import MISSING
 
@@ -27,21 +27,21 @@ from omegaconf import MISSING
 # on Python >= 3.10 either way; Any for the mapping/sequence arguments).
 
 __all__ = [
-    "BoxSpaceConf",
-    "ChainScheduleConf",
-    "CompositeCurriculumConf",
-    "ConstantScheduleConf",
-    "CosineScheduleConf",
-    "DiscreteSpaceConf",
-    "DomainRandomizationConf",
-    "ExponentialScheduleConf",
-    "LevelCurriculumConf",
-    "LinearScheduleConf",
-    "PPOSettingsConf",
-    "ScheduledCurriculumConf",
-    "SequentialCurriculumConf",
-    "StageConf",
-    "StepScheduleConf",
+    "BoxSpaceConfig",
+    "ChainScheduleConfig",
+    "CompositeCurriculumConfig",
+    "ConstantScheduleConfig",
+    "CosineScheduleConfig",
+    "DiscreteSpaceConfig",
+    "DomainRandomizationConfig",
+    "ExponentialScheduleConfig",
+    "LevelCurriculumConfig",
+    "LinearScheduleConfig",
+    "PPOSettingsConfig",
+    "ScheduledCurriculumConfig",
+    "SequentialCurriculumConfig",
+    "StageConfig",
+    "StepScheduleConfig",
     "config_classes",
     "register_configs",
 ]
@@ -49,84 +49,84 @@ __all__ = [
 
 # --------------------------------------------------------------------------- curricula
 @dataclass
-class DomainRandomizationConf:
+class DomainRandomizationConfig:
     """:class:`currlearn.DomainRandomization`."""
 
     _target_: str = "currlearn.DomainRandomization"
     space: Any = MISSING
-    num_envs: Optional[int] = None
-    seed: Optional[int] = None
-    device: Optional[str] = None
+    num_envs: int | None = None
+    seed: int | None = None
+    device: str | None = None
 
 
 @dataclass
-class LevelCurriculumConf:
+class LevelCurriculumConfig:
     """:class:`currlearn.LevelCurriculum`."""
 
     _target_: str = "currlearn.LevelCurriculum"
     levels: Any = MISSING
     threshold: float = MISSING
     metric: str = "return"
-    demote_threshold: Optional[float] = None
+    demote_threshold: float | None = None
     min_episodes: int = 10
     smoothing: float = 0.1
     per_env: bool = False
-    num_envs: Optional[int] = None
+    num_envs: int | None = None
     start_level: int = 0
-    seed: Optional[int] = None
-    device: Optional[str] = None
+    seed: int | None = None
+    device: str | None = None
 
 
 @dataclass
-class ScheduledCurriculumConf:
+class ScheduledCurriculumConfig:
     """:class:`currlearn.ScheduledCurriculum` (``schedules``: name -> a schedule config)."""
 
     _target_: str = "currlearn.ScheduledCurriculum"
     schedules: Any = MISSING
-    seed: Optional[int] = None
-    device: Optional[str] = None
+    seed: int | None = None
+    device: str | None = None
 
 
 @dataclass
-class StageConf:
+class StageConfig:
     """:class:`currlearn.Stage`."""
 
     _target_: str = "currlearn.Stage"
     params: Any = MISSING
-    max_episodes: Optional[int] = None
-    max_steps: Optional[int] = None
-    min_avg_reward: Optional[float] = None
-    max_reward_std: Optional[float] = None
-    min_evaluation_score: Optional[float] = None
-    max_wall_time: Optional[float] = None
+    max_episodes: int | None = None
+    max_steps: int | None = None
+    min_avg_reward: float | None = None
+    max_reward_std: float | None = None
+    min_evaluation_score: float | None = None
+    max_wall_time: float | None = None
     reward_window: int = 100
     mode: str = "any"
     predicates: Any = field(default_factory=list)
 
 
 @dataclass
-class SequentialCurriculumConf:
-    """:class:`currlearn.SequentialCurriculum` (``stages``: dicts or StageConf)."""
+class SequentialCurriculumConfig:
+    """:class:`currlearn.SequentialCurriculum` (``stages``: dicts or StageConfig)."""
 
     _target_: str = "currlearn.SequentialCurriculum"
     stages: Any = MISSING
-    seed: Optional[int] = None
-    device: Optional[str] = None
+    seed: int | None = None
+    device: str | None = None
 
 
 @dataclass
-class CompositeCurriculumConf:
+class CompositeCurriculumConfig:
     """:class:`currlearn.CompositeCurriculum` (``curricula``: curriculum configs)."""
 
     _target_: str = "currlearn.CompositeCurriculum"
     curricula: Any = MISSING
-    seed: Optional[int] = None
-    device: Optional[str] = None
+    seed: int | None = None
+    device: str | None = None
 
 
 # --------------------------------------------------------------------------- schedules
 @dataclass
-class LinearScheduleConf:
+class LinearScheduleConfig:
     """:class:`currlearn.LinearSchedule`."""
 
     _target_: str = "currlearn.LinearSchedule"
@@ -137,7 +137,7 @@ class LinearScheduleConf:
 
 
 @dataclass
-class CosineScheduleConf:
+class CosineScheduleConfig:
     """:class:`currlearn.CosineSchedule`."""
 
     _target_: str = "currlearn.CosineSchedule"
@@ -148,7 +148,7 @@ class CosineScheduleConf:
 
 
 @dataclass
-class ExponentialScheduleConf:
+class ExponentialScheduleConfig:
     """:class:`currlearn.ExponentialSchedule`."""
 
     _target_: str = "currlearn.ExponentialSchedule"
@@ -159,7 +159,7 @@ class ExponentialScheduleConf:
 
 
 @dataclass
-class StepScheduleConf:
+class StepScheduleConfig:
     """:class:`currlearn.StepSchedule`."""
 
     _target_: str = "currlearn.StepSchedule"
@@ -168,7 +168,7 @@ class StepScheduleConf:
 
 
 @dataclass
-class ConstantScheduleConf:
+class ConstantScheduleConfig:
     """:class:`currlearn.ConstantSchedule`."""
 
     _target_: str = "currlearn.ConstantSchedule"
@@ -178,7 +178,7 @@ class ConstantScheduleConf:
 
 
 @dataclass
-class ChainScheduleConf:
+class ChainScheduleConfig:
     """:class:`currlearn.ChainSchedule` (``schedules``: schedule configs)."""
 
     _target_: str = "currlearn.ChainSchedule"
@@ -187,27 +187,27 @@ class ChainScheduleConf:
 
 # --------------------------------------------------------------------------- spaces, algo
 @dataclass
-class BoxSpaceConf:
+class BoxSpaceConfig:
     """:class:`currlearn.BoxSpace`."""
 
     _target_: str = "currlearn.BoxSpace"
     low: Any = MISSING
     high: Any = MISSING
-    device: Optional[str] = None
+    device: str | None = None
 
 
 @dataclass
-class DiscreteSpaceConf:
+class DiscreteSpaceConfig:
     """:class:`currlearn.DiscreteSpace`."""
 
     _target_: str = "currlearn.DiscreteSpace"
     params: Any = None
-    num_tasks: Optional[int] = None
-    device: Optional[str] = None
+    num_tasks: int | None = None
+    device: str | None = None
 
 
 @dataclass
-class PPOSettingsConf:
+class PPOSettingsConfig:
     """:class:`currlearn.ppo.PPOSettings`."""
 
     _target_: str = "currlearn.ppo.PPOSettings"
@@ -226,23 +226,23 @@ class PPOSettingsConf:
 
 _GROUPS: dict[str, tuple[type, ...]] = {
     "curriculum": (
-        DomainRandomizationConf,
-        LevelCurriculumConf,
-        ScheduledCurriculumConf,
-        SequentialCurriculumConf,
-        CompositeCurriculumConf,
+        DomainRandomizationConfig,
+        LevelCurriculumConfig,
+        ScheduledCurriculumConfig,
+        SequentialCurriculumConfig,
+        CompositeCurriculumConfig,
     ),
-    "stage": (StageConf,),
+    "stage": (StageConfig,),
     "schedule": (
-        LinearScheduleConf,
-        CosineScheduleConf,
-        ExponentialScheduleConf,
-        StepScheduleConf,
-        ConstantScheduleConf,
-        ChainScheduleConf,
+        LinearScheduleConfig,
+        CosineScheduleConfig,
+        ExponentialScheduleConfig,
+        StepScheduleConfig,
+        ConstantScheduleConfig,
+        ChainScheduleConfig,
     ),
-    "space": (BoxSpaceConf, DiscreteSpaceConf),
-    "algo": (PPOSettingsConf,),
+    "space": (BoxSpaceConfig, DiscreteSpaceConfig),
+    "algo": (PPOSettingsConfig,),
 }
 
 
@@ -254,7 +254,8 @@ def config_classes() -> dict[str, type]:
 def register_configs() -> None:
     """Store every structured config in Hydra's ConfigStore: group ``curriculum``,
     ``stage``, ``schedule``, ``space`` or ``algo``, named after its class (e.g.
-    ``curriculum/LevelCurriculum``, ``schedule/LinearSchedule``, ``algo/PPOSettings``)."""
+    ``curriculum/LevelCurriculum``, ``schedule/LinearSchedule``, ``algo/PPOSettings``).
+    """
     from hydra.core.config_store import ConfigStore
 
     cs = ConfigStore.instance()

@@ -49,13 +49,14 @@ def _float(v: Any) -> float:
 # --------------------------------------------------------------------------- one run
 def plot_run(rows: Sequence[Mapping[str, Any]], run_dir: str | Path) -> list[Path]:
     """Write ``returns.png`` (return and success vs frames) and, with a curriculum,
-    ``curriculum.png`` (level / stage and the mean task parameters vs frames)."""
+    ``curriculum.png`` (level / stage and the mean task parameters vs frames).
+    """
     plt = _plt()
     run_dir = Path(run_dir)
     frames = [_float(r["frames"]) for r in rows]
     out = []
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
-    for ax, key in zip(axes, ("return", "success")):
+    for ax, key in zip(axes, ("return", "success"), strict=False):
         ax.plot(frames, [_float(r.get(key)) for r in rows])
         ax.set_xlabel("frames")
         ax.set_ylabel(f"episode {key}")
@@ -76,7 +77,9 @@ def plot_run(rows: Sequence[Mapping[str, Any]], run_dir: str | Path) -> list[Pat
         if levels:
             ax = axes.pop(0)
             for k in levels:
-                ax.step(frames, [_float(r.get(k)) for r in rows], where="post", label=k.split("/")[-1])
+                ax.step(
+                    frames, [_float(r.get(k)) for r in rows], where="post", label=k.split("/")[-1]
+                )
             ax.set_xlabel("frames")
             ax.set_ylabel("level")
             ax.legend()
@@ -108,7 +111,8 @@ def _read_overrides(job: Path) -> list[str]:
 
 def load_runs(multirun_dir: str | Path) -> list[dict[str, Any]]:
     """Every job under ``multirun_dir`` with a ``metrics.csv``: its group label (overrides
-    without ``seed``, or the curriculum name), seed, rows and summary."""
+    without ``seed``, or the curriculum name), seed, rows and summary.
+    """
     root = Path(multirun_dir)
     runs = []
     for metrics in sorted(root.glob("**/metrics.csv")):
@@ -120,11 +124,28 @@ def load_runs(multirun_dir: str | Path) -> list[dict[str, Any]]:
         summary_path = job / "summary.json"
         summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
         overrides = _read_overrides(job)
-        seed = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == "seed"), summary.get("seed", "?"))
+        seed = next(
+            (o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0].lstrip("+~") == "seed"),
+            summary.get("seed", "?"),
+        )
         rest = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") not in ("seed", "resume")]
         if not any(o.startswith("curriculum=") for o in rest):
             rest.insert(0, f"curriculum={summary.get('curriculum', 'level')}")
-        runs.append({"dir": str(job), "group": " ".join(rest), "seed": str(seed), "rows": rows, "summary": summary})
+        runs.append(
+            {
+                "dir": str(job),
+                "overrides": rest,
+                "seed": str(seed),
+                "rows": rows,
+                "summary": summary,
+            }
+        )
+    # group label: the overrides that differ between jobs (besides seed); the curriculum always
+    common = set.intersection(*(set(r["overrides"]) for r in runs)) if runs else set()
+    for r in runs:
+        r["group"] = " ".join(
+            o for o in r.pop("overrides") if o not in common or o.startswith("curriculum=")
+        )
     return runs
 
 
@@ -149,13 +170,17 @@ def aggregate(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             episodes = 0.0
             for row in m["rows"]:
                 episodes += _float(row.get("episodes", 0))
-                by_frames.setdefault(int(_float(row["frames"])), []).append({**row, "_episodes": episodes})
+                by_frames.setdefault(int(_float(row["frames"])), []).append(
+                    {**row, "_episodes": episodes}
+                )
         for frames in sorted(by_frames):
             rows = by_frames[frames]
             rec: dict[str, Any] = {"group": group, "frames": frames, "seeds": len(rows)}
             for key in ("return", "success"):
                 mean, std, lo, hi = _stats([_float(r.get(key)) for r in rows])
-                rec.update({f"{key}_mean": mean, f"{key}_std": std, f"{key}_min": lo, f"{key}_max": hi})
+                rec.update(
+                    {f"{key}_mean": mean, f"{key}_std": std, f"{key}_min": lo, f"{key}_max": hi}
+                )
             rec["episodes_mean"] = _stats([r["_episodes"] for r in rows])[0]
             rec["wall_time_mean"] = _stats([_float(r.get("wall_time")) for r in rows])[0]
             out.append(rec)
@@ -177,7 +202,9 @@ def write_report(multirun_dir: str | Path, threshold: float = 0.5) -> dict[str, 
     root = Path(multirun_dir)
     runs = load_runs(root)
     if not runs:
-        raise ValueError(f"{str(root)!r} holds no run with a metrics.csv (is it a currlearn-train multirun directory?).")
+        raise ValueError(
+            f"{str(root)!r} holds no run with a metrics.csv (is it a currlearn-train multirun directory?)."
+        )
     table = aggregate(runs)
     csv_path = root / "report.csv"
     with csv_path.open("w", newline="") as f:
@@ -198,7 +225,14 @@ def write_report(multirun_dir: str | Path, threshold: float = 0.5) -> dict[str, 
     for g in groups:
         members = [r for r in runs if r["group"] == g]
         rows = [t for t in table if t["group"] == g]
-        reach = next((t["frames"] for t in rows if not math.isnan(t["success_mean"]) and t["success_mean"] >= threshold), None)
+        reach = next(
+            (
+                t["frames"]
+                for t in rows
+                if not math.isnan(t["success_mean"]) and t["success_mean"] >= threshold
+            ),
+            None,
+        )
         finals = [m["rows"][-1] for m in members]
         fr = _stats([_float(r.get("return")) for r in finals])
         fs = _stats([_float(r.get("success")) for r in finals])
@@ -217,10 +251,16 @@ def write_report(multirun_dir: str | Path, threshold: float = 0.5) -> dict[str, 
     for g in groups:
         rows = [t for t in table if t["group"] == g]
         x = [t["frames"] for t in rows]
-        for ax, key in zip(axes, ("return", "success")):
+        for ax, key in zip(axes, ("return", "success"), strict=False):
             (line,) = ax.plot(x, [t[f"{key}_mean"] for t in rows], label=g)
-            ax.fill_between(x, [t[f"{key}_min"] for t in rows], [t[f"{key}_max"] for t in rows], color=line.get_color(), alpha=0.2)
-    for ax, key in zip(axes, ("return", "success")):
+            ax.fill_between(
+                x,
+                [t[f"{key}_min"] for t in rows],
+                [t[f"{key}_max"] for t in rows],
+                color=line.get_color(),
+                alpha=0.2,
+            )
+    for ax, key in zip(axes, ("return", "success"), strict=False):
         ax.set_xlabel("frames")
         ax.set_ylabel(f"episode {key} (mean, min-max over seeds)")
         ax.grid(alpha=0.3)
@@ -234,14 +274,25 @@ def write_report(multirun_dir: str | Path, threshold: float = 0.5) -> dict[str, 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point ``currlearn-report``."""
-    parser = argparse.ArgumentParser(prog=PROG, description="Aggregate a currlearn-train multirun across seeds.")
-    parser.add_argument("multirun_dir", help="a multirun directory (e.g. multirun/2025-01-01/12-00-00)")
-    parser.add_argument("--threshold", type=float, default=0.5, help="success threshold for 'frames to threshold' (default 0.5)")
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Aggregate a currlearn-train multirun across seeds."
+    )
+    parser.add_argument(
+        "multirun_dir", help="a multirun directory (e.g. multirun/2025-01-01/12-00-00)"
+    )
+    parser.add_argument(
+        "--threshold",
+        type=float,
+        default=0.5,
+        help="success threshold for 'frames to threshold' (default 0.5)",
+    )
     args = parser.parse_args(argv)
     if not Path(args.multirun_dir).is_dir():
         sys.exit(f"{PROG}: error: {args.multirun_dir!r} is not a directory.")
     if not 0.0 <= args.threshold <= 1.0:
-        sys.exit(f"{PROG}: error: --threshold={args.threshold} is out of range: allowed range [0, 1].")
+        sys.exit(
+            f"{PROG}: error: --threshold={args.threshold} is out of range: allowed range [0, 1]."
+        )
     try:
         paths = write_report(args.multirun_dir, args.threshold)
     except ValueError as e:

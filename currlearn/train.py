@@ -69,7 +69,9 @@ def _validate(cfg: dict[str, Any]) -> None:
     _int("num_threads", cfg["num_threads"], 1)
     _int("eval.episodes", cfg["eval"]["episodes"], 1)
     if not isinstance(cfg["eval"]["deterministic"], bool):
-        raise TrainError(f"eval.deterministic={cfg['eval']['deterministic']!r} is invalid: expected true or false.")
+        raise TrainError(
+            f"eval.deterministic={cfg['eval']['deterministic']!r} is invalid: expected true or false."
+        )
     if cfg["device"] != "cpu":
         raise TrainError(f"device={cfg['device']!r} is not supported: allowed values: cpu.")
     env = cfg["env"]
@@ -79,13 +81,23 @@ def _validate(cfg: dict[str, Any]) -> None:
     allowed = _ENV_ARGS[name]
     for key in env:
         if key not in allowed and key not in _ENV_META:
-            raise TrainError(f"env.{key} is not a parameter of env={name}: allowed parameters: {', '.join(allowed)}.")
+            raise TrainError(
+                f"env.{key} is not a parameter of env={name}: allowed parameters: {', '.join(allowed)}."
+            )
     _int("env.num_envs", env["num_envs"], 1)
     _int("env.max_steps", env["max_steps"], 1)
     if name == "point_mass":
-        for key, lo, hi, open_low in (("gate_position", -4.0, 4.0, False), ("gate_width", 0.0, 8.0, True)):
+        for key, lo, hi, open_low in (
+            ("gate_position", -4.0, 4.0, False),
+            ("gate_width", 0.0, 8.0, True),
+        ):
             v = env[key]
-            ok = isinstance(v, (int, float)) and not isinstance(v, bool) and (v > lo if open_low else v >= lo) and v <= hi
+            ok = (
+                isinstance(v, (int, float))
+                and not isinstance(v, bool)
+                and (v > lo if open_low else v >= lo)
+                and v <= hi
+            )
             if not ok:
                 rng = f"({lo}, {hi}]" if open_low else f"[{lo}, {hi}]"
                 raise TrainError(f"env.{key}={v!r} is out of range: allowed range {rng}.")
@@ -99,7 +111,9 @@ def _validate(cfg: dict[str, Any]) -> None:
         if isinstance(th, bool) or not isinstance(th, (int, float)) or not math.isfinite(th):
             raise TrainError(f"curriculum.threshold={th!r} is invalid: expected a finite number.")
         if cur.get("metric") == "success" and not 0.0 <= th <= 1.0:
-            raise TrainError(f"curriculum.threshold={th!r} is out of range: a success rate lies in [0, 1].")
+            raise TrainError(
+                f"curriculum.threshold={th!r} is out of range: a success rate lies in [0, 1]."
+            )
     for key in ("frames_per_batch", "num_epochs", "minibatch_size", "hidden"):
         _int(f"algo.{key}", cfg["algo"][key], 1)
 
@@ -126,7 +140,8 @@ def build_curriculum(cfg: Mapping[str, Any]) -> Any:
 
 def _fixed_task_curriculum(cfg: Mapping[str, Any]) -> Any:
     """``curriculum=none``: the point mass takes its target in its constructor (no transform);
-    the pendulum gets its target parameters through a constant schedule."""
+    the pendulum gets its target parameters through a constant schedule.
+    """
     env = cfg["env"]
     if env["name"] == "point_mass":
         return None
@@ -148,10 +163,21 @@ def _ladder_schedules(cfg: Mapping[str, Any], make_schedule: Any) -> dict[str, A
             if kind == "step":
                 n = len(values)
                 bounds = [start + round(total * i / (n - 1)) for i in range(1, n)] if n > 1 else []
-                out[name] = make_schedule("step", values=values, boundaries=bounds) if n > 1 else make_schedule("constant", value=init)
+                out[name] = (
+                    make_schedule("step", values=values, boundaries=bounds)
+                    if n > 1
+                    else make_schedule("constant", value=init)
+                )
             elif kind == "exponential" and (init == 0 or final == 0 or (init > 0) != (final > 0)):
-                # an exponential needs same-sign non-zero ends: this parameter moves linearly
-                out[name] = make_schedule("linear", init=init, final=final, total=total, start=start)
+                warnings.warn(
+                    f"schedule=exponential: env.ladder.{name} goes from {init} to {final}, but an exponential "
+                    "needs non-zero ends of the same sign; this parameter follows a linear schedule instead.",
+                    UserWarning,
+                    stacklevel=2,
+                )
+                out[name] = make_schedule(
+                    "linear", init=init, final=final, total=total, start=start
+                )
             else:
                 out[name] = make_schedule(kind, init=init, final=final, total=total, start=start)
         except (TypeError, ValueError) as e:
@@ -179,13 +205,22 @@ def _pendulum_obs() -> Any:
             return self._call(td_reset)
 
         def transform_observation_spec(self, spec: Any) -> Any:
-            spec["observation"] = Unbounded(shape=(*spec.shape, 3), dtype=torch.float32, device=spec.device)
+            spec["observation"] = Unbounded(
+                shape=(*spec.shape, 3), dtype=torch.float32, device=spec.device
+            )
             return spec
 
     return PendulumObservation()
 
 
-def build_env(cfg: Mapping[str, Any], curriculum: Any = None, *, target: bool = False, num_envs: int | None = None, seed: int | None = None) -> Any:
+def build_env(
+    cfg: Mapping[str, Any],
+    curriculum: Any = None,
+    *,
+    target: bool = False,
+    num_envs: int | None = None,
+    seed: int | None = None,
+) -> Any:
     """The TorchRL env of a resolved config, with a CurriculumTransform when ``curriculum``.
 
     With ``target=True`` the env plays the config's target task (for evaluation).
@@ -200,8 +235,12 @@ def build_env(cfg: Mapping[str, Any], curriculum: Any = None, *, target: bool = 
     seed = cfg["seed"] if seed is None else seed
     if env_cfg["name"] == "point_mass":
         base = PointMassGateEnv(
-            n, max_steps=env_cfg["max_steps"], gate_position=float(env_cfg["gate_position"]),
-            gate_width=float(env_cfg["gate_width"]), device=cfg["device"], seed=seed,
+            n,
+            max_steps=env_cfg["max_steps"],
+            gate_position=float(env_cfg["gate_position"]),
+            gate_width=float(env_cfg["gate_width"]),
+            device=cfg["device"],
+            seed=seed,
         )
         if curriculum is None:
             return base
@@ -212,7 +251,9 @@ def build_env(cfg: Mapping[str, Any], curriculum: Any = None, *, target: bool = 
 
         curriculum = ScheduledCurriculum({"g": ConstantSchedule(float(env_cfg["g"]))}, seed=seed)
     transforms = [CurriculumTransform(curriculum)] if curriculum is not None else []
-    return TransformedEnv(base, Compose(*transforms, StepCounter(env_cfg["max_steps"]), _pendulum_obs()))
+    return TransformedEnv(
+        base, Compose(*transforms, StepCounter(env_cfg["max_steps"]), _pendulum_obs())
+    )
 
 
 def _build_logger(cfg: Mapping[str, Any], run_dir: Path) -> Any:
@@ -224,13 +265,17 @@ def _build_logger(cfg: Mapping[str, Any], run_dir: Path) -> Any:
         try:
             import wandb  # noqa: F401
         except ImportError:
-            raise TrainError("logger=wandb needs the wandb package (pip install wandb); allowed without it: csv, tensorboard, none.") from None
+            raise TrainError(
+                "logger=wandb needs the wandb package (pip install wandb); allowed without it: csv, tensorboard, none."
+            ) from None
         node.setdefault("save_dir", str(run_dir / "logs"))
     elif target.endswith("TensorboardLogger"):
         try:
             import tensorboard  # noqa: F401
         except ImportError:
-            raise TrainError("logger=tensorboard needs the tensorboard package (pip install tensorboard); allowed without it: csv, none.") from None
+            raise TrainError(
+                "logger=tensorboard needs the tensorboard package (pip install tensorboard); allowed without it: csv, none."
+            ) from None
         node.setdefault("log_dir", str(run_dir / "logs"))
     else:
         node.setdefault("log_dir", str(run_dir / "logs"))
@@ -242,7 +287,8 @@ def _build_logger(cfg: Mapping[str, Any], run_dir: Path) -> Any:
 # --------------------------------------------------------------------------- checkpoints
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """``torch.save`` to a temporary file, then ``os.replace``: an existing checkpoint is
-    never left half-written."""
+    never left half-written.
+    """
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -259,14 +305,24 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
         raise TrainError(f"resume={str(run_dir)!r}: no such run directory.")
     files = sorted(run_dir.glob(f"**/{CHECKPOINT}"))
     if not files:
-        raise TrainError(f"resume={str(run_dir)!r}: the run directory has no checkpoint ({CHECKPOINT}).")
+        raise TrainError(
+            f"resume={str(run_dir)!r}: the run directory has no checkpoint ({CHECKPOINT})."
+        )
     path = files[0]
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:
-        raise TrainError(f"resume={str(run_dir)!r}: the checkpoint {path} is unreadable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}).") from None
-    if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION or "trainer" not in ckpt:
-        raise TrainError(f"resume={str(run_dir)!r}: {path} is not a currlearn-train checkpoint (version {CHECKPOINT_VERSION}).")
+        raise TrainError(
+            f"resume={str(run_dir)!r}: the checkpoint {path} is unreadable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})."
+        ) from None
+    if (
+        not isinstance(ckpt, dict)
+        or ckpt.get("version") != CHECKPOINT_VERSION
+        or "trainer" not in ckpt
+    ):
+        raise TrainError(
+            f"resume={str(run_dir)!r}: {path} is not a currlearn-train checkpoint (version {CHECKPOINT_VERSION})."
+        )
     return ckpt
 
 
@@ -277,7 +333,8 @@ def _mean(x: Any) -> float:
 
 def evaluate(cfg: Mapping[str, Any], policy: Any) -> dict[str, float]:
     """Success rate and mean return of ``policy`` on the env's target task (one episode per
-    env of a fresh batch of ``eval.episodes`` envs)."""
+    env of a fresh batch of ``eval.episodes`` envs).
+    """
     import torch
     from torchrl.envs.utils import ExplorationType, set_exploration_type
 
@@ -313,7 +370,9 @@ def run(cfg: DictConfig | Mapping[str, Any], run_dir: str | os.PathLike) -> dict
     from currlearn.feedback import EpisodeTracker
     from currlearn.ppo import PPOSettings, find_curriculum_transform, make_ppo_trainer
 
-    warnings.filterwarnings("ignore", message=".*hook stage will be replaced.*", category=FutureWarning)
+    warnings.filterwarnings(
+        "ignore", message=".*hook stage will be replaced.*", category=FutureWarning
+    )
     run_dir = Path(run_dir)
     conf = _resolve(cfg)
     ckpt = None
@@ -338,7 +397,7 @@ def run(cfg: DictConfig | Mapping[str, Any], run_dir: str | os.PathLike) -> dict
     except (TypeError, ValueError) as e:
         raise TrainError(str(e).replace("ppo.", "algo.")) from None
     logger = _build_logger(conf, run_dir)
-    trainer, hook = make_ppo_trainer(env, curriculum, settings, logger=logger, log_interval=0)
+    trainer, _hook = make_ppo_trainer(env, curriculum, settings, logger=logger, log_interval=0)
     transform = find_curriculum_transform(env)
     policy = trainer.collector.policy if hasattr(trainer.collector, "policy") else None
 
@@ -349,17 +408,27 @@ def run(cfg: DictConfig | Mapping[str, Any], run_dir: str | os.PathLike) -> dict
         try:
             trainer.load_state_dict(ckpt["trainer"])
         except Exception as e:
-            raise TrainError(f"resume={conf['resume']!r}: the checkpoint does not fit this config ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}).") from None
+            raise TrainError(
+                f"resume={conf['resume']!r}: the checkpoint does not fit this config ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})."
+            ) from None
         torch.set_rng_state(ckpt["torch_rng"])
-        state.update(iteration=ckpt["iteration"], wall_time=ckpt["wall_time"], rows=list(ckpt.get("rows", [])))
+        state.update(
+            iteration=ckpt["iteration"],
+            wall_time=ckpt["wall_time"],
+            rows=list(ckpt.get("rows", [])),
+        )
         if hasattr(trainer.collector, "update_policy_weights_"):
             trainer.collector.update_policy_weights_()
         if transform is not None:
             transform.refresh()
     if trainer.collected_frames >= conf["frames"]:
-        raise TrainError(f"frames={conf['frames']} is reached already by the resumed run ({trainer.collected_frames} frames): pass a larger frames.")
+        raise TrainError(
+            f"frames={conf['frames']} is reached already by the resumed run ({trainer.collected_frames} frames): pass a larger frames."
+        )
 
-    tracker = EpisodeTracker(task_key=("next", "done"))  # any per-step key: tasks are not needed here
+    tracker = EpisodeTracker(
+        task_key=("next", "done")
+    )  # any per-step key: tasks are not needed here
     last: dict[str, float] = {}
 
     def on_batch(batch: TensorDictBase) -> TensorDictBase:
@@ -370,19 +439,29 @@ def run(cfg: DictConfig | Mapping[str, Any], run_dir: str | os.PathLike) -> dict
         last["length"] = _mean(fb["length"])
         return batch
 
-    bar = tqdm(total=conf["frames"], initial=trainer.collected_frames, unit="frame", disable=not conf["progress"], dynamic_ncols=True, file=sys.stderr)
+    bar = tqdm(
+        total=conf["frames"],
+        initial=trainer.collected_frames,
+        unit="frame",
+        disable=not conf["progress"],
+        dynamic_ncols=True,
+        file=sys.stderr,
+    )
     t0 = time.perf_counter() - state["wall_time"]
 
     def checkpoint() -> None:
-        save_checkpoint(ckpt_path, {
-            "version": CHECKPOINT_VERSION,
-            "trainer": trainer.state_dict(),
-            "torch_rng": torch.get_rng_state(),
-            "iteration": state["iteration"],
-            "wall_time": state["wall_time"],
-            "rows": state["rows"],
-            "config": conf,
-        })
+        save_checkpoint(
+            ckpt_path,
+            {
+                "version": CHECKPOINT_VERSION,
+                "trainer": trainer.state_dict(),
+                "torch_rng": torch.get_rng_state(),
+                "iteration": state["iteration"],
+                "wall_time": state["wall_time"],
+                "rows": state["rows"],
+                "config": conf,
+            },
+        )
 
     def on_iteration() -> None:
         state["iteration"] += 1
@@ -397,9 +476,16 @@ def run(cfg: DictConfig | Mapping[str, Any], run_dir: str | os.PathLike) -> dict
             "episode_length": last.get("length", float("nan")),
         }
         if curriculum is not None:
-            row.update({k if k.startswith("curriculum/") else f"curriculum/{k}": v for k, v in curriculum.metrics().items()})
+            row.update(
+                {
+                    k if k.startswith("curriculum/") else f"curriculum/{k}": v
+                    for k, v in curriculum.metrics().items()
+                }
+            )
             if transform is not None and transform.tasks is not None:
-                params = curriculum.params(transform.tasks.reshape(-1, *curriculum.space.task_shape))
+                params = curriculum.params(
+                    transform.tasks.reshape(-1, *curriculum.space.task_shape)
+                )
                 row.update({f"task/{k}": _mean(v) for k, v in params.items()})
         state["rows"].append(row)
         _write_metrics(metrics_path, state["rows"])
@@ -409,7 +495,9 @@ def run(cfg: DictConfig | Mapping[str, Any], run_dir: str | os.PathLike) -> dict
         bar.set_postfix(post, refresh=False)
         every = conf["checkpoint_every"]
         # the last one is written here: trainer.train() shuts the collector down afterwards
-        if trainer.collected_frames >= conf["frames"] or (every and state["iteration"] % every == 0):
+        if trainer.collected_frames >= conf["frames"] or (
+            every and state["iteration"] % every == 0
+        ):
             checkpoint()
             state["saved_at"] = state["iteration"]
 
@@ -426,7 +514,10 @@ def run(cfg: DictConfig | Mapping[str, Any], run_dir: str | os.PathLike) -> dict
     if interrupted:
         if state.get("saved_at") != state["iteration"]:
             checkpoint()
-        print(f"{PROG}: interrupted; checkpoint saved to {ckpt_path} (continue with resume={run_dir})", file=sys.stderr)
+        print(
+            f"{PROG}: interrupted; checkpoint saved to {ckpt_path} (continue with resume={run_dir})",
+            file=sys.stderr,
+        )
         raise KeyboardInterrupt
     if conf["output"]["plots"]:
         from currlearn.report import plot_run
@@ -448,7 +539,9 @@ def run(cfg: DictConfig | Mapping[str, Any], run_dir: str | os.PathLike) -> dict
         summary["curriculum_metrics"] = curriculum.metrics()
     if conf.get("resume"):
         summary["resumed_from"] = conf["resume"]
-    (run_dir / conf["output"]["summary"]).write_text(json.dumps(summary, indent=2, default=float) + "\n")
+    (run_dir / conf["output"]["summary"]).write_text(
+        json.dumps(summary, indent=2, default=float) + "\n"
+    )
     return summary
 
 
@@ -500,12 +593,15 @@ def _choice(cfg: Any, group: str) -> str:
 # --------------------------------------------------------------------------- CLI
 def _one_line(text: str) -> str:
     """Condense a (Hydra) error message to one line: list items (indented lines) are joined
-    with commas, other lines with semicolons; search path and hints are dropped."""
+    with commas, other lines with semicolons; search path and hints are dropped.
+    """
     out = ""
     prev_item = False
     for raw in text.splitlines():
         line = raw.strip()
-        if not line or line.startswith(("Set the environment variable HYDRA_FULL_ERROR", "full_key:", "object_type=")):
+        if not line or line.startswith(
+            ("Set the environment variable HYDRA_FULL_ERROR", "full_key:", "object_type=")
+        ):
             continue
         if line.startswith("Config search path"):
             break
@@ -531,11 +627,17 @@ def _allowed_keys_hint(msg: str, overrides: list[str]) -> str:
     try:
         from hydra import compose, initialize_config_module
 
-        keep = [o for o in overrides if "=" in o and not o.startswith(("-", "hydra")) and m.group(1) not in o.split("=", 1)[0]]
+        keep = [
+            o
+            for o in overrides
+            if "=" in o
+            and not o.startswith(("-", "hydra"))
+            and m.group(1) not in o.split("=", 1)[0]
+        ]
         with initialize_config_module("currlearn.conf", version_base="1.3"):
             cfg = compose("train", overrides=keep)
         node = OmegaConf.select(cfg, parent) if parent else cfg
-        keys = [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
+        keys = [str(k) for k in node] if isinstance(node, DictConfig) else []
     except Exception:
         return ""
     return f"; allowed keys of {parent or 'the config'}: {', '.join(keys)}" if keys else ""
@@ -569,7 +671,8 @@ def _app(cfg: DictConfig) -> float | None:
 
 def _discard_new_run_dir(run_dir: Path, hc: Any) -> None:
     """Remove the run dir Hydra made for a run that failed on its input: only Hydra's own
-    files are in it. Sweep dirs and directories with anything else in them are kept."""
+    files are in it. Sweep dirs and directories with anything else in them are kept.
+    """
     from hydra.types import RunMode
 
     if hc.mode != RunMode.RUN or not run_dir.is_dir():

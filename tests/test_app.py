@@ -18,22 +18,37 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_module
 
-from currlearn.train import build_curriculum, build_env, _resolve
+from currlearn.train import _resolve, build_curriculum, build_env
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["frames=2048", "algo.frames_per_batch=1024", "eval.episodes=16", "progress=false", "logger=none"]
+TINY = [
+    "frames=2048",
+    "algo.frames_per_batch=1024",
+    "eval.episodes=16",
+    "progress=false",
+    "logger=none",
+]
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "HYDRA_FULL_ERROR": ""}
 ENV.pop("HYDRA_FULL_ERROR")
 
 
 def _train(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "currlearn.train", *args], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=timeout
+        [sys.executable, "-m", "currlearn.train", *args],
+        cwd=cwd,
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )
 
 
 def _tree_hash(path: Path) -> dict[str, str]:
-    return {str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(path.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(path)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _rows(path: Path) -> list[dict[str, str]]:
@@ -48,26 +63,42 @@ def _compose(overrides: list[str]):
 
 
 def test_compose_overrides_and_instantiate():
-    cfg = _compose(["curriculum=level", "curriculum.threshold=0.7", "schedule=cosine", "env.gate_width=0.3", "seed=3"])
+    cfg = _compose(
+        [
+            "curriculum=level",
+            "curriculum.threshold=0.7",
+            "schedule=cosine",
+            "env.gate_width=0.3",
+            "seed=3",
+        ]
+    )
     conf = _resolve(cfg)
-    assert conf["curriculum"]["threshold"] == 0.7 and conf["seed"] == 3
+    assert conf["curriculum"]["threshold"] == 0.7
+    assert conf["seed"] == 3
     assert conf["curriculum"]["levels"]["gate_width"][-1] == 0.3  # the ladder ends at the target
     cur = build_curriculum(conf)
-    assert cur.num_levels == 5 and cur.threshold == 0.7
+    assert cur.num_levels == 5
+    assert cur.threshold == 0.7
     env = build_env(conf, cur)
     td = env.reset()
     assert td["params", "gate_width"][0] == 8.0  # the first rung
 
 
 @pytest.mark.parametrize("env", ["point_mass", "pendulum"])
-@pytest.mark.parametrize("curriculum", ["none", "level", "scheduled", "sequential", "domain_randomization"])
+@pytest.mark.parametrize(
+    "curriculum", ["none", "level", "scheduled", "sequential", "domain_randomization"]
+)
 def test_every_curriculum_builds_on_every_env(curriculum, env):
-    for schedule in (["linear", "cosine", "step", "exponential"] if curriculum == "scheduled" else ["linear"]):
-        conf = _resolve(_compose([f"curriculum={curriculum}", f"env={env}", f"schedule={schedule}"]))
+    for schedule in (
+        ["linear", "cosine", "step", "exponential"] if curriculum == "scheduled" else ["linear"]
+    ):
+        conf = _resolve(
+            _compose([f"curriculum={curriculum}", f"env={env}", f"schedule={schedule}"])
+        )
         cur = build_curriculum(conf)
         e = build_env(conf, cur)
         td = e.rollout(3, break_when_any_done=False)
-        assert "observation" in td.keys()
+        assert "observation" in td
 
 
 # --------------------------------------------------------------------------- real runs
@@ -81,20 +112,36 @@ def tiny_run(tmp_path_factory) -> Path:
 
 
 def test_tiny_run_writes_run_dir(tiny_run):
-    for name in (".hydra/config.yaml", "metrics.csv", "checkpoints/last.pt", "returns.png", "curriculum.png", "summary.json"):
+    for name in (
+        ".hydra/config.yaml",
+        "metrics.csv",
+        "checkpoints/last.pt",
+        "returns.png",
+        "curriculum.png",
+        "summary.json",
+    ):
         assert (tiny_run / name).is_file(), name
     rows = _rows(tiny_run / "metrics.csv")
     assert [int(r["frames"]) for r in rows] == [1024, 2048]
-    assert {"return", "success", "wall_time", "curriculum/level_mean", "task/gate_width"} <= set(rows[0])
+    assert {"return", "success", "wall_time", "curriculum/level_mean", "task/gate_width"} <= set(
+        rows[0]
+    )
     summary = json.loads((tiny_run / "summary.json").read_text())
-    assert summary["curriculum"] == "level" and summary["frames"] == 2048
+    assert summary["curriculum"] == "level"
+    assert summary["frames"] == 2048
     assert 0.0 <= summary["target_success"] <= 1.0
     assert not list(tiny_run.rglob("*.tmp"))
 
 
 def test_resume_continues_frames(tiny_run, tmp_path):
     before = _tree_hash(tiny_run)
-    r = _train(*TINY, "frames=4096", f"resume={tiny_run}", f"hydra.run.dir={tmp_path / 'run2'}", cwd=tmp_path)
+    r = _train(
+        *TINY,
+        "frames=4096",
+        f"resume={tiny_run}",
+        f"hydra.run.dir={tmp_path / 'run2'}",
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stderr
     rows = _rows(tmp_path / "run2" / "metrics.csv")
     assert [int(r["frames"]) for r in rows] == [1024, 2048, 3072, 4096]
@@ -105,24 +152,54 @@ def test_resume_continues_frames(tiny_run, tmp_path):
 
 def test_multirun_and_report(tmp_path):
     sweep = tmp_path / "sweep"
-    r = _train("-m", "curriculum=none,level", "seed=0,1", *TINY, f"hydra.sweep.dir={sweep}", cwd=tmp_path, timeout=120)
+    r = _train(
+        "-m",
+        "curriculum=none,level",
+        "seed=0,1",
+        *TINY,
+        f"hydra.sweep.dir={sweep}",
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     assert len(list(sweep.glob("*/metrics.csv"))) == 4
-    rep = subprocess.run([sys.executable, "-m", "currlearn.report", str(sweep)], env=ENV, capture_output=True, text=True, timeout=60)
+    rep = subprocess.run(
+        [sys.executable, "-m", "currlearn.report", str(sweep)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert rep.returncode == 0, rep.stderr
     md = (sweep / "report.md").read_text()
-    assert "| curriculum=none | 0,1 |" in md and "| curriculum=level | 0,1 |" in md
+    assert "| curriculum=none | 0,1 |" in md
+    assert "| curriculum=level | 0,1 |" in md
     table = _rows(sweep / "report.csv")
     assert {r["group"] for r in table} == {"curriculum=none", "curriculum=level"}
     assert all(r["seeds"] == "2" for r in table)
-    assert {"return_mean", "return_std", "return_min", "return_max", "success_mean", "episodes_mean", "wall_time_mean"} <= set(table[0])
+    assert {
+        "return_mean",
+        "return_std",
+        "return_min",
+        "return_max",
+        "success_mean",
+        "episodes_mean",
+        "wall_time_mean",
+    } <= set(table[0])
     assert (sweep / "report_curves.png").is_file()
 
 
 def test_report_bad_dir(tmp_path):
-    rep = subprocess.run([sys.executable, "-m", "currlearn.report", str(tmp_path)], env=ENV, capture_output=True, text=True, timeout=60)
+    rep = subprocess.run(
+        [sys.executable, "-m", "currlearn.report", str(tmp_path)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert rep.returncode != 0
-    assert rep.stderr.strip().count("\n") == 0 and rep.stderr.startswith("currlearn-report: error:")
+    assert rep.stderr.strip().count("\n") == 0
+    assert rep.stderr.startswith("currlearn-report: error:")
 
 
 BAD = [
@@ -146,7 +223,8 @@ def test_bad_input_one_line(tiny_run, tmp_path, args, words):
     assert r.returncode != 0
     err = r.stderr.strip()
     assert err.count("\n") == 0, err
-    assert err.startswith("currlearn-train: error:") and "Traceback" not in err
+    assert err.startswith("currlearn-train: error:")
+    assert "Traceback" not in err
     for w in words:
         assert w in err, (w, err)
     assert not out.exists()  # no run dir left behind for bad input
@@ -159,7 +237,9 @@ def test_corrupted_checkpoint(tiny_run, tmp_path):
     ckpt = broken / "checkpoints" / "last.pt"
     ckpt.write_bytes(ckpt.read_bytes()[:100])
     before = _tree_hash(broken)
-    r = _train(*TINY, "frames=4096", f"resume={broken}", f"hydra.run.dir={tmp_path / 'out'}", cwd=tmp_path)
+    r = _train(
+        *TINY, "frames=4096", f"resume={broken}", f"hydra.run.dir={tmp_path / 'out'}", cwd=tmp_path
+    )
     assert r.returncode != 0
     err = r.stderr.strip()
     assert err.count("\n") == 0 and "unreadable" in err and str(broken) in err, err
@@ -168,17 +248,35 @@ def test_corrupted_checkpoint(tiny_run, tmp_path):
 
 def test_full_error_shows_traceback(tmp_path):
     r = subprocess.run(
-        [sys.executable, "-m", "currlearn.train", "curriculum=foo"], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        [sys.executable, "-m", "currlearn.train", "curriculum=foo"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
         env={**ENV, "HYDRA_FULL_ERROR": "1"},
     )
-    assert r.returncode != 0 and "Traceback" in r.stderr
+    assert r.returncode != 0
+    assert "Traceback" in r.stderr
 
 
 def test_ctrl_c_saves_checkpoint(tmp_path):
     run_dir = tmp_path / "run"
     p = subprocess.Popen(
-        [sys.executable, "-m", "currlearn.train", "frames=1000000", "checkpoint_every=0", "progress=false", "logger=none", f"hydra.run.dir={run_dir}"],
-        cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "currlearn.train",
+            "frames=1000000",
+            "checkpoint_every=0",
+            "progress=false",
+            "logger=none",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=tmp_path,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.time() + 30
     while not (run_dir / "metrics.csv").exists() and time.time() < deadline:
@@ -195,9 +293,30 @@ def test_ctrl_c_saves_checkpoint(tmp_path):
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
     src = tmp_path_factory.mktemp("src") / "currlearn"
-    shutil.copytree(REPO, src, ignore=shutil.ignore_patterns(".venv", ".git", "*.egg-info", "build", "outputs", "multirun", "__pycache__"))
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out), str(src)],
-                       capture_output=True, text=True, timeout=180)
+    shutil.copytree(
+        REPO,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".venv", ".git", "*.egg-info", "build", "outputs", "multirun", "__pycache__"
+        ),
+    )
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(out),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     if r.returncode != 0:
         pytest.skip(f"cannot build a wheel here: {r.stderr[-300:]}")
     return next(out.glob("currlearn-*.whl"))
@@ -205,22 +324,44 @@ def wheel(tmp_path_factory) -> Path:
 
 def test_wheel_contents(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
-    for n in ("currlearn/conf/train.yaml", "currlearn/conf/curriculum/level.yaml", "currlearn/conf/env/point_mass.yaml",
-              "currlearn/train.py", "currlearn/report.py", "currlearn/configs.py",
-              "hydra_plugins/currlearn_searchpath/currlearn_searchpath.py"):
+    for n in (
+        "currlearn/conf/train.yaml",
+        "currlearn/conf/curriculum/level.yaml",
+        "currlearn/conf/env/point_mass.yaml",
+        "currlearn/train.py",
+        "currlearn/report.py",
+        "currlearn/configs.py",
+        "hydra_plugins/currlearn_searchpath/currlearn_searchpath.py",
+    ):
         assert n in names, n
     assert "hydra_plugins/__init__.py" not in names  # a namespace package
 
 
 def test_installed_wheel_user_app_and_train(wheel, tmp_path):
     site = tmp_path / "site"
-    r = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target", str(site), str(wheel)],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "-q",
+            "--target",
+            str(site),
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stderr
     env = {**ENV, "PYTHONPATH": str(site)}
     app = tmp_path / "app"
     (app / "conf").mkdir(parents=True)
-    (app / "conf" / "config.yaml").write_text("defaults:\n  - curriculum: level\n  - env: point_mass\n  - _self_\nseed: 0\ndevice: cpu\n")
+    (app / "conf" / "config.yaml").write_text(
+        "defaults:\n  - curriculum: level\n  - env: point_mass\n  - _self_\nseed: 0\ndevice: cpu\n"
+    )
     (app / "my_app.py").write_text(
         "import hydra, currlearn\nfrom hydra.utils import instantiate\n"
         "@hydra.main(config_path='conf', config_name='config', version_base='1.3')\n"
@@ -228,11 +369,29 @@ def test_installed_wheel_user_app_and_train(wheel, tmp_path):
         "    print('FROM', currlearn.__file__, type(cur).__name__, cur.num_levels)\n"
         "main()\n"
     )
-    r = subprocess.run([sys.executable, "my_app.py", "curriculum.threshold=0.8", f"hydra.run.dir={tmp_path / 'o'}"],
-                       cwd=app, env=env, capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "my_app.py",
+            "curriculum.threshold=0.8",
+            f"hydra.run.dir={tmp_path / 'o'}",
+        ],
+        cwd=app,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
-    assert "LevelCurriculum 5" in r.stdout and str(site) in r.stdout
-    r = subprocess.run([sys.executable, "-m", "currlearn.train", *TINY, f"hydra.run.dir={tmp_path / 'run'}"],
-                       cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    assert "LevelCurriculum 5" in r.stdout
+    assert str(site) in r.stdout
+    r = subprocess.run(
+        [sys.executable, "-m", "currlearn.train", *TINY, f"hydra.run.dir={tmp_path / 'run'}"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "run" / "summary.json").is_file()

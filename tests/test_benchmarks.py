@@ -14,7 +14,8 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_sampling.py"
 @pytest.fixture(scope="module")
 def bench():
     spec = importlib.util.spec_from_file_location("bench_sampling", BENCH)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -26,7 +27,8 @@ def test_every_row_runs_at_a_tiny_size(bench):
     assert set(bench.DISCRETE) | {"floor", "alp_gmm", "adr"} <= rows
     assert all(v > 0 and math.isfinite(v) for v in results.values())
     text = bench.table(results)
-    assert "plr_rank" in text and "5e1" in text
+    assert "plr_rank" in text
+    assert "5e1" in text
 
 
 def test_headline_lines(bench):
@@ -39,5 +41,6 @@ def test_syllabus_rows_run(bench):
     if not bench.syllabus_available():
         pytest.skip("syllabus-rl does not import here")
     secs, extrapolated = bench.time_syllabus_plr(50, calls=4, episodes=16)
-    assert secs > 0 and extrapolated
+    assert secs > 0
+    assert extrapolated
     assert bench.time_syllabus_dr(50, repeats=1, episodes=16) > 0

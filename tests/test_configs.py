@@ -8,10 +8,15 @@ import inspect
 
 import pytest
 from hydra.utils import instantiate
-from omegaconf import MISSING, OmegaConf
+from omegaconf import MISSING, OmegaConfig
 
 import currlearn
-from currlearn.configs import LevelCurriculumConf, LinearScheduleConf, config_classes, register_configs
+from currlearn.configs import (
+    LevelCurriculumConfig,
+    LinearScheduleConfig,
+    config_classes,
+    register_configs,
+)
 
 
 def _resolve(path: str) -> type:
@@ -35,15 +40,16 @@ def test_config_matches_constructor(target):
     cls = _resolve(target)
     fields = {f.name: f for f in dataclasses.fields(conf) if f.name != "_target_"}
     params = _ctor_params(cls)
-    assert list(fields) == list(params), f"{conf.__name__} fields differ from {cls.__name__}'s arguments"
+    assert list(fields) == list(params), (
+        f"{conf.__name__} fields differ from {cls.__name__}'s arguments"
+    )
     for name, p in params.items():
         f = fields[name]
-        if f.default_factory is not dataclasses.MISSING:
-            default = f.default_factory()
-        else:
-            default = f.default
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         if p.default is inspect.Parameter.empty:
-            assert default is MISSING, f"{conf.__name__}.{name} should be MISSING (the constructor has no default)"
+            assert default is MISSING, (
+                f"{conf.__name__}.{name} should be MISSING (the constructor has no default)"
+            )
         else:
             assert default == p.default, f"{conf.__name__}.{name}: {default!r} != {p.default!r}"
 
@@ -52,9 +58,19 @@ def test_every_public_class_has_a_config():
     targets = set(config_classes())
     public = [getattr(currlearn, n) for n in currlearn.__all__]
     wanted = [
-        c for c in public
-        if inspect.isclass(c) and not inspect.isabstract(c)
-        and c.__name__ not in ("Curriculum", "DiscreteCurriculum", "TaskSpace", "Schedule", "EpisodeTracker", "ProductSpace")
+        c
+        for c in public
+        if inspect.isclass(c)
+        and not inspect.isabstract(c)
+        and c.__name__
+        not in (
+            "Curriculum",
+            "DiscreteCurriculum",
+            "TaskSpace",
+            "Schedule",
+            "EpisodeTracker",
+            "ProductSpace",
+        )
     ]
     missing = [c.__name__ for c in wanted if f"currlearn.{c.__name__}" not in targets]
     assert not missing, f"no structured config for {missing}"
@@ -71,10 +87,13 @@ def test_register_configs_stores_groups():
 
 
 def test_instantiate_structured_configs():
-    cfg = OmegaConf.structured(LevelCurriculumConf(levels={"gate_width": [8.0, 0.5]}, threshold=0.6, metric="success"))
+    cfg = OmegaConfig.structured(
+        LevelCurriculumConfig(levels={"gate_width": [8.0, 0.5]}, threshold=0.6, metric="success")
+    )
     cur = instantiate(cfg, _convert_="all")
-    assert isinstance(cur, currlearn.LevelCurriculum) and cur.num_levels == 2
-    sched = instantiate(OmegaConf.structured(LinearScheduleConf(init=0.0, final=1.0, total=4)))
+    assert isinstance(cur, currlearn.LevelCurriculum)
+    assert cur.num_levels == 2
+    sched = instantiate(OmegaConfig.structured(LinearScheduleConfig(init=0.0, final=1.0, total=4)))
     assert float(sched(2)) == pytest.approx(0.5)
     with pytest.raises(Exception, match="threshold"):
-        OmegaConf.structured(LevelCurriculumConf(levels={"g": [1.0]}, threshold="high"))  # type: ignore[arg-type]
+        OmegaConfig.structured(LevelCurriculumConfig(levels={"g": [1.0]}, threshold="high"))  # type: ignore[arg-type]

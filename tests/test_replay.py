@@ -64,7 +64,8 @@ class TestCurriculumSampler:
         assert torch.allclose(w, expected, atol=1e-4), w
         assert int(sampler.skipped_nonfinite) == 1
         rb.extend(TensorDict({"task_id": torch.tensor([1]), "obs": torch.zeros(1)}, [1]))  # overwrites item 0
-        assert float(sampler.difficulty[0]) == 1.0 and float(sampler.priority[0]) == pytest.approx(4.0, rel=1e-4)
+        assert float(sampler.difficulty[0]) == 1.0
+        assert float(sampler.priority[0]) == pytest.approx(4.0, rel=1e-4)
 
     def test_prioritized_sampling_frequencies(self):
         sampler = CurriculumSampler(num_tasks=1, capacity=3, alpha=1.0, seed=0)
@@ -118,7 +119,8 @@ class TestCurriculumSampler:
         before = small.state_dict()
         with pytest.raises(ValueError, match="state_dict has capacity=50, this sampler has capacity=40"):
             small.load_state_dict(sampler.state_dict())
-        assert torch.equal(before["difficulty"], small.difficulty) and torch.equal(before["rng"], small.generator.get_state())
+        assert torch.equal(before["difficulty"], small.difficulty)
+        assert torch.equal(before["rng"], small.generator.get_state())
         with pytest.raises(ValueError, match="num_tasks=3, this sampler has num_tasks=4"):
             CurriculumSampler(num_tasks=4, capacity=50).load_state_dict(sampler.state_dict())
 
@@ -127,7 +129,8 @@ class TestCurriculumSampler:
         rb = _buffer(torch.tensor([0, 1]), sampler, capacity=5)
         rb.update_priority(torch.tensor([0]), torch.tensor([9.0]))
         rb.empty()
-        assert float(sampler.priority.max()) == 1.0 and float(sampler.max_priority) == 1.0
+        assert float(sampler.priority.max()) == 1.0
+        assert float(sampler.max_priority) == 1.0
 
     def test_list_storage(self):
         sampler = CurriculumSampler(num_tasks=2, capacity=10, seed=0)
@@ -184,7 +187,8 @@ class TestReplayDecisionTransform:
         plr.update(episode_feedback(torch.arange(4), torch.zeros(4), score=torch.rand(4)))
         td = env.rollout(40, break_when_any_done=False)
         flags = td["level_replay"]
-        assert flags.any() and not flags.all()
+        assert flags.any()
+        assert not flags.all()
         # constant within an episode: it changes only right after a done
         done = td["next", "done"].squeeze(-1)
         change = flags[:, 1:] != flags[:, :-1]

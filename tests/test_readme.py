@@ -1,0 +1,35 @@
+"""The README's commands and example stay true."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def _python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README, flags=re.S)
+
+
+def test_ci_runs_the_readme_test_command():
+    quick_start = re.search(r"## Quick start.*?```bash\n(.*?)```", README, flags=re.S).group(1).strip().splitlines()
+    assert len(quick_start) == 2, quick_start
+    test_command = quick_start[1].strip()
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert test_command in [line.strip() for line in ci], (test_command, ci)
+
+
+def test_torchrl_example_runs_and_climbs(capsys):
+    block = next(b for b in _python_blocks() if "make_ppo_trainer" in b)
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    curriculum = namespace["curriculum"]
+    out = capsys.readouterr().out
+    assert f"level reached: {int(curriculum.level)}" in out
+    # The agent masters the open arena and climbs at least two rungs in 24k frames.
+    assert int(curriculum.level) >= 2, curriculum.metrics()
+    assert torch.is_tensor(curriculum.level)
