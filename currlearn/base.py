@@ -108,7 +108,9 @@ class Curriculum(ABC):
         device: torch.device | str | None = None,
     ) -> None:
         if not isinstance(space, TaskSpace):
-            raise TypeError(f"space must be a TaskSpace (DiscreteSpace, BoxSpace, ProductSpace), got {type(space).__name__}.")
+            raise TypeError(
+                f"space must be a TaskSpace (DiscreteSpace, BoxSpace, ProductSpace), got {type(space).__name__}."
+            )
         if num_envs is not None:
             check_positive_int("num_envs", num_envs)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
@@ -189,7 +191,9 @@ class Curriculum(ABC):
                 is changed then.
         """
         if not isinstance(feedback, TensorDictBase) or feedback.batch_dims != 1:
-            raise TypeError(f"feedback must be a TensorDict with batch size [num_episodes], got {type(feedback).__name__} {getattr(feedback, 'batch_size', '')}.")
+            raise TypeError(
+                f"feedback must be a TensorDict with batch size [num_episodes], got {type(feedback).__name__} {getattr(feedback, 'batch_size', '')}."
+            )
         missing = [k for k in ("task", "return") if k not in feedback.keys()]
         if missing:
             raise ValueError(f"feedback lacks key(s) {missing}; it has {sorted(map(str, feedback.keys()))}.")
@@ -199,7 +203,9 @@ class Curriculum(ABC):
             env = feedback["env_id"]
             bad = (env < 0) | (env >= self.num_envs)
             if bad.any():
-                raise ValueError(f"feedback['env_id'] has ids outside [0, {self.num_envs}): {env[bad].unique()[:5].tolist()}.")
+                raise ValueError(
+                    f"feedback['env_id'] has ids outside [0, {self.num_envs}): {env[bad].unique()[:5].tolist()}."
+                )
         if "success" not in feedback.keys():
             feedback = feedback.clone(False)
             feedback["success"] = torch.full_like(feedback["return"], float("nan"))
@@ -214,7 +220,8 @@ class Curriculum(ABC):
 
     def _check_feedback(self, feedback: TensorDictBase) -> None:  # noqa: B027 (optional hook)
         """Raise ``ValueError`` if this curriculum cannot learn from ``feedback``; runs before
-        anything changes. Default: nothing beyond the shared checks."""
+        anything changes. Default: nothing beyond the shared checks.
+        """
 
     def _update(self, feedback: TensorDictBase) -> None:  # noqa: B027 (optional hook)
         """Learn from valid feedback (finite returns). Default: nothing."""
@@ -290,31 +297,49 @@ class Curriculum(ABC):
     def _check_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Raise ``ValueError`` if ``state_dict`` cannot be loaded; change nothing."""
         if not isinstance(state_dict, dict) or "_type" not in state_dict:
-            raise ValueError(f"state_dict is not a currlearn curriculum state (no '_type' key); got keys {list(state_dict)[:8] if isinstance(state_dict, dict) else type(state_dict).__name__}.")
+            raise ValueError(
+                f"state_dict is not a currlearn curriculum state (no '_type' key); got keys {list(state_dict)[:8] if isinstance(state_dict, dict) else type(state_dict).__name__}."
+            )
         if state_dict["_type"] != type(self).__name__:
-            raise ValueError(f"state_dict is from a {state_dict['_type']}, cannot load it into a {type(self).__name__}.")
+            raise ValueError(
+                f"state_dict is from a {state_dict['_type']}, cannot load it into a {type(self).__name__}."
+            )
         version = state_dict.get("_version", 0)
         if version > STATE_VERSION:
-            raise ValueError(f"state_dict has _version={version}, newer than this currlearn's {STATE_VERSION}; upgrade currlearn.")
+            raise ValueError(
+                f"state_dict has _version={version}, newer than this currlearn's {STATE_VERSION}; upgrade currlearn."
+            )
         if state_dict.get("space") != self._space_signature():
-            raise ValueError(f"state_dict is for the task space {state_dict.get('space')}, this curriculum has {self._space_signature()}.")
+            raise ValueError(
+                f"state_dict is for the task space {state_dict.get('space')}, this curriculum has {self._space_signature()}."
+            )
         if state_dict.get("num_envs") != self.num_envs:
-            raise ValueError(f"state_dict has num_envs={state_dict.get('num_envs')}, this curriculum has num_envs={self.num_envs}.")
+            raise ValueError(
+                f"state_dict has num_envs={state_dict.get('num_envs')}, this curriculum has num_envs={self.num_envs}."
+            )
         missing = [k for k in ("state", "counters", "rng") if k not in state_dict]
         if missing:
             raise ValueError(f"state_dict lacks key(s) {missing}; a curriculum state has {sorted(self.state_dict())}.")
         for k, v in state_dict["counters"].items():
             if k not in self.counters.keys() or torch.as_tensor(v).shape != self.counters[k].shape:
-                raise ValueError(f"state_dict['counters'][{k!r}] is not a known scalar counter; counters are {sorted(self.counters.keys())}.")
+                raise ValueError(
+                    f"state_dict['counters'][{k!r}] is not a known scalar counter; counters are {sorted(self.counters.keys())}."
+                )
         if not isinstance(state_dict["rng"], Tensor) or state_dict["rng"].dtype != torch.uint8:
-            raise ValueError(f"state_dict['rng'] must be a generator state (uint8 tensor), got {type(state_dict['rng']).__name__}.")
+            raise ValueError(
+                f"state_dict['rng'] must be a generator state (uint8 tensor), got {type(state_dict['rng']).__name__}."
+            )
         incoming = state_dict["state"]
         current = {".".join(k) if isinstance(k, tuple) else k: v for k, v in self.state.items(True, True)}
         if set(incoming) != set(current):
-            raise ValueError(f"state_dict state keys {sorted(incoming)} differ from this curriculum's {sorted(current)}.")
+            raise ValueError(
+                f"state_dict state keys {sorted(incoming)} differ from this curriculum's {sorted(current)}."
+            )
         for k, v in incoming.items():
             if tuple(v.shape) != tuple(current[k].shape):
-                raise ValueError(f"state_dict['state'][{k!r}] has shape {list(v.shape)}, expected {list(current[k].shape)}.")
+                raise ValueError(
+                    f"state_dict['state'][{k!r}] has shape {list(v.shape)}, expected {list(current[k].shape)}."
+                )
 
     def _on_load(self) -> None:  # noqa: B027 (optional hook)
         """Called after :meth:`load_state_dict` changed the state, to refresh derived caches."""

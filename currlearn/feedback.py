@@ -114,12 +114,16 @@ class EpisodeTracker:
         """Forget unfinished episodes (e.g. after the envs were reset by hand)."""
         self._carry = None
 
-    def _per_step(self, batch: TensorDictBase, key: NestedKey | Callable[[TensorDictBase], Tensor], name: str) -> Tensor:
+    def _per_step(
+        self, batch: TensorDictBase, key: NestedKey | Callable[[TensorDictBase], Tensor], name: str
+    ) -> Tensor:
         if callable(key):
             value = key(batch)
         else:
             if key not in batch.keys(True):
-                raise KeyError(f"{name}: the batch has no key {key!r}; its keys are {sorted(map(str, batch.keys(True, True)))}.")
+                raise KeyError(
+                    f"{name}: the batch has no key {key!r}; its keys are {sorted(map(str, batch.keys(True, True)))}."
+                )
             value = batch.get(key)
         if value.shape != batch.shape:
             value = value.reshape(batch.shape)

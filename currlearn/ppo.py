@@ -76,7 +76,9 @@ class PPOSettings:
             if not isinstance(v, (int, float)) or not 0 <= v <= 1:
                 raise ValueError(f"ppo.{name} must lie in [0, 1], got {v!r}.")
         if self.minibatch_size > self.frames_per_batch:
-            raise ValueError(f"ppo.minibatch_size={self.minibatch_size} must be <= ppo.frames_per_batch={self.frames_per_batch}.")
+            raise ValueError(
+                f"ppo.minibatch_size={self.minibatch_size} must be <= ppo.frames_per_batch={self.frames_per_batch}."
+            )
 
 
 def make_actor_critic(env: EnvBase, hidden: int = 64) -> tuple[ProbabilisticActor, ValueOperator]:
@@ -141,9 +143,15 @@ def make_ppo_trainer(
     s = settings if settings is not None else PPOSettings()
     actor, critic = make_actor_critic(env, s.hidden)
     collector = Collector(
-        env, actor, frames_per_batch=s.frames_per_batch, total_frames=s.total_frames, auto_register_policy_transforms=False
+        env,
+        actor,
+        frames_per_batch=s.frames_per_batch,
+        total_frames=s.total_frames,
+        auto_register_policy_transforms=False,
     )
-    loss = ClipPPOLoss(actor, critic, clip_epsilon=s.clip_epsilon, entropy_coeff=s.entropy_coef, normalize_advantage=True)
+    loss = ClipPPOLoss(
+        actor, critic, clip_epsilon=s.clip_epsilon, entropy_coeff=s.entropy_coef, normalize_advantage=True
+    )
     optim = torch.optim.Adam(loss.parameters(), lr=s.lr)
     trainer = Trainer(
         collector=collector,
@@ -160,7 +168,9 @@ def make_ppo_trainer(
         save_trainer_file=save_path,
     )
     ValueEstimatorHook(GAE(gamma=s.gamma, lmbda=s.lmbda, value_network=critic, average_gae=True)).register(trainer)
-    rb = ReplayBuffer(storage=LazyTensorStorage(s.frames_per_batch), sampler=SamplerWithoutReplacement(), batch_size=s.minibatch_size)
+    rb = ReplayBuffer(
+        storage=LazyTensorStorage(s.frames_per_batch), sampler=SamplerWithoutReplacement(), batch_size=s.minibatch_size
+    )
     rbt = ReplayBufferTrainer(rb, flatten_tensordicts=True, iterate=True)
     trainer.register_op("pre_epoch", rbt.extend)
     trainer.register_op("process_optim_batch", rbt.sample)
@@ -169,7 +179,9 @@ def make_ppo_trainer(
     if curriculum is not None:
         transform = find_curriculum_transform(env)
         if transform is None:
-            raise ValueError("curriculum is given but env has no CurriculumTransform: wrap it with TransformedEnv(env, CurriculumTransform(curriculum)).")
+            raise ValueError(
+                "curriculum is given but env has no CurriculumTransform: wrap it with TransformedEnv(env, CurriculumTransform(curriculum))."
+            )
         hook = CurriculumHook(curriculum, transform=transform)
         hook.register(trainer)
     return trainer, hook

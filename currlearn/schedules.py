@@ -28,13 +28,13 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "ChainSchedule",
     "ConstantSchedule",
     "CosineSchedule",
     "ExponentialSchedule",
     "LinearSchedule",
     "Schedule",
-    "ChainSchedule",
-        "StepSchedule",
+    "StepSchedule",
     "make_schedule",
 ]
 

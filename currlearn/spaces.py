@@ -64,7 +64,7 @@ class TaskSpace(ABC):
 
     @property
     def task_dtype(self) -> torch.dtype:
-        """dtype of tasks: ``int64`` ids or floating vectors."""
+        """Dtype of tasks: ``int64`` ids or floating vectors."""
         return torch.int64 if self.is_discrete else torch.get_default_dtype()
 
     @abstractmethod
@@ -97,7 +97,9 @@ class TaskSpace(ABC):
         """Raise ``ValueError`` if a name is not a parameter of this space."""
         unknown = [n for n in names if n not in self.names]
         if unknown:
-            raise ValueError(f"{argument} has unknown parameter(s) {unknown}; this space's parameters are {list(self.names)}.")
+            raise ValueError(
+                f"{argument} has unknown parameter(s) {unknown}; this space's parameters are {list(self.names)}."
+            )
 
 
 def _as_name(name: object, argument: str) -> str:
@@ -132,14 +134,18 @@ class DiscreteSpace(TaskSpace):
         device = torch.device("cpu") if device is None else torch.device(device)
         if params is None:
             if num_tasks is None or isinstance(num_tasks, bool) or not isinstance(num_tasks, int) or num_tasks < 1:
-                raise ValueError(f"DiscreteSpace needs params or num_tasks >= 1, got params=None, num_tasks={num_tasks!r}.")
+                raise ValueError(
+                    f"DiscreteSpace needs params or num_tasks >= 1, got params=None, num_tasks={num_tasks!r}."
+                )
             table = {"task_id": torch.arange(num_tasks, device=device)}
         else:
             if not isinstance(params, Mapping) or not params:
                 raise ValueError(f"params must be a non-empty mapping of name -> list of values, got {params!r}.")
             lengths = {_as_name(k, "params"): len(v) for k, v in params.items()}
             if len(set(lengths.values())) != 1:
-                raise ValueError(f"params lists must all have the same length (one value per task), got lengths {lengths}.")
+                raise ValueError(
+                    f"params lists must all have the same length (one value per task), got lengths {lengths}."
+                )
             n = next(iter(lengths.values()))
             if n == 0:
                 raise ValueError("params lists are empty: a DiscreteSpace needs at least one task.")
@@ -210,7 +216,9 @@ class BoxSpace(TaskSpace):
         if not isinstance(low, Mapping) or not low:
             raise ValueError(f"low must be a non-empty mapping of name -> float, got {low!r}.")
         if not isinstance(high, Mapping) or set(low) != set(high):
-            raise ValueError(f"low and high must name the same parameters, got low={list(low)}, high={list(high) if isinstance(high, Mapping) else high!r}.")
+            raise ValueError(
+                f"low and high must name the same parameters, got low={list(low)}, high={list(high) if isinstance(high, Mapping) else high!r}."
+            )
         names = tuple(_as_name(k, "low") for k in low)
         for k in names:
             lo, hi = float(low[k]), float(high[k])
@@ -238,7 +246,9 @@ class BoxSpace(TaskSpace):
 
     def params(self, tasks: Tensor) -> TensorDict:  # noqa: D102
         tasks = tasks.to(self.device)
-        return TensorDict({k: tasks[..., i] for i, k in enumerate(self.names)}, batch_size=tasks.shape[:-1], device=self.device)
+        return TensorDict(
+            {k: tasks[..., i] for i, k in enumerate(self.names)}, batch_size=tasks.shape[:-1], device=self.device
+        )
 
     def sample_uniform(self, num: int, generator: torch.Generator | None = None) -> Tensor:  # noqa: D102
         u = torch.rand((num, self.dim), generator=generator, device=self.device)
@@ -250,7 +260,9 @@ class BoxSpace(TaskSpace):
         t = tasks.to(self.device)
         outside = (t < self.low - 1e-6) | (t > self.high + 1e-6) | ~torch.isfinite(t)
         if outside.any():
-            raise ValueError(f"{argument} has values outside the box low={self.low.tolist()}, high={self.high.tolist()}.")
+            raise ValueError(
+                f"{argument} has values outside the box low={self.low.tolist()}, high={self.high.tolist()}."
+            )
 
     def clip(self, tasks: Tensor) -> Tensor:
         """Clamp tasks into the box."""
@@ -285,7 +297,9 @@ class ProductSpace(TaskSpace):
                 raise TypeError(f"spaces[{i}] must be a TaskSpace, got {type(s).__name__}.")
             clash = set(names) & set(s.names)
             if clash:
-                raise ValueError(f"spaces[{i}] repeats parameter(s) {sorted(clash)}; factors must set different parameters.")
+                raise ValueError(
+                    f"spaces[{i}] repeats parameter(s) {sorted(clash)}; factors must set different parameters."
+                )
             names.extend(s.names)
         self.spaces = spaces
         self.names = tuple(names)
@@ -328,7 +342,9 @@ class ProductSpace(TaskSpace):
         """A batch of product tasks from the factors' tasks."""
         if self.is_discrete:
             return (torch.stack(list(parts), -1) * self._strides).sum(-1)
-        cols = [p.unsqueeze(-1).to(torch.get_default_dtype()) if s.is_discrete else p for s, p in zip(self.spaces, parts)]
+        cols = [
+            p.unsqueeze(-1).to(torch.get_default_dtype()) if s.is_discrete else p for s, p in zip(self.spaces, parts)
+        ]
         return torch.cat(cols, -1)
 
     def params(self, tasks: Tensor) -> TensorDict:  # noqa: D102

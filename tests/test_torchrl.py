@@ -6,7 +6,7 @@ import pytest
 import torch
 from tensordict import TensorDict
 from torchrl.collectors import Collector, MultiSyncCollector
-from torchrl.envs import ParallelEnv, StepCounter, TransformedEnv
+from torchrl.envs import ParallelEnv, TransformedEnv
 from torchrl.envs.utils import check_env_specs
 
 from currlearn import (
@@ -82,7 +82,9 @@ class TestCurriculumTransform:
                 torch.testing.assert_close(batch["next", "observation"][..., 5], batch["next", "params", "gate_width"])
                 # Tasks change only across episode boundaries.
                 same = batch["task_id"][:, 1:] == batch["task_id"][:, :-1]
-                assert bool((same | batch["done"][:, :-1].squeeze(-1) | batch["next", "done"][:, :-1].squeeze(-1)).all())
+                assert bool(
+                    (same | batch["done"][:, :-1].squeeze(-1) | batch["next", "done"][:, :-1].squeeze(-1)).all()
+                )
         finally:
             collector.shutdown()
 

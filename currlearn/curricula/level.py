@@ -131,9 +131,13 @@ class LevelCurriculum(Curriculum):
 
     def _check_feedback(self, feedback: TensorDictBase) -> None:
         if self.metric not in feedback.keys():
-            raise ValueError(f"metric={self.metric!r} but the feedback has no {self.metric!r} entry; set step_metric on the EpisodeTracker.")
+            raise ValueError(
+                f"metric={self.metric!r} but the feedback has no {self.metric!r} entry; set step_metric on the EpisodeTracker."
+            )
         if self.metric == "success" and torch.isnan(feedback["success"]).any():
-            raise ValueError("metric='success' but the feedback's success is NaN (unknown): the env reports no success flag; use metric='return' or set success_key.")
+            raise ValueError(
+                "metric='success' but the feedback's success is NaN (unknown): the env reports no success flag; use metric='return' or set success_key."
+            )
         if self.per_env and "env_id" not in feedback.keys():
             raise ValueError("per_env=True needs 'env_id' in the feedback.")
 

@@ -49,7 +49,9 @@ class ScheduledCurriculum(Curriculum):
             raise ValueError(f"schedules must be a non-empty mapping of parameter name -> Schedule, got {schedules!r}.")
         for name, s in schedules.items():
             if not isinstance(s, Schedule):
-                raise TypeError(f"schedules[{name!r}] must be a Schedule (e.g. LinearSchedule), got {type(s).__name__}.")
+                raise TypeError(
+                    f"schedules[{name!r}] must be a Schedule (e.g. LinearSchedule), got {type(s).__name__}."
+                )
         bounds = {name: s.bounds() for name, s in schedules.items()}
         space = BoxSpace({k: b[0] for k, b in bounds.items()}, {k: b[1] for k, b in bounds.items()})
         super().__init__(space, seed=seed, device=device)

@@ -6,7 +6,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -73,7 +73,14 @@ class Stage:
 
     def conditions(self) -> list[str]:
         """Names of the conditions this stage sets."""
-        names = ["max_episodes", "max_steps", "min_avg_reward", "max_reward_std", "min_evaluation_score", "max_wall_time"]
+        names = [
+            "max_episodes",
+            "max_steps",
+            "min_avg_reward",
+            "max_reward_std",
+            "min_evaluation_score",
+            "max_wall_time",
+        ]
         return [n for n in names if getattr(self, n) is not None] + [f"predicate:{p}" for p in self.predicates]
 
 
@@ -119,9 +126,13 @@ class SequentialCurriculum(Curriculum):
         names = list(parsed[0].params)
         for i, s in enumerate(parsed):
             if list(s.params) != names:
-                raise ValueError(f"stages[{i}].params sets {list(s.params)}, but stages[0] sets {names}; every stage must set the same parameters.")
+                raise ValueError(
+                    f"stages[{i}].params sets {list(s.params)}, but stages[0] sets {names}; every stage must set the same parameters."
+                )
             if i < len(parsed) - 1 and not s.conditions():
-                raise ValueError(f"stages[{i}] has no stop condition, so the stages after it would never run; set e.g. max_episodes.")
+                raise ValueError(
+                    f"stages[{i}] has no stop condition, so the stages after it would never run; set e.g. max_episodes."
+                )
         space = DiscreteSpace({k: [float(s.params[k]) for s in parsed] for k in names})
         super().__init__(space, seed=seed, device=device)
         self.stages = parsed
@@ -155,7 +166,9 @@ class SequentialCurriculum(Curriculum):
         if isinstance(s, Mapping):
             unknown = set(s) - set(Stage.__dataclass_fields__)
             if unknown:
-                raise ValueError(f"stages[{i}] has unknown key(s) {sorted(unknown)}; allowed: {sorted(Stage.__dataclass_fields__)}.")
+                raise ValueError(
+                    f"stages[{i}] has unknown key(s) {sorted(unknown)}; allowed: {sorted(Stage.__dataclass_fields__)}."
+                )
             s = Stage(**{k: (dict(v) if k == "params" else list(v) if k == "predicates" else v) for k, v in s.items()})
         if not isinstance(s, Stage):
             raise TypeError(f"stages[{i}] must be a Stage or a dict, got {type(s).__name__}.")
@@ -177,7 +190,9 @@ class SequentialCurriculum(Curriculum):
             raise ValueError(f"stages[{i}].mode={s.mode!r} is not one of ['any', 'all'].")
         for p in s.predicates:
             if isinstance(p, str) and p not in _PREDICATES:
-                raise ValueError(f"stages[{i}].predicates names {p!r}, which is not registered; registered: {sorted(_PREDICATES)}.")
+                raise ValueError(
+                    f"stages[{i}].predicates names {p!r}, which is not registered; registered: {sorted(_PREDICATES)}."
+                )
             if not isinstance(p, str) and not callable(p):
                 raise TypeError(f"stages[{i}].predicates must hold names or callables, got {p!r}.")
         return s

@@ -1,2 +1,3 @@
 """Adapters to training frameworks; each imports its framework, so import them explicitly:
-``currlearn.integrations.torchrl``, ``currlearn.integrations.lightning``."""
+``currlearn.integrations.torchrl``, ``currlearn.integrations.lightning``.
+"""

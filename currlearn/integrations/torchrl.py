@@ -110,14 +110,16 @@ class CurriculumTransform(Transform):
 
     def refresh(self) -> None:
         """Re-sample the tasks of all envs now (for curricula whose decision changes mid-episode,
-        such as schedules); the new parameters apply from the next step."""
+        such as schedules); the new parameters apply from the next step.
+        """
         if self._tasks is not None:
             batch = self._tasks.shape[: self._tasks.dim() - len(self.curriculum.space.task_shape)]
             self._assign(None, batch, self._tasks.device)
 
     def sync(self, state_dict: dict[str, Any], refresh: bool = False) -> None:
         """Load the authoritative curriculum's state into this transform's replica (keeps the
-        replica's own generator); with ``refresh``, re-sample all envs' tasks."""
+        replica's own generator); with ``refresh``, re-sample all envs' tasks.
+        """
         self.curriculum.load_state_dict(state_dict, load_rng=False)
         if refresh:
             self.refresh()
@@ -280,7 +282,11 @@ class CurriculumHook(TrainerHookBase):
             raise ValueError("collector is given but worker_path is not: pass worker_path=transform_path(make_env()).")
         self.curriculum = curriculum
         self.transform = transform
-        self.tracker = tracker if tracker is not None else EpisodeTracker(task_key=_next_key(transform.task_key if transform else "task_id"))
+        self.tracker = (
+            tracker
+            if tracker is not None
+            else EpisodeTracker(task_key=_next_key(transform.task_key if transform else "task_id"))
+        )
         self.collector = collector
         self.worker_path = worker_path
         self.refresh_every_iteration = (
