@@ -729,4 +729,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # run the app from the importable module, not from __main__, so that process-based
+    # launchers (hydra/launcher=joblib) pickle the task function by reference
+    from currlearn.train import main as _main
+
+    _main()

@@ -395,3 +395,14 @@ def test_installed_wheel_user_app_and_train(wheel, tmp_path):
     )
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "run" / "summary.json").is_file()
+
+
+def test_joblib_launcher_sweep(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_joblib_launcher")
+    sweep = tmp_path / "sweep"
+    r = _train(
+        "-m", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2", "curriculum=none,level", *TINY,
+        f"hydra.sweep.dir={sweep}", cwd=tmp_path, timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert len(list(sweep.glob("*/summary.json"))) == 2

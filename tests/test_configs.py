@@ -8,7 +8,7 @@ import inspect
 
 import pytest
 from hydra.utils import instantiate
-from omegaconf import MISSING, OmegaConfig
+from omegaconf import MISSING, OmegaConf
 
 import currlearn
 from currlearn.configs import (
@@ -87,13 +87,13 @@ def test_register_configs_stores_groups():
 
 
 def test_instantiate_structured_configs():
-    cfg = OmegaConfig.structured(
+    cfg = OmegaConf.structured(
         LevelCurriculumConfig(levels={"gate_width": [8.0, 0.5]}, threshold=0.6, metric="success")
     )
     cur = instantiate(cfg, _convert_="all")
     assert isinstance(cur, currlearn.LevelCurriculum)
     assert cur.num_levels == 2
-    sched = instantiate(OmegaConfig.structured(LinearScheduleConfig(init=0.0, final=1.0, total=4)))
+    sched = instantiate(OmegaConf.structured(LinearScheduleConfig(init=0.0, final=1.0, total=4)))
     assert float(sched(2)) == pytest.approx(0.5)
     with pytest.raises(Exception, match="threshold"):
-        OmegaConfig.structured(LevelCurriculumConfig(levels={"g": [1.0]}, threshold="high"))  # type: ignore[arg-type]
+        OmegaConf.structured(LevelCurriculumConfig(levels={"g": [1.0]}, threshold="high"))  # type: ignore[arg-type]
