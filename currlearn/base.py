@@ -283,7 +283,7 @@ class Curriculum(ABC):
             ValueError: another curriculum class, space, ``num_envs`` or state shapes; the
                 message gives both values and the object is left unchanged.
         """
-        self._check_state_dict(state_dict)
+        self.check_state_dict(state_dict)
         current = {".".join(k) if isinstance(k, tuple) else k: v for k, v in self.state.items(True, True)}
         for k, v in state_dict["state"].items():
             current[k].copy_(v.to(current[k].device, current[k].dtype))
@@ -294,7 +294,7 @@ class Curriculum(ABC):
             self.generator.set_state(state_dict["rng"].clone())
         self._on_load()
 
-    def _check_state_dict(self, state_dict: dict[str, Any]) -> None:
+    def check_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Raise ``ValueError`` if ``state_dict`` cannot be loaded; change nothing."""
         if not isinstance(state_dict, dict) or "_type" not in state_dict:
             raise ValueError(

@@ -87,13 +87,13 @@ class CompositeCurriculum(Curriculum):
         out["parts"] = [c.state_dict() for c in self.curricula]
         return out
 
-    def _check_state_dict(self, state_dict: dict[str, Any]) -> None:
-        super()._check_state_dict(state_dict)
+    def check_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().check_state_dict(state_dict)
         parts = state_dict.get("parts", [])
         if len(parts) != len(self.curricula):
             raise ValueError(f"state_dict has {len(parts)} parts, this CompositeCurriculum has {len(self.curricula)}.")
         for c, sd in zip(self.curricula, parts):
-            c._check_state_dict(sd)
+            c.check_state_dict(sd)
 
     def load_state_dict(self, state_dict: dict[str, Any], *, load_rng: bool = True) -> None:  # noqa: D102
         super().load_state_dict(state_dict, load_rng=load_rng)

@@ -116,6 +116,24 @@ class CurriculumTransform(Transform):
             batch = self._tasks.shape[: self._tasks.dim() - len(self.curriculum.space.task_shape)]
             self._assign(None, batch, self._tasks.device)
 
+    def set_tasks(self, tasks: Tensor) -> None:
+        """Set every env's current task (e.g. restored from a checkpoint); the parameters apply
+        from the next step.
+
+        Args:
+            tasks (Tensor): shape ``[*env_batch, *task_shape]``, as :attr:`tasks`.
+
+        Raises:
+            ValueError: before the first reset, or for another shape.
+        """
+        if self._tasks is None:
+            raise ValueError("set_tasks needs the env to have been reset once (the env batch is unknown before).")
+        if tasks.shape != self._tasks.shape:
+            raise ValueError(f"tasks has shape {list(tasks.shape)}, the envs' tasks have shape {list(self._tasks.shape)}.")
+        self.curriculum.space.check_tasks(tasks.reshape(-1, *self.curriculum.space.task_shape), "tasks")
+        self._tasks.copy_(tasks.to(self._tasks.device, self._tasks.dtype))
+        self._refresh_params()
+
     def sync(self, state_dict: dict[str, Any], refresh: bool = False) -> None:
         """Load the authoritative curriculum's state into this transform's replica (keeps the
         replica's own generator); with ``refresh``, re-sample all envs' tasks.

@@ -1,0 +1,281 @@
+"""Lightning integration: a :class:`CurriculumCallback` for ``lightning.Trainer``.
+
+The callback drives a currlearn curriculum from an RL ``LightningModule`` whose training
+batches are TorchRL collector batches (an ``IterableDataset`` over a collector, loaded with
+``DataLoader(batch_size=None, collate_fn=...)`` that keeps the TensorDict; see
+:mod:`currlearn.lightning_ppo` for a complete example). It is a thin adapter around
+:class:`~currlearn.integrations.torchrl.CurriculumHook`, which does the work:
+
+- ``on_train_batch_end``: per-episode feedback from the batch -> ``curriculum.update``, then
+  ``curriculum.step(frames)`` and, for curricula whose decision changes mid-episode
+  (``per_episode=False``), ``transform.refresh()``: the decision reaches the envs before the
+  next collection. The curriculum's metrics are logged with ``pl_module.log_dict``.
+- checkpoints: the curriculum (state, counters, generator) and the tasks the envs are
+  playing are stored under :attr:`CurriculumCallback.state_key`; on ``trainer.fit(...,
+  ckpt_path=...)`` they are restored and the tasks re-applied to the envs (without drawing
+  new samples), so the run continues as if it had not stopped.
+
+Give the dataset ``__len__``: without it Lightning fetches one batch ahead, so the envs of
+that batch are collected before the callback applied the previous decision.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from tensordict import TensorDictBase
+from typing_extensions import override
+
+from currlearn.base import Curriculum
+from currlearn.feedback import EpisodeTracker
+from currlearn.integrations.torchrl import CurriculumHook, CurriculumTransform
+
+__all__ = ["CurriculumCallback"]
+
+STATE_VERSION = 1
+
+
+def _curriculum_transforms(env: Any) -> list[CurriculumTransform]:
+    """Every CurriculumTransform of a TransformedEnv (one, or inside a Compose)."""
+    transform = getattr(env, "transform", None)
+    if isinstance(transform, CurriculumTransform):
+        return [transform]
+    return [t for t in getattr(transform, "transforms", []) if isinstance(t, CurriculumTransform)]
+
+
+class CurriculumCallback(pl.Callback):
+    """Drives a curriculum from a Lightning ``Trainer`` fed by a TorchRL collector.
+
+    Args:
+        curriculum (Curriculum): the curriculum; its :class:`CurriculumTransform` must be on
+            the env the module collects from.
+        transform (CurriculumTransform, optional): the transform to refresh and restore.
+            Default: found at the start of training on ``pl_module.env`` or
+            ``pl_module.collector.env``, as the CurriculumTransform whose ``curriculum`` is
+            ``curriculum``.
+        tracker (EpisodeTracker, optional): how per-episode feedback is read from a batch.
+            Default ``EpisodeTracker(task_key=("next", transform.task_key))``.
+        name (str, optional): tells several curriculum callbacks apart: it is the identity in
+            :attr:`state_key` and metrics are logged as ``curriculum/<name>/<metric>``
+            (``curriculum/<metric>`` without a name). Two callbacks in one Trainer need
+            distinct names.
+        refresh_every_iteration (bool, optional): re-sample every env's task after each batch.
+            Default: ``not curriculum.per_episode``.
+
+    Raises:
+        TypeError: ``curriculum`` is not a Curriculum, or a training batch is not a TensorDict.
+        ValueError: no CurriculumTransform for ``curriculum`` can be found (at the start of
+            training); a checkpoint from another curriculum (raised by
+            ``curriculum.load_state_dict``, nothing changed).
+
+    Examples:
+        >>> from currlearn import DiscreteSpace, DomainRandomization
+        >>> cur = DomainRandomization(DiscreteSpace({"gate_width": [8.0, 1.0]}), seed=0)
+        >>> cb = CurriculumCallback(cur, name="gates")
+        >>> cb.state_key
+        "CurriculumCallback{'name': 'gates'}"
+    """
+
+    def __init__(
+        self,
+        curriculum: Curriculum,
+        *,
+        transform: CurriculumTransform | None = None,
+        tracker: EpisodeTracker | None = None,
+        name: str | None = None,
+        refresh_every_iteration: bool | None = None,
+    ) -> None:
+        if not isinstance(curriculum, Curriculum):
+            raise TypeError(f"curriculum must be a currlearn Curriculum, got {type(curriculum).__name__}.")
+        if transform is not None and not isinstance(transform, CurriculumTransform):
+            raise TypeError(f"transform must be a CurriculumTransform or None, got {type(transform).__name__}.")
+        if tracker is not None and not isinstance(tracker, EpisodeTracker):
+            raise TypeError(f"tracker must be an EpisodeTracker or None, got {type(tracker).__name__}.")
+        if name is not None and (not isinstance(name, str) or not name or "/" in name):
+            raise ValueError(f"name must be None or a non-empty string without '/', got {name!r}.")
+        self.curriculum = curriculum
+        self.transform = transform
+        self.tracker = tracker
+        self.name = name
+        self.refresh_every_iteration = refresh_every_iteration
+        self._hook: CurriculumHook | None = None
+        self._pending_tasks: torch.Tensor | None = None  # tasks to re-apply after a restore
+
+    # ------------------------------------------------------------------ identity
+    @property
+    @override
+    def state_key(self) -> str:
+        """``CurriculumCallback{'name': <name>}``: where the checkpoint holds this callback's state."""
+        return self._generate_state_key(name=self.name)
+
+    @property
+    def hook(self) -> CurriculumHook | None:
+        """The :class:`CurriculumHook` doing the work (None before training starts)."""
+        return self._hook
+
+    # ------------------------------------------------------------------ wiring
+    def _find_transform(self, pl_module: pl.LightningModule) -> CurriculumTransform:
+        module_name = type(pl_module).__name__
+        env = getattr(pl_module, "env", None)
+        source = "pl_module.env"
+        if env is None:
+            collector = getattr(pl_module, "collector", None)
+            env = getattr(collector, "env", None)
+            source = "pl_module.collector.env"
+            if env is None:
+                raise ValueError(
+                    f"CurriculumCallback cannot find the env its curriculum drives: {module_name} has no `env` "
+                    "attribute and no `collector` with an in-process `env`. Give the LightningModule an `env` "
+                    "(a TransformedEnv with a CurriculumTransform) or a `collector` attribute, or pass "
+                    "CurriculumCallback(curriculum, transform=...)."
+                )
+        found = _curriculum_transforms(env)
+        mine = [t for t in found if t.curriculum is self.curriculum]
+        if not mine:
+            what = (
+                f"has {len(found)} CurriculumTransform(s), driving other curricula"
+                if found
+                else "has no CurriculumTransform"
+            )
+            raise ValueError(
+                f"{source} of {module_name} {what}: wrap the env with "
+                "TransformedEnv(env, CurriculumTransform(curriculum)) using this callback's curriculum, "
+                "or pass transform=."
+            )
+        if len(mine) > 1:
+            raise ValueError(f"{source} of {module_name} has {len(mine)} CurriculumTransforms for this curriculum.")
+        return mine[0]
+
+    def _ensure_hook(self, pl_module: pl.LightningModule) -> CurriculumHook:
+        if self._hook is None:
+            transform = self.transform if self.transform is not None else self._find_transform(pl_module)
+            self.transform = transform
+            self._hook = CurriculumHook(
+                self.curriculum,
+                transform=transform,
+                tracker=self.tracker,
+                refresh_every_iteration=self.refresh_every_iteration,
+            )
+            self.tracker = self._hook.tracker
+        return self._hook
+
+    # ------------------------------------------------------------------ hooks
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Find the transform and, after a restore, re-apply the checkpointed tasks to the envs."""
+        self._ensure_hook(pl_module)
+        if self._pending_tasks is not None:
+            self._apply_tasks(self._pending_tasks)
+            self._pending_tasks = None
+
+    @override
+    def on_train_batch_end(
+        self,
+        trainer: pl.Trainer,
+        pl_module: pl.LightningModule,
+        outputs: Any,
+        batch: Any,
+        batch_idx: int,
+    ) -> None:
+        """Update from the batch's finished episodes, step, refresh the envs and log metrics."""
+        if not isinstance(batch, TensorDictBase):
+            raise TypeError(
+                "CurriculumCallback needs TensorDict training batches from a TorchRL collector "
+                f"(DataLoader(batch_size=None, collate_fn=identity)), got {type(batch).__name__}."
+            )
+        hook = self._ensure_hook(pl_module)
+        hook.process_batch(batch)
+        hook.end_iteration()
+        prefix = "curriculum/" if self.name is None else f"curriculum/{self.name}/"
+        metrics = {prefix + k.removeprefix("curriculum/"): v for k, v in hook.log().items()}
+        pl_module.log_dict(metrics, on_step=True, on_epoch=False, batch_size=1)
+
+    @override
+    def on_load_checkpoint(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict[str, Any]
+    ) -> None:
+        """Refuse a checkpoint that holds other curriculum callbacks' state but not this one's."""
+        states = checkpoint.get("callbacks", {})
+        if self.state_key in states:
+            return
+        others = [k for k in states if isinstance(k, str) and k.startswith(type(self).__qualname__)]
+        if others:
+            raise ValueError(
+                f"The checkpoint has no state for {self.state_key} but has {others}: "
+                "give this callback the name it had when the checkpoint was saved."
+            )
+
+    # ------------------------------------------------------------------ state
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        """The curriculum's state and the current task of every env (None before the first reset)."""
+        tasks = self.transform.tasks if self.transform is not None else None
+        return {
+            "_version": STATE_VERSION,
+            "curriculum": self.curriculum.state_dict(),
+            "tasks": tasks.clone() if tasks is not None else None,
+        }
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the curriculum (with its generator); the tasks are re-applied when training starts.
+
+        Raises:
+            ValueError: the state is not a CurriculumCallback's, or comes from another
+                curriculum or env batch; nothing is changed then.
+        """
+        if not isinstance(state_dict, dict) or "curriculum" not in state_dict:
+            raise ValueError(
+                f"{self.state_key}: the checkpoint state is not a CurriculumCallback's (no 'curriculum' key); "
+                f"got {sorted(state_dict) if isinstance(state_dict, dict) else type(state_dict).__name__}."
+            )
+        # The curriculum's own checks first (its error names the mismatch best), then the tasks',
+        # all before anything changes.
+        self.curriculum.check_state_dict(state_dict["curriculum"])
+        tasks = state_dict.get("tasks")
+        if tasks is not None:
+            self._check_tasks(tasks)
+        self.curriculum.load_state_dict(state_dict["curriculum"])
+        if self.tracker is not None:
+            self.tracker.reset()
+        self._pending_tasks = tasks.clone() if tasks is not None else None
+        if self._pending_tasks is not None and self.transform is not None and self.transform.tasks is not None:
+            # envs already built (and reset with fresh samples): restore their tasks now
+            self._apply_tasks(self._pending_tasks)
+            self._pending_tasks = None
+
+    def _check_tasks(self, tasks: Any) -> None:
+        space = self.curriculum.space
+        if not isinstance(tasks, torch.Tensor):
+            raise ValueError(f"{self.state_key}: checkpointed tasks must be a tensor, got {type(tasks).__name__}.")
+        task_dims = len(space.task_shape)
+        if task_dims and tuple(tasks.shape[-task_dims:]) != tuple(space.task_shape):
+            raise ValueError(
+                f"{self.state_key}: checkpointed tasks have shape {list(tasks.shape)}, whose task shape does not "
+                f"match the curriculum's {list(space.task_shape)}."
+            )
+        space.check_tasks(tasks.reshape(-1, *space.task_shape).to(space.device), "checkpointed tasks")
+        current = self.transform.tasks if self.transform is not None else None
+        if current is not None and current.shape != tasks.shape:
+            raise ValueError(
+                f"{self.state_key}: the checkpoint's envs had tasks of shape {list(tasks.shape)}, the envs now have "
+                f"{list(current.shape)}; resume with the same number of envs."
+            )
+
+    def _apply_tasks(self, tasks: torch.Tensor) -> None:
+        """Put ``tasks`` back on the envs: they apply from the next step (written on the input side)."""
+        transform = self.transform
+        current = transform.tasks if transform is not None else None
+        if transform is None or current is None:
+            return  # no reset yet: the first reset samples from the restored curriculum
+        if current.shape != tasks.shape:
+            raise ValueError(
+                f"{self.state_key}: the checkpoint's envs had tasks of shape {list(tasks.shape)}, the envs now have "
+                f"{list(current.shape)}; resume with the same number of envs."
+            )
+        transform.set_tasks(tasks)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(curriculum={self.curriculum!r}, name={self.name!r})"
