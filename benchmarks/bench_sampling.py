@@ -18,7 +18,8 @@ Steady state for the PLRs: every level has been seen and scored (state filled be
 for currlearn and syllabus alike), so replay sampling is what is measured.
 
 Run ``python benchmarks/bench_sampling.py`` (``--device cuda`` for a GPU, ``--quick`` for a
-short run). The last lines are ``speedup_vs_syllabus_plr_1e5=<x>`` and
+short run, ``--threads 2`` for two intra-op threads; the default, 1, keeps the medians stable
+when other processes share the cores). The last lines are ``speedup_vs_syllabus_plr_1e5=<x>`` and
 ``ratio_to_floor_1e5=<x>`` (currlearn PLR vs. syllabus PLR and vs. the floor, at 1e5 tasks).
 """
 
@@ -70,10 +71,7 @@ def make_feedbacks(num_tasks: int, count: int, device: torch.device, box: BoxSpa
     g = torch.Generator(device="cpu").manual_seed(123)
     out = []
     for _ in range(count):
-        if box is None:
-            task = torch.randint(num_tasks, (episodes,), generator=g)
-        else:
-            task = box.sample_uniform(episodes, g)
+        task = torch.randint(num_tasks, (episodes,), generator=g) if box is None else box.sample_uniform(episodes, g)
         success = (torch.rand(episodes, generator=g) < 0.5).float()
         ret = torch.rand(episodes, generator=g)
         score = torch.rand(episodes, generator=g)
@@ -224,7 +222,8 @@ def run(sizes: tuple[int, ...] = SIZES, device: str = "cpu", repeats: int = 10, 
     box = BoxSpace({"a": 0.0, "b": 0.0}, {"a": 1.0, "b": 1.0}, device=dev)
     fbs = make_feedbacks(0, 4, dev, box=box, episodes=episodes)
     if curricula is None or "alp_gmm" in curricula:
-        results[("alp_gmm", "box")] = time_iterations(ALPGMMCurriculum(box, seed=0, fit_interval=max(episodes // 2, 10)), fbs, max(repeats // 2, 1), 1, dev, episodes)
+        alp = ALPGMMCurriculum(box, seed=0, fit_interval=min(250, episodes), fit_window=min(250, episodes))  # defaults at full size
+        results[("alp_gmm", "box")] = time_iterations(alp, fbs, max(repeats // 2, 1), 1, dev, episodes)
     if curricula is None or "adr" in curricula:
         adr = ADRCurriculum(box, initial={"a": 0.5, "b": 0.5}, seed=0)
         results[("adr", "box")] = time_iterations(adr, fbs, repeats, warmup, dev, episodes)
@@ -260,7 +259,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=10, help="timed iterations per row (median)")
     parser.add_argument("--quick", action="store_true", help="sizes 1e3 and 1e5 only, fewer repeats")
     parser.add_argument("--no-syllabus", action="store_true", help="skip syllabus-rl")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (default 1: stable timings on a shared machine; syllabus is single-threaded)")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     sizes = SIZES[:2] if args.quick else SIZES
     repeats = 3 if args.quick else args.repeats
     with_syllabus = not args.no_syllabus and syllabus_available()

@@ -402,10 +402,7 @@ def sample_from_cdf(cdf: Tensor, u: Tensor, size: Tensor | None = None) -> Tenso
         tensor([0, 2, 2])
     """
     n = cdf.numel()
-    if size is None:
-        last = torch.full((), n - 1, dtype=torch.int64, device=cdf.device)
-    else:
-        last = (size - 1).clamp(0, n - 1)
+    last = torch.full((), n - 1, dtype=torch.int64, device=cdf.device) if size is None else (size - 1).clamp(0, n - 1)
     total = cdf[last]
     if cdf.dtype.is_floating_point:
         target = u.to(cdf.dtype) * total

@@ -20,6 +20,9 @@ from currlearn.curricula.learning_progress import LearnabilityCurriculum, Learni
 from currlearn.curricula.plr import PrioritizedLevelReplay, StepScore
 from currlearn.feedback import episode_feedback
 from currlearn.spaces import BoxSpace, DiscreteSpace
+from currlearn.testing import get_default_devices
+
+DEVICES = get_default_devices()
 
 
 def _fb(tasks, returns=None, **extra) -> TensorDict:
@@ -31,8 +34,8 @@ def _fb(tasks, returns=None, **extra) -> TensorDict:
     return episode_feedback(tasks, returns, success=success, **extra)
 
 
-def _space(n: int = 6) -> DiscreteSpace:
-    return DiscreteSpace(num_tasks=n)
+def _space(n: int = 6, device: torch.device | None = None) -> DiscreteSpace:
+    return DiscreteSpace(num_tasks=n, device=device)
 
 
 def _box() -> BoxSpace:
@@ -138,6 +141,15 @@ class TestPrioritizedLevelReplay:
         h = torch.tensor([2.0**-10, 1.0])
         expected = torch.cat([0.5 * h / h.sum(), torch.tensor([0.25, 0.25])])
         _close(plr.weights(), expected)
+
+    def test_min_seen_fraction(self):
+        plr = self._make(n=4, min_seen_fraction=0.5, staleness_coef=0.0)
+        plr.update(_fb([0], score=[1.0]))
+        _close(plr.replay_probability(), 0.0)  # 1/4 seen < 1/2
+        plr.update(_fb([1], score=[1.0]))
+        _close(plr.replay_probability(), 0.5)
+        with pytest.raises(ValueError, match="min_seen_fraction must lie in"):
+            self._make(min_seen_fraction=1.5)
 
     def test_fixed_schedule_and_robust(self):
         plr = self._make(n=2, replay_schedule="fixed", replay_prob=0.8, staleness_coef=0.0)
@@ -262,6 +274,14 @@ class TestStepScore:
         _close(ent[0, 1], 1.0)  # uniform: normalised entropy 1
         no_logits = b.exclude("logits")
         _close(StepScore("policy_entropy")(no_logits), [[1.0, 2.0, 0.5]])  # -log prob
+        b["entropy"] = torch.full((1, 3), 0.7)
+        _close(StepScore("policy_entropy", entropy_key="entropy")(b), [[0.7, 0.7, 0.7]])
+
+    def test_raw_gae_from_value_target(self):
+        b = self._batch(value_target=torch.tensor([[[3.0], [1.0], [3.0]]]))  # GAE = target - value = 2, -1, 0
+        _close(StepScore("l1_value_loss")(b), [[2.0, 1.0, 0.0]])
+        _close(StepScore("positive_value_loss")(b), [[2.0, 0.0, 0.0]])
+        _close(StepScore("l1_value_loss", value_target_key=None)(b), [[1.0, 2.0, 0.5]])
 
     def test_min_margin_needs_logits(self):
         with pytest.raises(ValueError, match="discrete actions only"):
@@ -488,6 +508,11 @@ class TestADRCurriculum:
         _close(adr.low, [0.4, 0.4])
         assert int(adr.state["counts"].sum()) == 0
 
+    def test_per_parameter_steps(self):
+        adr = self._make(delta=0.1, deltas={"l": 0.2}, buffer_size=1)
+        adr.update(_fb(torch.tensor([[0.5, 0.5]]), success=[1.0]))
+        _close(adr.high, [0.6, 0.7])
+
     def test_box_limits_and_no_inversion(self):
         adr = self._make(delta=1.0, buffer_size=1)
         adr.update(_fb(torch.tensor([[0.5, 0.5]]), success=[1.0]))
@@ -516,8 +541,12 @@ class TestADRCurriculum:
     def test_bad_inputs(self):
         with pytest.raises(ValueError, match=r"low_threshold=0\.9 must be < high_threshold=0\.8"):
             self._make(low_threshold=0.9)
-        with pytest.raises(ValueError, match="delta must be > 0"):
+        with pytest.raises(ValueError, match=r"delta must be > 0, got 0\.0"):
             self._make(delta=0.0)
+        with pytest.raises(ValueError, match=r"deltas\['m'\] must be > 0"):
+            self._make(deltas={"m": -1.0})
+        with pytest.raises(ValueError, match="deltas has unknown parameter"):
+            self._make(deltas={"x": 1.0})
         with pytest.raises(ValueError, match=r"initial\['m'\]=2.0 is outside the box"):
             ADRCurriculum(BoxSpace({"m": 0.0}, {"m": 1.0}), initial={"m": 2.0})
         with pytest.raises(ValueError, match="unknown parameter"):
@@ -529,24 +558,26 @@ class TestADRCurriculum:
 
 
 # ---------------------------------------------------------------------- shared contract
-DISCRETE_FACTORIES: dict[str, Callable[[int], Curriculum]] = {
-    "plr_rank": lambda n: PrioritizedLevelReplay(_space(n), temperature=0.1, seed=3),
-    "plr_sorted": lambda n: PrioritizedLevelReplay(_space(n), temperature=1.0, seed=3),
-    "plr_power_robust": lambda n: PrioritizedLevelReplay(_space(n), prioritization="power", robust=True, replay_schedule="fixed", num_envs=4, seed=3),
-    "learning_progress": lambda n: LearningProgressCurriculum(_space(n), uniform_share=0.1, seed=3),
-    "learnability": lambda n: LearnabilityCurriculum(_space(n), topk=3, seed=3),
-    "learnability_prop": lambda n: LearnabilityCurriculum(_space(n), sampling="proportional", seed=3),
-    "easy_first": lambda n: EasyFirstCurriculum(_space(n), num_bins=3, anneal_iterations=5, seed=3),
-    "competence": lambda n: CompetenceCurriculum(_space(n), num_bins=3, anneal_iterations=5, seed=3),
+DISCRETE_FACTORIES: dict[str, Callable[..., Curriculum]] = {
+    "plr_rank": lambda n, d=None: PrioritizedLevelReplay(_space(n, d), temperature=0.1, seed=3),
+    "plr_sorted": lambda n, d=None: PrioritizedLevelReplay(_space(n, d), temperature=1.0, seed=3),
+    "plr_power_robust": lambda n, d=None: PrioritizedLevelReplay(_space(n, d), prioritization="power", robust=True, replay_schedule="fixed", num_envs=4, seed=3),
+    "learning_progress": lambda n, d=None: LearningProgressCurriculum(_space(n, d), uniform_share=0.1, seed=3),
+    "learnability": lambda n, d=None: LearnabilityCurriculum(_space(n, d), topk=3, seed=3),
+    "learnability_prop": lambda n, d=None: LearnabilityCurriculum(_space(n, d), sampling="proportional", seed=3),
+    "easy_first": lambda n, d=None: EasyFirstCurriculum(_space(n, d), num_bins=3, anneal_iterations=5, seed=3),
+    "competence": lambda n, d=None: CompetenceCurriculum(_space(n, d), num_bins=3, anneal_iterations=5, seed=3),
 }
-def _box_of(n: int) -> BoxSpace:
+
+
+def _box_of(n: int, device: torch.device | None = None) -> BoxSpace:
     dims = 2 + n % 2  # 6 -> 2 parameters, 7 -> 3: a mismatched checkpoint
-    return BoxSpace({f"p{i}": -1.0 for i in range(dims)}, {f"p{i}": 1.0 for i in range(dims)})
+    return BoxSpace({f"p{i}": -1.0 for i in range(dims)}, {f"p{i}": 1.0 for i in range(dims)}, device=device)
 
 
-BOX_FACTORIES: dict[str, Callable[[int], Curriculum]] = {
-    "alp_gmm": lambda n: ALPGMMCurriculum(_box_of(n), fit_interval=10, max_components=3, history_capacity=64, seed=3),
-    "adr": lambda n: ADRCurriculum(_box_of(n), delta=0.1, buffer_size=2, seed=3),
+BOX_FACTORIES: dict[str, Callable[..., Curriculum]] = {
+    "alp_gmm": lambda n, d=None: ALPGMMCurriculum(_box_of(n, d), fit_interval=10, max_components=3, history_capacity=64, seed=3),
+    "adr": lambda n, d=None: ADRCurriculum(_box_of(n, d), delta=0.1, buffer_size=2, seed=3),
 }
 ALL_FACTORIES = {**DISCRETE_FACTORIES, **BOX_FACTORIES}
 
@@ -564,12 +595,14 @@ def _feed(cur: Curriculum, rounds: int = 3, seed: int = 0) -> None:
 
 @pytest.mark.parametrize("name", sorted(ALL_FACTORIES))
 class TestCheckpointContract:
-    def test_round_trip(self, name):
-        cur = ALL_FACTORIES[name](6)
+    @pytest.mark.parametrize("device", DEVICES)
+    def test_round_trip(self, name, device):
+        cur = ALL_FACTORIES[name](6, device)
         _feed(cur)
         sd = cur.state_dict()
         expected = cur.sample(16)
-        fresh = ALL_FACTORIES[name](6)
+        assert expected.device == device
+        fresh = ALL_FACTORIES[name](6, device)
         fresh.load_state_dict(sd)
         assert torch.equal(fresh.sample(16), expected)
         cur.load_state_dict(sd)
@@ -610,11 +643,12 @@ score_streams = st.lists(
 )
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name", sorted(DISCRETE_FACTORIES))
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(stream=score_streams)
-def test_probabilities_stay_a_distribution(name, stream):
-    cur = DISCRETE_FACTORIES[name](8)
+def test_probabilities_stay_a_distribution(name, device, stream):
+    cur = DISCRETE_FACTORIES[name](8, device)
     for batch in stream:
         tasks = torch.tensor([t for t, _ in batch])
         v = torch.tensor([s for _, s in batch], dtype=torch.float32)
@@ -626,3 +660,54 @@ def test_probabilities_stay_a_distribution(name, stream):
         assert w.device == cur.device
         t = cur.sample(32)
         assert bool(((t >= 0) & (t < 8)).all())
+
+
+@pytest.mark.parametrize("name", sorted(BOX_FACTORIES))
+@settings(max_examples=15, deadline=None)
+@given(returns=st.lists(st.lists(st.one_of(st.floats(-100, 100), st.just(math.nan)), min_size=1, max_size=15), min_size=1, max_size=4))
+def test_continuous_tasks_stay_in_the_box(name, returns):
+    cur = BOX_FACTORIES[name](6)
+    box = cur.space
+    for batch in returns:
+        tasks = cur.sample(len(batch))
+        v = torch.tensor(batch, dtype=torch.float32)
+        success = torch.where(torch.isfinite(v), (v > 0).float(), v)
+        cur.update(episode_feedback(tasks, torch.where(torch.isfinite(v), v, math.nan), success=success))
+        t = cur.sample(64)
+        assert bool(torch.isfinite(t).all())
+        assert bool(((t >= box.low) & (t <= box.high)).all()), t
+
+
+def test_plr_scores_a_real_ppo_loop():
+    """Robust PLR in TorchRL's PPO Trainer: scores come from the GAE of the collected batch."""
+    from torchrl.envs import Compose, TransformedEnv
+    from torchrl.objectives.value import GAE
+    from torchrl.trainers import ValueEstimatorHook
+
+    from currlearn.envs.point_mass import PointMassGateEnv
+    from currlearn.integrations.replay import ReplayDecisionTransform
+    from currlearn.integrations.torchrl import CurriculumHook, CurriculumTransform
+    from currlearn.ppo import PPOSettings, make_ppo_trainer
+
+    torch.manual_seed(0)
+    plr = PrioritizedLevelReplay(DiscreteSpace({"gate_width": [0.5, 1.0, 2.0, 4.0, 8.0]}), robust=True,
+                                 replay_schedule="fixed", num_envs=8, seed=0)
+    transform = CurriculumTransform(plr)
+    env = TransformedEnv(PointMassGateEnv(8, max_steps=16, seed=0), Compose(transform, ReplayDecisionTransform(plr)))
+    settings = PPOSettings(frames_per_batch=256, total_frames=768, num_epochs=1, minibatch_size=128, hidden=16)
+    trainer, _ = make_ppo_trainer(env, None, settings)
+    try:
+        # TorchRL's ValueEstimatorHook runs at "pre_epoch", after "batch_process" where the
+        # curriculum reads the batch: compute the GAE at batch time too, before the curriculum.
+        gae = GAE(gamma=settings.gamma, lmbda=settings.lmbda, value_network=trainer.loss_module.critic_network)
+        trainer.register_op("batch_process", ValueEstimatorHook(gae))
+        CurriculumHook(plr, transform=transform, tracker=plr.make_tracker()).register(trainer)
+        trainer.train()
+    finally:
+        trainer.shutdown()
+    assert int(plr.state["num_seen"]) == 5
+    seen_scores = plr.state["score"][plr.state["seen"]]
+    assert bool(torch.isfinite(seen_scores).all())
+    assert bool((seen_scores >= 0).all())
+    assert plr.metrics()["curriculum/skipped_nonfinite"] == 0
+    assert _is_distribution(plr.weights())

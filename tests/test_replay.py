@@ -17,10 +17,12 @@ from currlearn.feedback import episode_feedback
 from currlearn.integrations.replay import CurriculumSampler, ReplayDecisionTransform
 from currlearn.integrations.torchrl import CurriculumTransform
 from currlearn.spaces import BoxSpace, DiscreteSpace
+from currlearn.testing import get_default_devices
 
 
 def _buffer(tasks: torch.Tensor, sampler: CurriculumSampler, capacity: int | None = None, batch_size: int = 256) -> ReplayBuffer:
-    rb = ReplayBuffer(storage=LazyTensorStorage(capacity or tasks.numel()), sampler=sampler, batch_size=batch_size)
+    storage = LazyTensorStorage(capacity or tasks.numel(), device=sampler.device)
+    rb = ReplayBuffer(storage=storage, sampler=sampler, batch_size=batch_size)
     rb.extend(TensorDict({"task_id": tasks, "obs": torch.arange(tasks.numel(), dtype=torch.float32)}, [tasks.numel()]))
     return rb
 
@@ -28,14 +30,15 @@ def _buffer(tasks: torch.Tensor, sampler: CurriculumSampler, capacity: int | Non
 def _frequencies(rb: ReplayBuffer, num_tasks: int, draws: int = 100) -> torch.Tensor:
     counts = torch.zeros(num_tasks)
     for _ in range(draws):
-        counts += torch.bincount(rb.sample()["task_id"], minlength=num_tasks)
+        counts += torch.bincount(rb.sample()["task_id"].cpu(), minlength=num_tasks)
     return counts / counts.sum()
 
 
 class TestCurriculumSampler:
-    def test_frequencies_follow_task_weights(self):
+    @pytest.mark.parametrize("device", get_default_devices())
+    def test_frequencies_follow_task_weights(self, device):
         tasks = torch.tensor([0] * 10 + [1] * 30 + [2] * 60)  # items per task: 10, 30, 60
-        sampler = CurriculumSampler(num_tasks=3, capacity=100, seed=0)
+        sampler = CurriculumSampler(num_tasks=3, capacity=100, seed=0, device=device)
         sampler.set_task_weights(torch.tensor([3.0, 1.0, 0.0]))
         rb = _buffer(tasks, sampler)
         freq = _frequencies(rb, 3)

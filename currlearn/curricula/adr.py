@@ -59,8 +59,10 @@ class ADRCurriculum(Curriculum):
         space (BoxSpace): the outer limits of the parameters.
         initial (mapping, optional): the starting point ``{name: value}`` (inside the box);
             default the centre of the box.
-        delta (float or mapping): step ``Δ`` by which a boundary moves, in the parameter's
-            units; one value for all parameters or ``{name: value}``. Default 0.05.
+        delta (float): step ``Δ`` by which a boundary moves, in the parameters' units.
+            Default 0.05.
+        deltas (mapping, optional): per-parameter steps ``{name: Δ}`` overriding ``delta``
+            for the parameters it names.
         boundary_prob (float): ``p_b`` in [0, 1], the probability that a draw pins one
             parameter to a boundary. Default 0.5.
         buffer_size (int): ``m``, episodes per boundary before a decision. Default 20.
@@ -85,7 +87,8 @@ class ADRCurriculum(Curriculum):
         space: TaskSpace,
         *,
         initial: Mapping[str, float] | None = None,
-        delta: float | Mapping[str, float] = 0.05,
+        delta: float = 0.05,
+        deltas: Mapping[str, float] | None = None,
         boundary_prob: float = 0.5,
         buffer_size: int = 20,
         low_threshold: float = 0.2,
@@ -109,16 +112,16 @@ class ADRCurriculum(Curriculum):
             raise ValueError(f"metric={metric!r} is not one of {list(self.METRICS)}.")
         self.metric = metric
         names = list(space.names)
-        if isinstance(delta, Mapping):
-            space.check_names(list(delta), "delta")
-            missing = [n for n in names if n not in delta]
-            if missing:
-                raise ValueError(f"delta has no step for parameter(s) {missing}; give one per parameter or a single float.")
-            steps = [check_finite(f"delta[{n!r}]", delta[n]) for n in names]
-        else:
-            steps = [check_finite("delta", delta)] * len(names)
-        if min(steps) <= 0:
-            raise ValueError(f"delta must be > 0 for every parameter, got {delta!r}.")
+        if check_finite("delta", delta) <= 0:
+            raise ValueError(f"delta must be > 0, got {delta!r}.")
+        steps = [float(delta)] * len(names)
+        if deltas is not None:
+            space.check_names(list(deltas), "deltas")
+            for i, n in enumerate(names):
+                if n in deltas:
+                    steps[i] = check_finite(f"deltas[{n!r}]", deltas[n])
+                    if steps[i] <= 0:
+                        raise ValueError(f"deltas[{n!r}] must be > 0, got {deltas[n]!r}.")
         start = [(lo + hi) / 2 for lo, hi in zip(space.low.tolist(), space.high.tolist(), strict=True)]
         if initial is not None:
             space.check_names(list(initial), "initial")
@@ -130,7 +133,8 @@ class ADRCurriculum(Curriculum):
                         raise ValueError(f"initial[{n!r}]={v} is outside the box [{lo}, {hi}].")
                     start[i] = v
         self.initial = None if initial is None else dict(initial)
-        self.delta = delta
+        self.delta = float(delta)
+        self.deltas = None if deltas is None else dict(deltas)
         super().__init__(space, seed=seed, device=device)
         d = space.dim
         point = torch.tensor(start, dtype=space.low.dtype)

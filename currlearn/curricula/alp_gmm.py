@@ -32,6 +32,7 @@ Examples:
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from tensordict import TensorDict, TensorDictBase
@@ -180,7 +181,7 @@ class ALPGMMCurriculum(Curriculum):
         max_components: int = 10,
         history_capacity: int = 20_000,
         em_iterations: int = 50,
-        metric: str = "return",
+        metric: Literal["return", "success", "metric"] = "return",
         seed: int | None = None,
         device: torch.device | str | None = None,
     ) -> None:

@@ -62,8 +62,8 @@ class LearningProgressCurriculum(DiscreteCurriculum):
     """Sample tasks by absolute learning progress ``|f(p_fast) - f(p_slow)|``.
 
     Per task, the success rate is tracked by a fast EMA ``p_fast`` (rate ``fast_rate``) and a
-    slow EMA of the fast one ``p_slow`` (rate ``slow_rate``), as in the paper's reference
-    implementation. Before differencing, both go through the paper's reweighting
+    slow EMA ``p_slow`` (rate ``slow_rate``) that follows the fast one, as in Syllabus's
+    implementation of the paper (``syllabus.curricula.LearningProgress``). Before differencing, both go through the paper's reweighting
     ``f(p) = (1 - θ) p / (p + θ (1 - 2 p))`` (``θ = reweight_theta``; ``θ = 0.5`` is the
     identity), which magnifies progress on tasks with low success. The progress values are
     normalised across tasks: z-score over the tasks played so far, then a sigmoid, then

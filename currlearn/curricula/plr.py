@@ -101,21 +101,29 @@ class StepScore:
     =================== =================================================== ==================
     score_function      per step                                            needs
     =================== =================================================== ==================
-    l1_value_loss       ``|A_t|`` (GAE)                                     ``advantage_key``
-    positive_value_loss ``max(A_t, 0)``                                     ``advantage_key``
+    l1_value_loss       ``|A_t|`` (GAE)                                     see below
+    positive_value_loss ``max(A_t, 0)``                                     see below
     max_mc              ``V(s_t)`` (the curriculum subtracts the episode    ``value_key``
                         mean from the level's max return)
-    policy_entropy      entropy of ``softmax(logits)`` / log(num_actions);  ``logits_key`` or
-                        without logits ``-log π(a_t|s_t)`` (one-sample      ``log_prob_key``
-                        estimate, continuous actions)
+    policy_entropy      ``entropy_key`` if given, else the entropy of       ``logits_key`` or
+                        ``softmax(logits)`` / log(num_actions), else         ``log_prob_key``
+                        ``-log π(a_t|s_t)`` (one-sample estimate,
+                        continuous actions)
     least_confidence    ``1 - max_a π(a|s_t)``                              ``logits_key``
     min_margin          ``1 - (π(a1|s_t) - π(a2|s_t))``, top two actions     ``logits_key``
     one_step_td_error   ``|r_t + γ (1 - term_t) V(s_{t+1}) - V(s_t)|``      reward, values
     =================== =================================================== ==================
 
+    The GAE ``A_t`` is ``value_target - state_value`` when the batch holds both: TorchRL's
+    ``GAE(average_gae=True)`` standardises ``"advantage"`` per batch, which would make scores of
+    different batches incomparable, but leaves ``"value_target"`` un-normalised. Otherwise
+    ``advantage_key`` is read.
+
     Args:
         score_function (str): one of :data:`SCORE_FUNCTIONS`.
         advantage_key (NestedKey): default ``"advantage"`` (TorchRL's GAE output).
+        value_target_key (NestedKey, optional): default ``"value_target"``; ``None`` always
+            reads ``advantage_key``.
         value_key (NestedKey): default ``"state_value"``.
         next_value_key (NestedKey): default ``("next", "state_value")``.
         reward_key (NestedKey): default ``("next", "reward")``.
@@ -123,6 +131,7 @@ class StepScore:
         logits_key (NestedKey): default ``"logits"`` (a ``OneHotCategorical``/``Categorical``
             actor's logits).
         log_prob_key (NestedKey): default ``"action_log_prob"``.
+        entropy_key (NestedKey, optional): a per-step policy entropy, if the actor writes one.
         gamma (float): discount of the one-step TD error. Default 0.99.
 
     Raises:
@@ -144,16 +153,20 @@ class StepScore:
         score_function: str = "l1_value_loss",
         *,
         advantage_key: NestedKey = "advantage",
+        value_target_key: NestedKey | None = "value_target",
         value_key: NestedKey = "state_value",
         next_value_key: NestedKey = ("next", "state_value"),
         reward_key: NestedKey = ("next", "reward"),
         terminated_key: NestedKey = ("next", "terminated"),
         logits_key: NestedKey = "logits",
         log_prob_key: NestedKey = "action_log_prob",
+        entropy_key: NestedKey | None = None,
         gamma: float = 0.99,
     ) -> None:
         self.score_function = _check_choice("score_function", score_function, SCORE_FUNCTIONS)
         self.advantage_key = advantage_key
+        self.value_target_key = value_target_key
+        self.entropy_key = entropy_key
         self.value_key = value_key
         self.next_value_key = next_value_key
         self.reward_key = reward_key
@@ -172,6 +185,12 @@ class StepScore:
         if value.shape != batch.shape and value.numel() == batch.numel():
             value = value.reshape(batch.shape)
         return value.to(torch.get_default_dtype()) if not value.is_floating_point() else value
+
+    def _advantage(self, batch: TensorDictBase) -> Tensor:
+        keys = batch.keys(True)
+        if self.value_target_key is not None and self.value_target_key in keys and self.value_key in keys:
+            return self._get(batch, self.value_target_key, "value targets") - self._get(batch, self.value_key, "value predictions")
+        return self._get(batch, self.advantage_key, "advantages (GAE)")
 
     def _probs(self, batch: TensorDictBase) -> Tensor:
         if self.logits_key not in batch.keys(True):
@@ -192,9 +211,9 @@ class StepScore:
         """Per-step scores, shape ``batch.shape``."""
         name = self.score_function
         if name == "l1_value_loss":
-            return self._get(batch, self.advantage_key, "advantages (GAE)").abs()
+            return self._advantage(batch).abs()
         if name == "positive_value_loss":
-            return self._get(batch, self.advantage_key, "advantages (GAE)").clamp_min(0)
+            return self._advantage(batch).clamp_min(0)
         if name == "max_mc":
             return self._get(batch, self.value_key, "value predictions")
         if name == "one_step_td_error":
@@ -203,6 +222,8 @@ class StepScore:
             v_next = self._get(batch, self.next_value_key, "next-state value predictions")
             term = self._get(batch, self.terminated_key, "terminated flags")
             return (r + self.gamma * (1 - term) * v_next - v).abs()
+        if name == "policy_entropy" and self.entropy_key is not None:
+            return self._get(batch, self.entropy_key, "policy entropies")
         if name == "policy_entropy" and self.logits_key not in batch.keys(True):
             return -self._get(batch, self.log_prob_key, "the actions' log-probabilities (or logits)")
         probs = self._probs(batch)
@@ -247,6 +268,9 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
             ``1 - replay_prob`` (PLR⊥, arXiv 2110.02439, Algorithm 1); with ``robust=False``
             always replay once every level is seen, as the reference code does.
         replay_prob (float): ``p`` of the ``"fixed"`` schedule, in [0, 1]. Default 0.5.
+        min_seen_fraction (float): no replay before this fraction of the levels has been seen,
+            in [0, 1]: the reference code's ``level_replay_rho`` (its default 1.0 plays every
+            level once first), *not* the paper's ρ. Default 0.
         smoothing (float): weight of a new score in (0, 1]: 1 keeps the latest score (the
             paper), smaller values an exponential moving average.
         robust (bool): PLR⊥. Non-replay episodes are for scoring only: the per-env decision is
@@ -271,7 +295,7 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
     Raises:
         ValueError: unknown ``score_function``, ``prioritization`` or ``replay_schedule`` (the
             message lists the valid names), ``temperature <= 0``, ``staleness_coef`` or
-            ``replay_prob`` outside [0, 1], ``smoothing`` outside (0, 1].
+            ``replay_prob`` or ``min_seen_fraction`` outside [0, 1], ``smoothing`` outside (0, 1].
         TypeError: a continuous space.
     """
 
@@ -288,6 +312,7 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
         staleness_coef: float = 0.1,
         replay_schedule: Literal["proportionate", "fixed"] = "proportionate",
         replay_prob: float = 0.5,
+        min_seen_fraction: float = 0.0,
         smoothing: float = 1.0,
         robust: bool = False,
         num_envs: int | None = None,
@@ -300,6 +325,7 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
         self.temperature = _check_temperature("temperature", temperature)
         self.staleness_coef = check_probability("staleness_coef", staleness_coef)
         self.replay_prob = check_probability("replay_prob", replay_prob)
+        self.min_seen_fraction = check_probability("min_seen_fraction", min_seen_fraction)
         self.smoothing = check_probability("smoothing", smoothing, open_low=True)
         if not isinstance(robust, bool):
             raise TypeError(f"robust must be a bool, got {robust!r}.")
@@ -403,6 +429,8 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
             p = torch.where(num_seen > 0, self.replay_prob, 0.0).double()
         if not self.robust:
             p = torch.where(num_seen == n, 1.0, p)
+        if self.min_seen_fraction > 0:
+            p = torch.where(num_seen >= math.ceil(self.min_seen_fraction * n), p, 0.0)
         return p
 
     def _replay_distribution(self) -> Tensor:
@@ -412,7 +440,11 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
             ranks = F.inverse_permutation(st["order"]) + 1
             w = torch.where(seen, ranks.double().pow(-1.0 / self.temperature), 0.0)
         elif self.prioritization == "rank":
-            w = F.rank_weights(st["score"].double(), self.temperature, seen)
+            # Exactly what `_sample` draws: ranks past the truncation point have weight 0 (their
+            # true weights are below float64 resolution relative to rank 1).
+            k = min(self._num_seen, self._rank_cdf.numel())
+            top_w = torch.arange(1, k + 1, device=self.device, dtype=torch.float64).pow(-1.0 / self.temperature)
+            w = torch.zeros(seen.numel(), device=self.device, dtype=torch.float64).index_copy_(0, self._top[:k], top_w)
         else:
             w = F.power_weights(st["score"].double(), self.temperature, seen)
         p_score = F.normalize(w, seen)
@@ -517,7 +549,7 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
             F.partition_promote(st["order"], self._position, newly_seen, self._num_seen)
             if self.prioritization == "rank":
                 self._top = torch.topk(st["score"], self._rank_cdf.numel()).indices
-        self._num_seen = self._num_seen + int((~was_seen).sum())
+        self._num_seen += int((~was_seen).sum())
         if self.prioritization == "power":
             self._power_w.index_copy_(0, ids, F.power_weights(new.double(), self.temperature))
             self._power_cdf = torch.cumsum(self._power_w, 0)
