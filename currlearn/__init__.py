@@ -7,14 +7,23 @@ imported on demand.
 
 from __future__ import annotations
 
+from currlearn import functional
 from currlearn.base import Curriculum, DiscreteCurriculum
 from currlearn.curricula import (
+    ADRCurriculum,
+    ALPGMMCurriculum,
+    CompetenceCurriculum,
     CompositeCurriculum,
     DomainRandomization,
+    EasyFirstCurriculum,
+    LearnabilityCurriculum,
+    LearningProgressCurriculum,
     LevelCurriculum,
+    PrioritizedLevelReplay,
     ScheduledCurriculum,
     SequentialCurriculum,
     Stage,
+    StepScore,
     register_predicate,
 )
 from currlearn.feedback import EpisodeTracker, episode_feedback
@@ -33,8 +42,11 @@ from currlearn.spaces import BoxSpace, DiscreteSpace, ProductSpace, TaskSpace
 __version__ = "0.1.0"
 
 __all__ = [
+    "ADRCurriculum",
+    "ALPGMMCurriculum",
     "BoxSpace",
     "ChainSchedule",
+    "CompetenceCurriculum",
     "CompositeCurriculum",
     "ConstantSchedule",
     "CosineSchedule",
@@ -42,19 +54,25 @@ __all__ = [
     "DiscreteCurriculum",
     "DiscreteSpace",
     "DomainRandomization",
+    "EasyFirstCurriculum",
     "EpisodeTracker",
     "ExponentialSchedule",
+    "LearnabilityCurriculum",
+    "LearningProgressCurriculum",
     "LevelCurriculum",
     "LinearSchedule",
+    "PrioritizedLevelReplay",
     "ProductSpace",
     "Schedule",
     "ScheduledCurriculum",
     "SequentialCurriculum",
     "Stage",
     "StepSchedule",
+    "StepScore",
     "TaskSpace",
     "__version__",
     "episode_feedback",
+    "functional",
     "make_schedule",
     "register_predicate",
 ]

@@ -47,8 +47,10 @@ from typing import Any
 
 import torch
 from tensordict import TensorDict, TensorDictBase
+from tensordict.utils import NestedKey
 from torch import Tensor
 
+from currlearn.feedback import EpisodeTracker
 from currlearn.spaces import TaskSpace
 
 __all__ = ["Curriculum", "DiscreteCurriculum", "check_positive_int", "check_probability"]
@@ -94,6 +96,10 @@ class Curriculum(ABC):
             torch's global generator once, at construction.
         device: device of the state; default: the space's device.
     """
+
+    needs_value_estimates: bool = False
+    """Whether :meth:`update` needs advantages / value estimates in the batch (PLR's scores):
+    trainers then compute them before the curriculum reads the batch."""
 
     per_episode: bool = True
     """Whether a task holds for a whole episode (False: the decision changes with the
@@ -216,7 +222,15 @@ class Curriculum(ABC):
         n_bad = (~valid).sum()
         self.counters["skipped_nonfinite"] += n_bad
         self.counters["episodes"] += valid.numel() - n_bad
+        if not bool(n_bad):  # one sync (like the task check above) saves a masked copy
+            self._update(feedback)
+            return
         self._update(feedback[valid])
+
+    def make_tracker(self, task_key: NestedKey = ("next", "task_id")) -> EpisodeTracker:
+        """The :class:`~currlearn.feedback.EpisodeTracker` that reads this curriculum's feedback
+        from batches. Curricula that need per-step scores (PLR) override it."""
+        return EpisodeTracker(task_key=task_key)
 
     def _check_feedback(self, feedback: TensorDictBase) -> None:  # noqa: B027 (optional hook)
         """Raise ``ValueError`` if this curriculum cannot learn from ``feedback``; runs before

@@ -299,6 +299,8 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
         TypeError: a continuous space.
     """
 
+    needs_value_estimates = True  # scores come from advantages / values of the batch
+
     def __init__(
         self,
         space: TaskSpace,

@@ -277,7 +277,7 @@ class CurriculumHook(TrainerHookBase):
         curriculum (Curriculum): the authoritative curriculum.
         transform (CurriculumTransform, optional): the in-process transform (to refresh it).
         tracker (EpisodeTracker, optional): how feedback is read from batches; default
-            ``EpisodeTracker(task_key=transform.task_key)``.
+            ``curriculum.make_tracker(task_key=("next", transform.task_key))``.
         collector (optional): a multi-process collector whose workers hold replicas.
         worker_path (str, optional): path of the transform in a worker (see :func:`transform_path`).
         refresh_every_iteration (bool, optional): re-sample every env's task after each
@@ -303,7 +303,7 @@ class CurriculumHook(TrainerHookBase):
         self.tracker = (
             tracker
             if tracker is not None
-            else EpisodeTracker(task_key=_next_key(transform.task_key if transform else "task_id"))
+            else curriculum.make_tracker(task_key=_next_key(transform.task_key if transform else "task_id"))
         )
         self.collector = collector
         self.worker_path = worker_path
