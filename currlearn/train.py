@@ -34,14 +34,14 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-__all__ = ["TrainError", "build_curriculum", "build_env", "main", "run"]
+__all__ = ["TrainError", "build_curriculum", "build_env", "grid_space", "main", "run"]
 
 PROG = "currlearn-train"
 CHECKPOINT = "last.pt"
 CHECKPOINT_VERSION = 1
 
 # Env config keys that are not constructor arguments but curriculum material.
-_ENV_META = ("name", "metric", "threshold", "ladder", "box", "stages")
+_ENV_META = ("name", "metric", "threshold", "ladder", "box", "stages", "levels", "adr")
 _ENV_ARGS = {
     "point_mass": ("num_envs", "max_steps", "gate_position", "gate_width"),
     "pendulum": ("num_envs", "max_steps", "g"),
@@ -136,6 +136,34 @@ def build_curriculum(cfg: Mapping[str, Any]) -> Any:
     except Exception as e:  # instantiate wraps the constructor's error
         cause = e.__cause__ if e.__cause__ is not None else e
         raise TrainError(f"curriculum ({target}): {cause}") from e
+
+
+def grid_space(axes: Mapping[str, Any], device: Any = None) -> Any:
+    """A :class:`~currlearn.DiscreteSpace` of every combination of ``axes`` (``{name: values}``),
+    the last name varying fastest: the task space of the discrete adaptive curricula, built from
+    the env config's ``levels`` (``space: {_target_: currlearn.train.grid_space, axes:
+    ${env.levels}}``).
+
+    Examples:
+        >>> grid_space({"a": [1.0, 2.0], "b": [0.0, 5.0, 9.0]}).num_tasks
+        6
+    """
+    import itertools
+
+    from currlearn.spaces import DiscreteSpace
+
+    if not isinstance(axes, Mapping) or not axes:
+        raise TrainError(f"env.levels must be a non-empty mapping of parameter -> values, got {axes!r}.")
+    names = list(axes)
+    values = []
+    for name in names:
+        v = axes[name]
+        if isinstance(v, (str, bytes)) or not hasattr(v, "__len__") or len(v) == 0:
+            raise TrainError(f"env.levels.{name} must be a non-empty list of values, got {v!r}.")
+        values.append([float(x) for x in v])
+    combos = list(itertools.product(*values))
+    params = {n: [c[i] for c in combos] for i, n in enumerate(names)}
+    return DiscreteSpace(params, device=device)
 
 
 def _fixed_task_curriculum(cfg: Mapping[str, Any]) -> Any:
@@ -666,6 +694,12 @@ def _app(cfg: DictConfig) -> float | None:
             raise
         _discard_new_run_dir(run_dir, hc)
         _fail(f"{type(e).__name__}: {e}")
+    print(
+        f"{PROG}: {summary['curriculum']} on {summary['env']}, seed {summary['seed']}: {summary['frames']} frames "
+        f"in {summary['wall_time']:.1f} s; final success {summary['final_success']:.2f}, "
+        f"target success {summary.get('target_success', float('nan')):.2f}; run dir {run_dir}",
+        flush=True,
+    )
     return summary.get("target_success")
 
 
@@ -702,6 +736,8 @@ def main() -> None:
     Hydra reports its own errors (unknown group option, bad override) as several lines; they
     are caught here and condensed to one, unless ``HYDRA_FULL_ERROR=1``.
     """
+    # TorchRL's INFO lines (read from this variable at its import) would break the progress bar.
+    os.environ.setdefault("RL_LOGGING_LEVEL", "WARNING")
     global _real_stderr, _captured
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         _app()
