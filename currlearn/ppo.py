@@ -5,8 +5,8 @@ example of a curriculum in a TorchRL loop: :func:`make_ppo_trainer` builds Torch
 ``Collector``, ``ClipPPOLoss``, ``GAE`` and ``Trainer`` and registers a
 :class:`~currlearn.integrations.torchrl.CurriculumHook` on it.
 
-The env must be a TorchRL env with an ``"observation"`` vector and a bounded continuous
-action, and a :class:`~currlearn.integrations.torchrl.CurriculumTransform` among its transforms
+The env must be a TorchRL env with an ``"observation"`` (a vector, or an image that is
+flattened) and a bounded continuous or a discrete (one-hot / categorical) action, and a :class:`~currlearn.integrations.torchrl.CurriculumTransform` among its transforms
 when a curriculum is given.
 """
 
@@ -29,7 +29,7 @@ from torchrl.trainers import ReplayBufferTrainer, Trainer, UpdateWeights, ValueE
 from currlearn.base import Curriculum
 from currlearn.integrations.torchrl import CurriculumHook, CurriculumTransform
 
-__all__ = ["PPOSettings", "find_curriculum_transform", "make_actor_critic", "make_ppo_trainer"]
+__all__ = ["FlattenObservation", "PPOSettings", "find_curriculum_transform", "make_actor_critic", "make_ppo_trainer"]
 
 
 @dataclass
@@ -81,27 +81,62 @@ class PPOSettings:
             )
 
 
+class FlattenObservation(nn.Module):
+    """Flattens the last ``ndim`` dims of an observation and casts it to float (image obs)."""
+
+    def __init__(self, ndim: int) -> None:
+        super().__init__()
+        self.ndim = ndim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # noqa: D102
+        return x.flatten(-self.ndim).to(torch.get_default_dtype())
+
+
 def make_actor_critic(env: EnvBase, hidden: int = 64) -> tuple[ProbabilisticActor, ValueOperator]:
-    """A tanh-Gaussian actor and a value network reading ``"observation"``."""
-    obs_dim = env.observation_spec["observation"].shape[-1]
-    act_dim = env.action_spec.shape[-1]
-    actor_net = nn.Sequential(
-        MLP(in_features=obs_dim, out_features=2 * act_dim, num_cells=[hidden, hidden], activation_class=nn.Tanh),
-        NormalParamExtractor(),
-    )
-    space = env.action_spec_unbatched.space
-    actor = ProbabilisticActor(
-        TensorDictModule(actor_net, in_keys=["observation"], out_keys=["loc", "scale"]),
-        spec=env.action_spec,
-        in_keys=["loc", "scale"],
-        distribution_class=TanhNormal,
-        distribution_kwargs={"low": space.low, "high": space.high},
-        return_log_prob=True,
-    )
-    critic = ValueOperator(
-        MLP(in_features=obs_dim, out_features=1, num_cells=[hidden, hidden], activation_class=nn.Tanh),
-        in_keys=["observation"],
-    )
+    """An actor and a value network reading ``"observation"``.
+
+    A bounded continuous action gets a tanh-Gaussian actor; a discrete action (``OneHot`` or
+    ``Categorical`` spec, e.g. MiniGrid's) a categorical actor over logits. An observation with
+    more than one dim (an image, e.g. MiniGrid's 7x7x3) is flattened and cast to float first.
+    """
+    from torchrl.data import Categorical as CategoricalSpec
+    from torchrl.data import OneHot as OneHotSpec
+    from torchrl.modules import OneHotCategorical
+
+    obs_shape = tuple(env.observation_spec_unbatched["observation"].shape)
+    obs_dim = 1
+    for d in obs_shape:
+        obs_dim *= d
+
+    def body(out_features: int) -> nn.Module:
+        mlp = MLP(in_features=obs_dim, out_features=out_features, num_cells=[hidden, hidden], activation_class=nn.Tanh)
+        return mlp if len(obs_shape) == 1 else nn.Sequential(FlattenObservation(len(obs_shape)), mlp)
+
+    action_spec = env.action_spec_unbatched
+    if isinstance(action_spec, (OneHotSpec, CategoricalSpec)):
+        n = action_spec.space.n
+        actor = ProbabilisticActor(
+            TensorDictModule(body(n), in_keys=["observation"], out_keys=["logits"]),
+            spec=env.action_spec,
+            in_keys=["logits"],
+            distribution_class=OneHotCategorical
+            if isinstance(action_spec, OneHotSpec)
+            else torch.distributions.Categorical,
+            return_log_prob=True,
+        )
+    else:
+        act_dim = env.action_spec.shape[-1]
+        actor_net = nn.Sequential(body(2 * act_dim), NormalParamExtractor())
+        space = action_spec.space
+        actor = ProbabilisticActor(
+            TensorDictModule(actor_net, in_keys=["observation"], out_keys=["loc", "scale"]),
+            spec=env.action_spec,
+            in_keys=["loc", "scale"],
+            distribution_class=TanhNormal,
+            distribution_kwargs={"low": space.low, "high": space.high},
+            return_log_prob=True,
+        )
+    critic = ValueOperator(body(1), in_keys=["observation"])
     return actor, critic
 
 
@@ -182,6 +217,12 @@ def make_ppo_trainer(
             raise ValueError(
                 "curriculum is given but env has no CurriculumTransform: wrap it with TransformedEnv(env, CurriculumTransform(curriculum))."
             )
+        if curriculum.needs_value_estimates:
+            # The curriculum scores episodes from advantages/values (PLR): compute them when the
+            # batch arrives, before the curriculum reads it (the ValueEstimatorHook above only
+            # runs at "pre_epoch", after "batch_process").
+            gae_now = GAE(gamma=s.gamma, lmbda=s.lmbda, value_network=critic, average_gae=True)
+            trainer.register_op("batch_process", ValueEstimatorHook(gae_now))
         hook = CurriculumHook(curriculum, transform=transform)
         hook.register(trainer)
     return trainer, hook

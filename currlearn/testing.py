@@ -54,3 +54,65 @@ def make_pendulum_with_step_counter(num_envs: int = 2) -> object:
     from currlearn.envs import make_pendulum
 
     return TransformedEnv(make_pendulum(num_envs, seed=0), StepCounter(max_steps=4))
+
+
+# --------------------------------------------------------------------------- Gymnasium envs
+# Worker factories for currlearn.integrations.gym (importable, so spawned workers can build them).
+CARTPOLE_TASKS = {"length": [0.25, 0.5, 1.0, 2.0], "masscart": [0.5, 1.0, 2.0, 4.0]}
+PENDULUM_TASKS = {"g": [2.0, 5.0, 10.0]}
+DOORKEY_IDS = ["MiniGrid-DoorKey-5x5-v0", "MiniGrid-DoorKey-6x6-v0", "MiniGrid-DoorKey-8x8-v0"]
+
+
+def make_gym_cartpole(record_applied: bool = True) -> object:
+    """CartPole whose ``length``/``masscart`` are set per task (a ``ParallelEnv`` worker env)."""
+    from currlearn.integrations.gym import make_cartpole_params_env
+
+    return make_cartpole_params_env(record_applied=record_applied)
+
+
+def make_gym_pendulum_rebuild(record_applied: bool = True) -> object:
+    """Pendulum rebuilt with constructor argument ``g`` per task (a ``ParallelEnv`` worker env)."""
+    from currlearn.integrations.gym import GymTaskEnv, RebuildFromKwargs
+
+    return GymTaskEnv(RebuildFromKwargs("Pendulum-v1", ["g"]), record_applied=record_applied)
+
+
+def make_gym_doorkey_ladder(record_applied: bool = True, max_steps: int | None = 40) -> object:
+    """DoorKey 5x5/6x6/8x8 chosen by ``env_index`` per task, episodes of at most ``max_steps``
+    (a ``ParallelEnv`` worker env).
+    """
+    from currlearn.integrations.gym import make_minigrid_ladder_env
+
+    return make_minigrid_ladder_env(DOORKEY_IDS, max_steps=max_steps, record_applied=record_applied)
+
+
+def make_gym_doorkey_seeds(record_applied: bool = True, max_steps: int | None = 40) -> object:
+    """DoorKey-5x5 with 16 training + 4 test level seeds, episodes of at most ``max_steps``
+    (a ``ParallelEnv`` worker env).
+    """
+    from currlearn.integrations.gym import make_minigrid_seeds_env
+
+    return make_minigrid_seeds_env(
+        num_train_seeds=16, num_test_seeds=4, max_steps=max_steps, record_applied=record_applied
+    )
+
+
+_GYM_WORKERS = {
+    "cartpole": (make_gym_cartpole, CARTPOLE_TASKS),
+    "pendulum": (make_gym_pendulum_rebuild, PENDULUM_TASKS),
+    "doorkey_ladder": (make_gym_doorkey_ladder, {"env_index": [0, 1, 2]}),
+    "doorkey_seeds": (make_gym_doorkey_seeds, {"seed": list(range(16))}),
+}
+
+
+def make_gym_worker_with_curriculum(kind: str = "cartpole", seed: int = 0) -> object:
+    """A ``MultiSyncCollector`` worker env: a Gymnasium task env with a CurriculumTransform over a
+    ``DomainRandomization`` replica. ``kind`` is one of cartpole, pendulum, doorkey_ladder,
+    doorkey_seeds.
+    """
+    from currlearn.curricula import DomainRandomization
+    from currlearn.integrations.gym import with_curriculum
+    from currlearn.spaces import DiscreteSpace
+
+    factory, tasks = _GYM_WORKERS[kind]
+    return with_curriculum(factory(), DomainRandomization(DiscreteSpace(tasks), seed=seed))
