@@ -52,6 +52,7 @@ from torch import Tensor
 
 from currlearn.feedback import EpisodeTracker
 from currlearn.spaces import TaskSpace
+from currlearn.stats import TaskStats
 
 __all__ = ["Curriculum", "DiscreteCurriculum", "check_positive_int", "check_probability"]
 
@@ -139,6 +140,13 @@ class Curriculum(ABC):
             device=space.device,
         )
         self.state: TensorDictBase = TensorDict({}, device=space.device)
+        # Per-task return / success, reported by metrics() for small discrete spaces. Not
+        # checkpointed: a diagnostic that starts afresh in a resumed run.
+        self.task_stats: TaskStats | None = (
+            TaskStats(space.num_tasks, device=space.device)
+            if space.is_discrete and space.num_tasks <= TaskStats.MAX_REPORTED
+            else None
+        )
 
     # ------------------------------------------------------------------ properties
     @property
@@ -222,6 +230,8 @@ class Curriculum(ABC):
         n_bad = (~valid).sum()
         self.counters["skipped_nonfinite"] += n_bad
         self.counters["episodes"] += valid.numel() - n_bad
+        if self.task_stats is not None:
+            self.task_stats.update(feedback)  # skips non-finite returns itself, without a sync
         if not bool(n_bad):  # one sync (like the task check above) saves a masked copy
             self._update(feedback)
             return
@@ -251,9 +261,17 @@ class Curriculum(ABC):
 
     # ------------------------------------------------------------------ reporting
     def metrics(self) -> dict[str, float]:
-        """Scalar summaries for loggers (host values)."""
+        """Scalar summaries for loggers (host values).
+
+        The counters, the subclass's metrics (levels, stages, ``param/<name>`` values) and, for
+        discrete spaces of at most ``TaskStats.MAX_REPORTED`` (32) tasks, ``task/<i>/return``,
+        ``task/<i>/success`` (NaN until reported) and ``task/<i>/episodes`` per task id since
+        construction (see :class:`~currlearn.stats.TaskStats`), all prefixed ``curriculum/``.
+        """
         out = {f"curriculum/{k}": float(v) for k, v in self.counters.items()}
         out.update({f"curriculum/{k}": float(v) for k, v in self._metrics().items()})
+        if self.task_stats is not None:
+            out.update(self.task_stats.metrics(prefix="curriculum/task/"))
         return out
 
     def _metrics(self) -> dict[str, Tensor | float]:
@@ -372,6 +390,8 @@ class Curriculum(ABC):
         self.space.to(device)
         self.state = self.state.to(device)
         self.counters = self.counters.to(device)
+        if self.task_stats is not None:
+            self.task_stats.sums = self.task_stats.sums.to(device)
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
         self._on_load()

@@ -4,8 +4,8 @@ Each ``<Class>Conf`` dataclass has a ``_target_`` and exactly the constructor's 
 the same defaults (``MISSING`` where the constructor has none), so
 ``hydra.utils.instantiate(LevelCurriculumConfig(levels={...}, threshold=0.6))`` builds the
 object. :func:`register_configs` stores them in Hydra's ConfigStore (explicit call, nothing
-happens at import) under the groups ``curriculum``, ``schedule``, ``space`` and ``algo``,
-named after the class (``curriculum=LevelCurriculum``), next to the YAML presets of
+happens at import) under the groups ``curriculum``, ``score``, ``stage``, ``schedule``,
+``space`` and ``algo``, named after the class (``curriculum=LevelCurriculum``), next to the YAML presets of
 ``currlearn/conf`` (``curriculum=level``).
 
 Examples:
@@ -27,21 +27,29 @@ from omegaconf import MISSING
 # on Python >= 3.10 either way; Any for the mapping/sequence arguments).
 
 __all__ = [
+    "ADRCurriculumConfig",
+    "ALPGMMCurriculumConfig",
     "BoxSpaceConfig",
     "ChainScheduleConfig",
+    "CompetenceCurriculumConfig",
     "CompositeCurriculumConfig",
     "ConstantScheduleConfig",
     "CosineScheduleConfig",
     "DiscreteSpaceConfig",
     "DomainRandomizationConfig",
+    "EasyFirstCurriculumConfig",
     "ExponentialScheduleConfig",
+    "LearnabilityCurriculumConfig",
+    "LearningProgressCurriculumConfig",
     "LevelCurriculumConfig",
     "LinearScheduleConfig",
     "PPOSettingsConfig",
+    "PrioritizedLevelReplayConfig",
     "ScheduledCurriculumConfig",
     "SequentialCurriculumConfig",
     "StageConfig",
     "StepScheduleConfig",
+    "StepScoreConfig",
     "config_classes",
     "register_configs",
 ]
@@ -120,6 +128,149 @@ class CompositeCurriculumConfig:
 
     _target_: str = "currlearn.CompositeCurriculum"
     curricula: Any = MISSING
+    seed: int | None = None
+    device: str | None = None
+
+
+@dataclass
+class PrioritizedLevelReplayConfig:
+    """:class:`currlearn.PrioritizedLevelReplay` (``space``: a discrete task space config;
+    ``robust=true`` is PLR⊥)."""
+
+    _target_: str = "currlearn.PrioritizedLevelReplay"
+    space: Any = MISSING
+    score_function: str = "l1_value_loss"
+    prioritization: str = "rank"
+    temperature: float = 0.1
+    staleness_coef: float = 0.1
+    replay_schedule: str = "proportionate"
+    replay_prob: float = 0.5
+    min_seen_fraction: float = 0.0
+    smoothing: float = 1.0
+    robust: bool = False
+    num_envs: int | None = None
+    seed: int | None = None
+    device: str | None = None
+
+
+@dataclass
+class StepScoreConfig:
+    """:class:`currlearn.StepScore` (nested keys as lists, e.g. ``[next, state_value]``)."""
+
+    _target_: str = "currlearn.StepScore"
+    score_function: str = "l1_value_loss"
+    advantage_key: Any = "advantage"
+    value_target_key: Any = "value_target"
+    value_key: Any = "state_value"
+    next_value_key: Any = ("next", "state_value")
+    reward_key: Any = ("next", "reward")
+    terminated_key: Any = ("next", "terminated")
+    logits_key: Any = "logits"
+    log_prob_key: Any = "action_log_prob"
+    entropy_key: Any = None
+    gamma: float = 0.99
+
+
+@dataclass
+class LearningProgressCurriculumConfig:
+    """:class:`currlearn.LearningProgressCurriculum`."""
+
+    _target_: str = "currlearn.LearningProgressCurriculum"
+    space: Any = MISSING
+    metric: str = "success"
+    fast_rate: float = 0.1
+    slow_rate: float = 0.1
+    reweight_theta: float = 0.1
+    uniform_share: float = 0.0
+    num_envs: int | None = None
+    seed: int | None = None
+    device: str | None = None
+
+
+@dataclass
+class LearnabilityCurriculumConfig:
+    """:class:`currlearn.LearnabilityCurriculum`."""
+
+    _target_: str = "currlearn.LearnabilityCurriculum"
+    space: Any = MISSING
+    metric: str = "success"
+    sampling: str = "topk"
+    topk: int = 100
+    learnable_prob: float = 0.5
+    smoothing: float = 0.1
+    num_envs: int | None = None
+    seed: int | None = None
+    device: str | None = None
+
+
+@dataclass
+class EasyFirstCurriculumConfig:
+    """:class:`currlearn.EasyFirstCurriculum`."""
+
+    _target_: str = "currlearn.EasyFirstCurriculum"
+    space: Any = MISSING
+    num_bins: int = 10
+    temperature: float = 0.1
+    anneal_iterations: int = 1000
+    metric: str = "return"
+    smoothing: float = 0.1
+    initial_value: float | None = None
+    num_envs: int | None = None
+    seed: int | None = None
+    device: str | None = None
+
+
+@dataclass
+class CompetenceCurriculumConfig:
+    """:class:`currlearn.CompetenceCurriculum`."""
+
+    _target_: str = "currlearn.CompetenceCurriculum"
+    space: Any = MISSING
+    num_bins: int = 10
+    temperature: float = 0.02
+    anneal_iterations: int = 1000
+    initial_competence: float = 0.01
+    schedule: str = "sqrt"
+    metric: str = "return"
+    smoothing: float = 0.1
+    initial_value: float | None = None
+    num_envs: int | None = None
+    seed: int | None = None
+    device: str | None = None
+
+
+@dataclass
+class ALPGMMCurriculumConfig:
+    """:class:`currlearn.ALPGMMCurriculum` (``space``: a BoxSpace config)."""
+
+    _target_: str = "currlearn.ALPGMMCurriculum"
+    space: Any = MISSING
+    random_share: float = 0.2
+    fit_interval: int = 250
+    fit_window: int | None = None
+    max_components: int = 10
+    history_capacity: int = 20_000
+    em_iterations: int = 50
+    metric: str = "return"
+    seed: int | None = None
+    device: str | None = None
+
+
+@dataclass
+class ADRCurriculumConfig:
+    """:class:`currlearn.ADRCurriculum` (``space``: a BoxSpace config; ``initial`` /
+    ``deltas``: ``{param: value}`` or null)."""
+
+    _target_: str = "currlearn.ADRCurriculum"
+    space: Any = MISSING
+    initial: Any = None
+    delta: float = 0.05
+    deltas: Any = None
+    boundary_prob: float = 0.5
+    buffer_size: int = 20
+    low_threshold: float = 0.2
+    high_threshold: float = 0.8
+    metric: str = "success"
     seed: int | None = None
     device: str | None = None
 
@@ -231,7 +382,15 @@ _GROUPS: dict[str, tuple[type, ...]] = {
         ScheduledCurriculumConfig,
         SequentialCurriculumConfig,
         CompositeCurriculumConfig,
+        PrioritizedLevelReplayConfig,
+        LearningProgressCurriculumConfig,
+        LearnabilityCurriculumConfig,
+        EasyFirstCurriculumConfig,
+        CompetenceCurriculumConfig,
+        ALPGMMCurriculumConfig,
+        ADRCurriculumConfig,
     ),
+    "score": (StepScoreConfig,),
     "stage": (StageConfig,),
     "schedule": (
         LinearScheduleConfig,
@@ -253,7 +412,7 @@ def config_classes() -> dict[str, type]:
 
 def register_configs() -> None:
     """Store every structured config in Hydra's ConfigStore: group ``curriculum``,
-    ``stage``, ``schedule``, ``space`` or ``algo``, named after its class (e.g.
+    ``score``, ``stage``, ``schedule``, ``space`` or ``algo``, named after its class (e.g.
     ``curriculum/LevelCurriculum``, ``schedule/LinearSchedule``, ``algo/PPOSettings``).
     """
     from hydra.core.config_store import ConfigStore

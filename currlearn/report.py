@@ -30,13 +30,12 @@ __all__ = ["aggregate", "load_runs", "main", "plot_run", "write_report"]
 PROG = "currlearn-report"
 
 
-def _plt() -> Any:
-    import matplotlib
+def _figure(ncols: int, width: float, height: float) -> Any:
+    """A figure with ``ncols`` axes, not registered with pyplot (no GUI, nothing to close)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=(width, height), layout="constrained")
+    return fig, list(fig.subplots(1, ncols, squeeze=False)[0])
 
 
 def _float(v: Any) -> float:
@@ -51,19 +50,16 @@ def plot_run(rows: Sequence[Mapping[str, Any]], run_dir: str | Path) -> list[Pat
     """Write ``returns.png`` (return and success vs frames) and, with a curriculum,
     ``curriculum.png`` (level / stage and the mean task parameters vs frames).
     """
-    plt = _plt()
+    from currlearn import plot
+
     run_dir = Path(run_dir)
-    frames = [_float(r["frames"]) for r in rows]
     out = []
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    fig, axes = _figure(2, 10, 3.5)
     for ax, key in zip(axes, ("return", "success"), strict=False):
-        ax.plot(frames, [_float(r.get(key)) for r in rows])
-        ax.set_xlabel("frames")
-        ax.set_ylabel(f"episode {key}")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
+        plot.learning_curves([{"label": "run", "rows": rows}], x="frames", y=key, ax=ax, ylabel=f"episode {key}")
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
     fig.savefig(run_dir / "returns.png", dpi=100)
-    plt.close(fig)
     out.append(run_dir / "returns.png")
     keys: list[str] = []
     for r in rows:
@@ -72,29 +68,12 @@ def plot_run(rows: Sequence[Mapping[str, Any]], run_dir: str | Path) -> list[Pat
     params = [k for k in keys if k.startswith("task/")]
     if levels or params:
         n = int(bool(levels)) + int(bool(params))
-        fig, axes = plt.subplots(1, n, figsize=(5 * n, 3.5), squeeze=False)
-        axes = list(axes[0])
+        fig, axes = _figure(n, 5 * n, 3.5)
         if levels:
-            ax = axes.pop(0)
-            for k in levels:
-                ax.step(
-                    frames, [_float(r.get(k)) for r in rows], where="post", label=k.split("/")[-1]
-                )
-            ax.set_xlabel("frames")
-            ax.set_ylabel("level")
-            ax.legend()
-            ax.grid(alpha=0.3)
+            plot.trajectory(rows, levels, x="frames", ax=axes.pop(0), ylabel="level")
         if params:
-            ax = axes.pop(0)
-            for k in params:
-                ax.plot(frames, [_float(r.get(k)) for r in rows], label=k[5:])
-            ax.set_xlabel("frames")
-            ax.set_ylabel("mean task parameter")
-            ax.legend()
-            ax.grid(alpha=0.3)
-        fig.tight_layout()
+            plot.trajectory(rows, params, x="frames", ax=axes.pop(0), ylabel="mean task parameter")
         fig.savefig(run_dir / "curriculum.png", dpi=100)
-        plt.close(fig)
         out.append(run_dir / "curriculum.png")
     return out
 
@@ -246,29 +225,18 @@ def write_report(multirun_dir: str | Path, threshold: float = 0.5) -> dict[str, 
     md_path = root / "report.md"
     md_path.write_text("\n".join(lines) + "\n")
 
-    plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for g in groups:
-        rows = [t for t in table if t["group"] == g]
-        x = [t["frames"] for t in rows]
-        for ax, key in zip(axes, ("return", "success"), strict=False):
-            (line,) = ax.plot(x, [t[f"{key}_mean"] for t in rows], label=g)
-            ax.fill_between(
-                x,
-                [t[f"{key}_min"] for t in rows],
-                [t[f"{key}_max"] for t in rows],
-                color=line.get_color(),
-                alpha=0.2,
-            )
+    from currlearn import plot
+
+    fig, axes = _figure(2, 11, 4)
     for ax, key in zip(axes, ("return", "success"), strict=False):
-        ax.set_xlabel("frames")
-        ax.set_ylabel(f"episode {key} (mean, min-max over seeds)")
-        ax.grid(alpha=0.3)
-    axes[1].legend(fontsize=8)
-    fig.tight_layout()
+        plot.learning_curves(
+            [{"label": r["group"], "rows": r["rows"]} for r in runs], x="frames", y=key, ax=ax, band="minmax",
+            ylabel=f"episode {key} (mean, min-max over seeds)",
+        )  # fmt: skip
+    if axes[0].get_legend() is not None:
+        axes[0].get_legend().remove()
     png_path = root / "report_curves.png"
     fig.savefig(png_path, dpi=100)
-    plt.close(fig)
     return {"csv": csv_path, "md": md_path, "png": png_path}
 
 

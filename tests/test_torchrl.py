@@ -196,3 +196,19 @@ def test_hook_logs_curriculum_metrics(tmp_path):
     rows = level_csv.read_text().strip().splitlines()
     assert len(rows) == 2
     assert TensorDict  # the batch type the hook consumes
+
+
+def test_parallel_env_first_episodes_play_their_tasks():
+    """Workers of a ParallelEnv have no parameters to hand over before their first reset: the
+    transform resets them again with the sampled ones, so no transition is mislabelled."""
+    from currlearn.testing import make_gym_cartpole
+
+    cur = DomainRandomization(DiscreteSpace({"length": [0.3, 0.5, 1.0, 2.0]}), seed=0)
+    env = TransformedEnv(ParallelEnv(2, make_gym_cartpole), CurriculumTransform(cur))
+    collector = Collector(env, None, frames_per_batch=64, total_frames=64, auto_register_policy_transforms=False)
+    try:
+        batch = next(iter(collector))
+    finally:
+        collector.shutdown()
+    expected = cur.space.params(batch["task_id"])["length"]
+    torch.testing.assert_close(batch["applied", "length"], expected)

@@ -85,6 +85,11 @@ def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
     return value  # type: ignore[return-value]
 
 
+def _nested_key(key: Any) -> Any:
+    """A nested key given as a list (YAML, Hydra) as the tuple tensordict expects."""
+    return tuple(key) if isinstance(key, list) else key
+
+
 def _check_temperature(name: str, value: object) -> float:
     v = check_finite(name, value)
     if v <= 0:
@@ -164,15 +169,16 @@ class StepScore:
         gamma: float = 0.99,
     ) -> None:
         self.score_function = _check_choice("score_function", score_function, SCORE_FUNCTIONS)
-        self.advantage_key = advantage_key
-        self.value_target_key = value_target_key
-        self.entropy_key = entropy_key
-        self.value_key = value_key
-        self.next_value_key = next_value_key
-        self.reward_key = reward_key
-        self.terminated_key = terminated_key
-        self.logits_key = logits_key
-        self.log_prob_key = log_prob_key
+        # nested keys given as lists (Hydra / YAML) are tuples for tensordict
+        self.advantage_key = _nested_key(advantage_key)
+        self.value_target_key = _nested_key(value_target_key)
+        self.entropy_key = _nested_key(entropy_key)
+        self.value_key = _nested_key(value_key)
+        self.next_value_key = _nested_key(next_value_key)
+        self.reward_key = _nested_key(reward_key)
+        self.terminated_key = _nested_key(terminated_key)
+        self.logits_key = _nested_key(logits_key)
+        self.log_prob_key = _nested_key(log_prob_key)
         self.gamma = check_probability("gamma", gamma)
 
     def _get(self, batch: TensorDictBase, key: NestedKey, what: str) -> Tensor:
@@ -496,12 +502,18 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
             replay = torch.where(self._power_cdf[-1] > 0, by_score, uniform_seen)
         if self.staleness_coef > 0:
             # The mixture (1 - ρ) P_S + ρ P_C: each draw uses P_C with probability ρ.
-            stale_cdf = torch.cumsum(F.staleness_weights(st["timestamp"], st["episode_count"]), 0)
-            use_stale = (u[4] < self.staleness_coef) & (stale_cdf[-1] > 0)
-            if self.device.type == "cpu":  # search only for the ~ρ k draws that need it (syncs: free on CPU)
-                rows = use_stale.nonzero().squeeze(1)
-                replay = replay.index_copy(0, rows, F.sample_from_cdf(stale_cdf, u[3].index_select(0, rows)))
+            if self.device.type == "cpu":
+                # Only the ~ρ k draws that need it search P_C, and the O(num_tasks) staleness cdf
+                # is built only when there is one (small resets: most calls skip it; syncs are
+                # free on CPU).
+                rows = (u[4] < self.staleness_coef).nonzero().squeeze(1)
+                if rows.numel():
+                    stale_cdf = torch.cumsum(F.staleness_weights(st["timestamp"], st["episode_count"]), 0)
+                    if bool(stale_cdf[-1] > 0):
+                        replay = replay.index_copy(0, rows, F.sample_from_cdf(stale_cdf, u[3].index_select(0, rows)))
             else:
+                stale_cdf = torch.cumsum(F.staleness_weights(st["timestamp"], st["episode_count"]), 0)
+                use_stale = (u[4] < self.staleness_coef) & (stale_cdf[-1] > 0)
                 replay = torch.where(use_stale, F.sample_from_cdf(stale_cdf, u[3]), replay)
         tasks = torch.where(is_replay, replay, new_level)
         count = st["episode_count"]

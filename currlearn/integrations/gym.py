@@ -670,24 +670,18 @@ def with_curriculum(
 ) -> Any:
     """``TransformedEnv(env, CurriculumTransform(curriculum))``, ready for a collector.
 
-    When ``env`` is a batched env (``ParallelEnv``/``SerialEnv`` of :class:`GymTaskEnv`), the
-    transform has no parameter set to hand the workers on its very first reset (its
-    ``_default_params`` skips batched envs), so the first episode of every worker would play the
-    env's defaults while tagged with the sampled task. This helper resets once at construction,
-    after which every reset carries the sampled tasks' parameters.
+    On a batched env (``ParallelEnv``/``SerialEnv`` of :class:`GymTaskEnv`) the transform's first
+    reset lets the workers reset with their own parameters, then resets them again with the
+    sampled tasks' parameters, so every episode plays the task it is tagged with.
 
     Returns:
         The ``TransformedEnv``.
     """
     from torchrl.envs import TransformedEnv
-    from torchrl.envs.batched_envs import BatchedEnvBase
 
     from currlearn.integrations.torchrl import CurriculumTransform
 
-    out = TransformedEnv(env, CurriculumTransform(curriculum, param_key=param_key, task_key=task_key))
-    if isinstance(env, BatchedEnvBase):
-        out.reset()
-    return out
+    return TransformedEnv(env, CurriculumTransform(curriculum, param_key=param_key, task_key=task_key))
 
 
 # ---------------------------------------------------------------------------------- seeds

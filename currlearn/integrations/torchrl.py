@@ -75,6 +75,7 @@ class CurriculumTransform(Transform):
         self._tasks: Tensor | None = None  # [*batch, *task_shape]
         self._params: TensorDictBase | None = None  # [*batch]
         self._checked = False
+        self._reset_again = False
         self._env_params: TensorDictBase | None = None  # the env's full parameter set
 
     # ------------------------------------------------------------------ decisions
@@ -178,6 +179,9 @@ class CurriculumTransform(Transform):
             # its own defaults for the reset state and the parameters apply from step one.
             full = self._env_params if self._env_params is not None else self._default_params(batch_shape)
             if full is None:
+                # No full parameter set yet (a batched env's first reset): reset with the env's
+                # own parameters, then once more with the sampled ones (see ``_reset``).
+                self._reset_again = True
                 return tensordict
             tensordict.set(self.param_key, full.clone())
         if self.check_params and not self._checked:
@@ -200,6 +204,16 @@ class CurriculumTransform(Transform):
         tensordict_reset = self._write(tensordict_reset)
         params = tensordict_reset.get(self.param_key, None)
         self._env_params = params.clone() if params is not None else None
+        if self._reset_again and self._env_params is not None and self.parent is not None:
+            # Now the full set is known: reset the envs below this transform again, handing them
+            # the sampled parameters, so the first episodes play the tasks they are tagged with.
+            self._reset_again = False
+            again = TensorDict({self.param_key: self._env_params.clone()}, batch_size=tensordict_reset.batch_size)
+            reset = tensordict.get("_reset", None) if tensordict is not None else None
+            if reset is not None:
+                again.set("_reset", reset)
+            tensordict_reset = self._write(self.parent.reset(again.to(tensordict_reset.device), set_state=True))
+        self._reset_again = False
         return tensordict_reset
 
     def _check_env_params(self, td: TensorDictBase) -> None:
