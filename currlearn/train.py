@@ -45,6 +45,10 @@ _ENV_META = ("name", "metric", "threshold", "ladder", "box", "stages", "levels",
 _ENV_ARGS = {
     "point_mass": ("num_envs", "max_steps", "gate_position", "gate_width"),
     "pendulum": ("num_envs", "max_steps", "g"),
+    # Gymnasium / MiniGrid envs, built by ``env.factory`` (currlearn.integrations.gym)
+    "cartpole_params": ("num_envs", "max_steps", "length", "masscart", "factory", "batched"),
+    "minigrid_doorkey_ladder": ("num_envs", "max_steps", "env_index", "factory", "batched"),
+    "minigrid_seeds": ("num_envs", "max_steps", "num_train_seeds", "num_test_seeds", "factory", "batched"),
 }
 # The config keys a resumed run takes from the resumed run (the rest from the command line).
 _RESUME_KEEP = ("curriculum", "env", "schedule", "algo", "seed")
@@ -101,7 +105,7 @@ def _validate(cfg: dict[str, Any]) -> None:
             if not ok:
                 rng = f"({lo}, {hi}]" if open_low else f"[{lo}, {hi}]"
                 raise TrainError(f"env.{key}={v!r} is out of range: allowed range {rng}.")
-    else:
+    elif name == "pendulum":
         g = env["g"]
         if isinstance(g, bool) or not isinstance(g, (int, float)) or not g > 0:
             raise TrainError(f"env.g={g!r} is out of range: expected a number > 0.")
@@ -173,9 +177,47 @@ def _fixed_task_curriculum(cfg: Mapping[str, Any]) -> Any:
     env = cfg["env"]
     if env["name"] == "point_mass":
         return None
+    if "factory" in env:
+        return _gym_target_curriculum(cfg, cfg["seed"], training=True)
     from currlearn import ConstantSchedule, ScheduledCurriculum
 
     return ScheduledCurriculum({"g": ConstantSchedule(float(env["g"]))}, seed=cfg["seed"])
+
+
+def _gym_target_curriculum(cfg: Mapping[str, Any], seed: int, *, training: bool = False) -> Any:
+    """The fixed tasks of a Gymnasium env config: its target task (the ``env.<param>`` values
+    of the ladder's parameters); for level seeds, uniform over the training seeds when
+    ``training`` and over the held-out test seeds otherwise."""
+    from currlearn import DiscreteSpace, DomainRandomization
+
+    env = cfg["env"]
+    if env["name"] == "minigrid_seeds":
+        from currlearn.integrations.gym import seed_spaces
+
+        train, test, _ = seed_spaces(env["num_train_seeds"], env["num_test_seeds"])
+        return DomainRandomization(train if training else test, seed=seed)
+    return DomainRandomization(DiscreteSpace({k: [env[k]] for k in env["ladder"]}), seed=seed)
+
+
+def _build_gym_env(cfg: Mapping[str, Any], curriculum: Any, *, target: bool, num_envs: int, seed: int) -> Any:
+    from hydra.utils import instantiate
+    from torchrl.envs import ParallelEnv, SerialEnv, TransformedEnv
+
+    from currlearn.integrations.torchrl import CurriculumTransform
+
+    env_cfg = cfg["env"]
+    make_one = instantiate(dict(env_cfg["factory"]))
+    if target:
+        curriculum = _gym_target_curriculum(cfg, seed)
+    elif curriculum is None:
+        curriculum = _fixed_task_curriculum(cfg)
+    batched = env_cfg.get("batched", "serial")
+    if batched not in ("serial", "parallel"):
+        raise TrainError(f"env.batched={batched!r} is invalid: allowed values: serial, parallel.")
+    base = (ParallelEnv if batched == "parallel" else SerialEnv)(num_envs, make_one)
+    env = TransformedEnv(base, CurriculumTransform(curriculum))
+    env.set_seed(seed)
+    return env
 
 
 def _ladder_schedules(cfg: Mapping[str, Any], make_schedule: Any) -> dict[str, Any]:
@@ -261,6 +303,8 @@ def build_env(
     env_cfg = cfg["env"]
     n = num_envs if num_envs is not None else env_cfg["num_envs"]
     seed = cfg["seed"] if seed is None else seed
+    if "factory" in env_cfg:
+        return _build_gym_env(cfg, curriculum, target=target, num_envs=n, seed=seed)
     if env_cfg["name"] == "point_mass":
         base = PointMassGateEnv(
             n,
@@ -367,6 +411,8 @@ def evaluate(cfg: Mapping[str, Any], policy: Any) -> dict[str, float]:
     from torchrl.envs.utils import ExplorationType, set_exploration_type
 
     n = cfg["eval"]["episodes"]
+    if "factory" in cfg["env"]:  # Gymnasium envs step one by one: evaluate one batch of the training size
+        n = min(n, cfg["env"]["num_envs"])
     env = build_env(cfg, None, target=True, num_envs=n, seed=cfg["seed"] + 10_000)
     mode = ExplorationType.DETERMINISTIC if cfg["eval"]["deterministic"] else ExplorationType.RANDOM
     with torch.no_grad(), set_exploration_type(mode):

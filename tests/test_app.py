@@ -84,21 +84,35 @@ def test_compose_overrides_and_instantiate():
     assert td["params", "gate_width"][0] == 8.0  # the first rung
 
 
-@pytest.mark.parametrize("env", ["point_mass", "pendulum"])
-@pytest.mark.parametrize(
-    "curriculum", ["none", "level", "scheduled", "sequential", "domain_randomization"]
-)
+ENVS = ["point_mass", "pendulum", "cartpole_params", "minigrid_doorkey_ladder", "minigrid_seeds"]
+CURRICULA = [
+    "none", "level", "scheduled", "sequential", "domain_randomization",
+    "plr", "robust_plr", "learning_progress", "learnability", "easy_first", "competence", "alp_gmm", "adr",
+]  # fmt: skip
+
+
+def test_every_curriculum_and_env_config_is_tested():
+    conf_dir = Path(__file__).resolve().parents[1] / "currlearn" / "conf"
+    assert sorted(p.stem for p in (conf_dir / "env").glob("*.yaml")) == sorted(ENVS)
+    assert sorted(p.stem for p in (conf_dir / "curriculum").glob("*.yaml")) == sorted(CURRICULA)
+
+
+@pytest.mark.parametrize("env", ENVS)
+@pytest.mark.parametrize("curriculum", CURRICULA)
 def test_every_curriculum_builds_on_every_env(curriculum, env):
+    gym = env not in ("point_mass", "pendulum")
     for schedule in (
         ["linear", "cosine", "step", "exponential"] if curriculum == "scheduled" else ["linear"]
     ):
-        conf = _resolve(
-            _compose([f"curriculum={curriculum}", f"env={env}", f"schedule={schedule}"])
-        )
+        overrides = [f"curriculum={curriculum}", f"env={env}", f"schedule={schedule}"]
+        conf = _resolve(_compose([*overrides, "env.num_envs=2"] if gym else overrides))
         cur = build_curriculum(conf)
         e = build_env(conf, cur)
         td = e.rollout(3, break_when_any_done=False)
         assert "observation" in td
+        if cur is not None:
+            assert "task_id" in td
+        e.close()
 
 
 # --------------------------------------------------------------------------- real runs

@@ -24,6 +24,7 @@ Where the transform sits:
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 import torch
@@ -98,9 +99,15 @@ class CurriculumTransform(Transform):
             env_ids = torch.arange(n, device=self.curriculum.device)
         else:
             env_ids = mask.reshape(n).nonzero().squeeze(-1).to(self.curriculum.device)
-        if env_ids.numel():
-            flat[env_ids.to(flat.device)] = self.curriculum.sample(env_ids=env_ids).to(flat.device, flat.dtype)
-        self._refresh_params()
+        if mask is None or self._params is None:
+            flat.copy_(self.curriculum.sample(env_ids=env_ids).to(flat.device, flat.dtype))
+            self._refresh_params()
+        elif env_ids.numel():
+            # Partial reset: sample and look up parameters for the reset envs only.
+            new = self.curriculum.sample(env_ids=env_ids).to(flat.device, flat.dtype)
+            ids = env_ids.to(flat.device)
+            flat[ids] = new
+            self._params.reshape(n)[ids] = self.curriculum.params(new).to(flat.device)
 
     def _refresh_params(self) -> None:
         assert self._tasks is not None
@@ -212,7 +219,12 @@ class CurriculumTransform(Transform):
             reset = tensordict.get("_reset", None) if tensordict is not None else None
             if reset is not None:
                 again.set("_reset", reset)
-            tensordict_reset = self._write(self.parent.reset(again.to(tensordict_reset.device), set_state=True))
+            with warnings.catch_warnings():
+                # torchrl 0.14 honours the parameters passed in a reset tensordict (the point of
+                # this reset) and warns that 0.15 will need set_state=True, which TransformedEnv
+                # rejects today.
+                warnings.filterwarnings("ignore", message="A reset tensordict carrying state", category=FutureWarning)
+                tensordict_reset = self._write(self.parent.reset(again.to(tensordict_reset.device)))
         self._reset_again = False
         return tensordict_reset
 
