@@ -58,7 +58,23 @@ def _check_metric(metric: object) -> str:
     return metric  # type: ignore[return-value]
 
 
-class LearningProgressCurriculum(DiscreteCurriculum):
+class _CachedCDFCurriculum(DiscreteCurriculum):
+    """A distribution whose CDF is recomputed once per update (``_refresh``), not per sample."""
+
+    _cdf: Tensor
+
+    def _refresh(self) -> None:
+        self._cdf = torch.cumsum(self._compute_weights().double(), 0)
+
+    def _on_load(self) -> None:
+        self._refresh()
+
+    def _sample(self, num: int, env_ids: Tensor | None) -> Tensor:
+        u = torch.rand(num, generator=self.generator, device=self.device, dtype=torch.float64)
+        return F.sample_from_cdf(self._cdf, u)
+
+
+class LearningProgressCurriculum(_CachedCDFCurriculum):
     """Sample tasks by absolute learning progress ``|f(p_fast) - f(p_slow)|``.
 
     Per task, the success rate is tracked by a fast EMA ``p_fast`` (rate ``fast_rate``) and a
@@ -144,16 +160,6 @@ class LearningProgressCurriculum(DiscreteCurriculum):
             p = (1 - self.uniform_share) * p + self.uniform_share / p.numel()
         return p
 
-    def _refresh(self) -> None:
-        self._cdf = torch.cumsum(self._compute_weights().double(), 0)
-
-    def _on_load(self) -> None:
-        self._refresh()
-
-    def _sample(self, num: int, env_ids: Tensor | None) -> Tensor:
-        u = torch.rand(num, generator=self.generator, device=self.device, dtype=torch.float64)
-        return F.sample_from_cdf(self._cdf, u)
-
     def _update(self, feedback: TensorDictBase) -> None:
         values, valid = _metric_values(self, feedback, self.metric)
         ids, count, (total,) = F.group_by_task(feedback["task"], values, valid=valid)
@@ -179,7 +185,7 @@ class LearningProgressCurriculum(DiscreteCurriculum):
         }
 
 
-class LearnabilityCurriculum(DiscreteCurriculum):
+class LearnabilityCurriculum(_CachedCDFCurriculum):
     """Sample for learnability ``p (1 - p)`` (Sampling For Learnability, Rutherford et al. 2024).
 
     ``p`` is each task's success rate (an EMA with rate ``smoothing`` of the per-episode
@@ -260,16 +266,6 @@ class LearnabilityCurriculum(DiscreteCurriculum):
         uniform = torch.full_like(w, 1.0 / w.numel())
         mixed = self.learnable_prob * w / total.clamp_min(1e-300) + (1 - self.learnable_prob) * uniform
         return torch.where(total > 0, mixed, uniform).to(torch.get_default_dtype())
-
-    def _refresh(self) -> None:
-        self._cdf = torch.cumsum(self._compute_weights().double(), 0)
-
-    def _on_load(self) -> None:
-        self._refresh()
-
-    def _sample(self, num: int, env_ids: Tensor | None) -> Tensor:
-        u = torch.rand(num, generator=self.generator, device=self.device, dtype=torch.float64)
-        return F.sample_from_cdf(self._cdf, u)
 
     def _update(self, feedback: TensorDictBase) -> None:
         values, valid = _metric_values(self, feedback, self.metric)
