@@ -125,6 +125,25 @@ def tiny_run(tmp_path_factory) -> Path:
     return run_dir
 
 
+def test_doorkey_ladder_advances_in_the_app(tmp_path):
+    """A short PPO run of the app on the MiniGrid DoorKey ladder (5x5 -> 6x6 -> 8x8): the level
+    curriculum moves past 5x5 (seed 0 first promotes at about 41k frames)."""
+    run_dir = tmp_path / "run"
+    r = _train(
+        "env=minigrid_doorkey_ladder",
+        "curriculum=level",
+        "frames=51200",
+        "eval.episodes=2",
+        "progress=false",
+        f"hydra.run.dir={run_dir}",
+        cwd=tmp_path,
+        timeout=240,
+    )
+    assert r.returncode == 0, r.stderr
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["curriculum_metrics"]["curriculum/level_max"] >= 1, summary["curriculum_metrics"]
+
+
 def test_tiny_run_writes_run_dir(tiny_run):
     for name in (
         ".hydra/config.yaml",
