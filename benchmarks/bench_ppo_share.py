@@ -93,6 +93,7 @@ def main() -> None:
     p.add_argument("--minibatch", type=int, default=512)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--prefetch", type=int, default=64, help="CurriculumTransform prefetch (0: one sample call per reset)")
     args = p.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
@@ -101,7 +102,7 @@ def main() -> None:
 
     space = gate_space(args.tasks)
     plr = PrioritizedLevelReplay(space, seed=args.seed)
-    transform = CurriculumTransform(plr)
+    transform = CurriculumTransform(plr, prefetch=args.prefetch)
     env = TransformedEnv(PointMassGateEnv(args.num_envs, max_steps=args.max_steps, seed=args.seed), transform)
     settings = PPOSettings(
         frames_per_batch=args.frames_per_batch,

@@ -140,6 +140,7 @@ class Curriculum(ABC):
             device=space.device,
         )
         self.state: TensorDictBase = TensorDict({}, device=space.device)
+        self.decision_version = 0  # bumped whenever the state may change what sample() draws
         # Per-task return / success, reported by metrics() for small discrete spaces. Not
         # checkpointed: a diagnostic that starts afresh in a resumed run.
         self.task_stats: TaskStats | None = (
@@ -232,6 +233,7 @@ class Curriculum(ABC):
         self.counters["episodes"] += valid.numel() - n_bad
         if self.task_stats is not None:
             self.task_stats.update(feedback)  # skips non-finite returns itself, without a sync
+        self.decision_version += 1
         if not bool(n_bad):  # one sync (like the task check above) saves a masked copy
             self._update(feedback)
             return
@@ -253,6 +255,7 @@ class Curriculum(ABC):
     def step(self, frames: int | Tensor = 0) -> None:
         """Mark the end of a training iteration that collected ``frames`` env steps."""
         self.counters["iteration"] += 1
+        self.decision_version += 1
         self.counters["frames"] += frames
         self._on_step()
 
@@ -324,6 +327,7 @@ class Curriculum(ABC):
                 self.counters[k].copy_(torch.as_tensor(v))
         if load_rng:
             self.generator.set_state(state_dict["rng"].clone())
+        self.decision_version += 1
         self._on_load()
 
     def check_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -394,6 +398,7 @@ class Curriculum(ABC):
             self.task_stats.sums = self.task_stats.sums.to(device)
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed)
+        self.decision_version += 1
         self._on_load()
         return self
 

@@ -212,3 +212,37 @@ def test_parallel_env_first_episodes_play_their_tasks():
         collector.shutdown()
     expected = cur.space.params(batch["task_id"])["length"]
     torch.testing.assert_close(batch["applied", "length"], expected)
+
+
+class TestPrefetch:
+    def test_block_is_dropped_when_the_decision_changes(self):
+        # A LevelCurriculum without per-env state: every draw is the current level.
+        cur = LevelCurriculum(GATES, threshold=0.5, min_episodes=1, seed=0)
+        env = TransformedEnv(PointMassGateEnv(4, seed=0), CurriculumTransform(cur, prefetch=16))
+        td = env.reset()
+        td["_reset"] = torch.tensor([[True], [False], [False], [False]])
+        assert env.reset(td)["task_id"].tolist() == [0, 0, 0, 0]
+        calls = int(cur.counters["samples"])
+        td["_reset"] = torch.tensor([[False], [True], [False], [False]])
+        env.reset(td)
+        assert int(cur.counters["samples"]) == calls  # served from the block
+        from currlearn import episode_feedback
+
+        cur.update(episode_feedback(torch.tensor([0]), torch.tensor([1.0])))  # promote to level 1
+        td["_reset"] = torch.tensor([[False], [False], [True], [False]])
+        out = env.reset(td)
+        assert out["task_id"][2].item() == 1, "a stale block served a task of the old decision"
+        torch.testing.assert_close(out["params", "gate_width"][2], torch.tensor(GATES["gate_width"][1]))
+
+    def test_per_env_curricula_sample_per_reset(self):
+        cur = LevelCurriculum(GATES, threshold=0.5, per_env=True, num_envs=4, seed=0)
+        env = TransformedEnv(PointMassGateEnv(4, seed=0), CurriculumTransform(cur, prefetch=16))
+        td = env.reset()
+        td["_reset"] = torch.tensor([[False], [True], [False], [False]])
+        before = int(cur.counters["samples"])
+        env.reset(td)
+        assert int(cur.counters["samples"]) == before + 1
+
+    def test_bad_prefetch(self):
+        with pytest.raises(ValueError, match=r"prefetch must be an int >= 0.*-1"):
+            CurriculumTransform(DomainRandomization(DiscreteSpace(GATES)), prefetch=-1)

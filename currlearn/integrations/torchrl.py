@@ -53,6 +53,12 @@ class CurriculumTransform(Transform):
         task_key (NestedKey): where each transition's task is written. Default ``"task_id"``.
         check_params (bool): at the first reset, check that the env's TensorDict has every
             parameter the curriculum sets, and raise listing the env's parameters otherwise.
+        prefetch (int): draw the tasks of partial resets in blocks of ``prefetch`` (0: one
+            ``curriculum.sample`` per reset). A block is dropped as soon as the curriculum's
+            decision changes (an ``update``, a ``step``, a load), so draws always come from the
+            current distribution; it saves the fixed cost of many small ``sample`` calls.
+            Ignored for curricula with per-env state (``num_envs`` set). Staleness-aware
+            curricula (PLR) count a dropped block's draws as sampled.
 
     The envs being reset are those in the ``"_reset"`` mask (all envs on a full reset). Their
     flat indices in the env's batch are passed as ``env_ids`` to ``curriculum.sample``.
@@ -65,6 +71,7 @@ class CurriculumTransform(Transform):
         param_key: NestedKey = "params",
         task_key: NestedKey = "task_id",
         check_params: bool = True,
+        prefetch: int = 0,
     ) -> None:
         if not isinstance(curriculum, Curriculum):
             raise TypeError(f"curriculum must be a currlearn Curriculum, got {type(curriculum).__name__}.")
@@ -73,6 +80,12 @@ class CurriculumTransform(Transform):
         self.param_key = param_key
         self.task_key = task_key
         self.check_params = check_params
+        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
+            raise ValueError(f"prefetch must be an int >= 0 (0: no prefetch), got {prefetch!r}.")
+        self.prefetch = prefetch
+        self._pool: Tensor | None = None
+        self._pool_pos = 0
+        self._pool_version = -1
         self._tasks: Tensor | None = None  # [*batch, *task_shape]
         self._params: TensorDictBase | None = None  # [*batch]
         self._checked = False
@@ -104,10 +117,25 @@ class CurriculumTransform(Transform):
             self._refresh_params()
         elif env_ids.numel():
             # Partial reset: sample and look up parameters for the reset envs only.
-            new = self.curriculum.sample(env_ids=env_ids).to(flat.device, flat.dtype)
+            new = self._draw(env_ids).to(flat.device, flat.dtype)
             ids = env_ids.to(flat.device)
             flat[ids] = new
-            self._params.reshape(n)[ids] = self.curriculum.params(new).to(flat.device)
+            flat_params = self._params.reshape(n)
+            for key, value in self.curriculum.params(new).items(True, True):
+                flat_params.get(key)[ids] = value.to(flat.device)
+
+    def _draw(self, env_ids: Tensor) -> Tensor:
+        cur = self.curriculum
+        k = env_ids.numel()
+        if self.prefetch == 0 or cur.num_envs is not None:
+            return cur.sample(env_ids=env_ids)
+        pool = self._pool
+        if pool is None or self._pool_version != cur.decision_version or self._pool_pos + k > pool.shape[0]:
+            pool = self._pool = cur.sample(max(self.prefetch, k))
+            self._pool_pos, self._pool_version = 0, cur.decision_version
+        out = pool[self._pool_pos : self._pool_pos + k]
+        self._pool_pos += k
+        return out
 
     def _refresh_params(self) -> None:
         assert self._tasks is not None
