@@ -51,9 +51,7 @@ def gate_space(num_tasks: int) -> DiscreteSpace:
     npos = num_tasks // nw
     w = torch.linspace(0.5, 8.0, nw)
     p = torch.linspace(-4.0, 4.0, npos)
-    return DiscreteSpace(
-        {"gate_width": w.repeat_interleave(npos).tolist(), "gate_position": p.repeat(nw).tolist()}
-    )
+    return DiscreteSpace({"gate_width": w.repeat_interleave(npos).tolist(), "gate_position": p.repeat(nw).tolist()})
 
 
 class Timer:
@@ -93,7 +91,9 @@ def main() -> None:
     p.add_argument("--minibatch", type=int, default=512)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--prefetch", type=int, default=64, help="CurriculumTransform prefetch (0: one sample call per reset)")
+    p.add_argument(
+        "--prefetch", type=int, default=64, help="CurriculumTransform prefetch (0: one sample call per reset)"
+    )
     args = p.parse_args()
     warnings.filterwarnings("ignore")
     torch.set_num_threads(args.threads)
@@ -176,8 +176,12 @@ def main() -> None:
     ):
         total = sum(r[key] for r in keep)
         print(f"{label:38s}{1e3 * med(key):16.3f}{total / it_s:10.4%}")
-    print(f"episodes scored per iteration (median): {statistics.median(b['episodes'] - a['episodes'] for a, b in zip(rows, rows[1:])):.0f}")
-    print(f"transform sampling calls: {sampling.calls} ({1e6 * sampling.total / max(sampling.calls, 1):.0f} us each); num_seen={int(plr.state['num_seen'])} of {space.num_tasks}")
+    print(
+        f"episodes scored per iteration (median): {statistics.median(b['episodes'] - a['episodes'] for a, b in zip(rows, rows[1:])):.0f}"
+    )
+    print(
+        f"transform sampling calls: {sampling.calls} ({1e6 * sampling.total / max(sampling.calls, 1):.0f} us each); num_seen={int(plr.state['num_seen'])} of {space.num_tasks}"
+    )
     size = "1e5" if space.num_tasks == 100_000 else str(space.num_tasks)
     print(f"curriculum_share_of_ppo_iteration_{size}={share:.5f}")
 

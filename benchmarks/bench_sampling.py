@@ -66,7 +66,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def make_feedbacks(num_tasks: int, count: int, device: torch.device, box: BoxSpace | None = None, episodes: int = EPISODES) -> list[Any]:
+def make_feedbacks(
+    num_tasks: int, count: int, device: torch.device, box: BoxSpace | None = None, episodes: int = EPISODES
+) -> list[Any]:
     """``count`` feedback TensorDicts of ``episodes`` random episodes each (built before timing)."""
     g = torch.Generator(device="cpu").manual_seed(123)
     out = []
@@ -94,7 +96,9 @@ def fill_plr(cur: PrioritizedLevelReplay, seed: int = 0) -> None:
     cur._on_load()
 
 
-def time_iterations(cur: Curriculum, feedbacks: list[Any], repeats: int, warmup: int, device: torch.device, episodes: int = EPISODES) -> float:
+def time_iterations(
+    cur: Curriculum, feedbacks: list[Any], repeats: int, warmup: int, device: torch.device, episodes: int = EPISODES
+) -> float:
     """Median seconds of one ``update(feedback)`` + ``sample(episodes)``."""
     times = []
     for i in range(warmup + repeats):
@@ -157,8 +161,13 @@ def time_syllabus_plr(num_tasks: int, calls: int, episodes: int = EPISODES) -> t
     # ('TaskSampler' object has no attribute 'evaluator') once every level is seen and the replay
     # coin says "new level" (syllabus-rl 0.7, task_sampler.py:846, non-robust PLR). With all
     # levels seen, currlearn's proportionate schedule also replays with probability 1.
-    plr = SyllabusPLR(DiscreteTaskSpace(num_tasks), gym.spaces.Box(-1, 1, (1,)), num_processes=1, num_steps=8,
-                      task_sampler_kwargs_dict={"strategy": "value_l1", "replay_prob": 1.0})
+    plr = SyllabusPLR(
+        DiscreteTaskSpace(num_tasks),
+        gym.spaces.Box(-1, 1, (1,)),
+        num_processes=1,
+        num_steps=8,
+        task_sampler_kwargs_dict={"strategy": "value_l1", "replay_prob": 1.0},
+    )
     sampler = plr._task_sampler
     rng = np.random.default_rng(0)
     sampler.unseen_task_weights[:] = 0.0  # steady state: all seen, scored
@@ -196,9 +205,16 @@ def time_syllabus_dr(num_tasks: int, repeats: int, episodes: int = EPISODES) -> 
 
 
 # ---------------------------------------------------------------------- driver
-def run(sizes: tuple[int, ...] = SIZES, device: str = "cpu", repeats: int = 10, warmup: int = 3,
-        syllabus_calls: dict[int, int] | None = None, with_syllabus: bool = True, episodes: int = EPISODES,
-        curricula: tuple[str, ...] | None = None) -> dict[tuple[str, str], float]:
+def run(
+    sizes: tuple[int, ...] = SIZES,
+    device: str = "cpu",
+    repeats: int = 10,
+    warmup: int = 3,
+    syllabus_calls: dict[int, int] | None = None,
+    with_syllabus: bool = True,
+    episodes: int = EPISODES,
+    curricula: tuple[str, ...] | None = None,
+) -> dict[tuple[str, str], float]:
     """Measure every row; returns ``{(row, size_label): seconds per iteration}``."""
     dev = torch.device(device)
     results: dict[tuple[str, str], float] = {}
@@ -222,7 +238,9 @@ def run(sizes: tuple[int, ...] = SIZES, device: str = "cpu", repeats: int = 10, 
     box = BoxSpace({"a": 0.0, "b": 0.0}, {"a": 1.0, "b": 1.0}, device=dev)
     fbs = make_feedbacks(0, 4, dev, box=box, episodes=episodes)
     if curricula is None or "alp_gmm" in curricula:
-        alp = ALPGMMCurriculum(box, seed=0, fit_interval=min(250, episodes), fit_window=min(250, episodes))  # defaults at full size
+        alp = ALPGMMCurriculum(
+            box, seed=0, fit_interval=min(250, episodes), fit_window=min(250, episodes)
+        )  # defaults at full size
         results[("alp_gmm", "box")] = time_iterations(alp, fbs, max(repeats // 2, 1), 1, dev, episodes)
     if curricula is None or "adr" in curricula:
         adr = ADRCurriculum(box, initial={"a": 0.5, "b": 0.5}, seed=0)
@@ -255,12 +273,18 @@ def headline(results: dict[tuple[str, str], float]) -> dict[str, float]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--device", default="cpu", help="device of the currlearn state and the floor (syllabus runs on CPU)")
+    parser.add_argument(
+        "--device", default="cpu", help="device of the currlearn state and the floor (syllabus runs on CPU)"
+    )
     parser.add_argument("--repeats", type=int, default=10, help="timed iterations per row (median)")
     parser.add_argument("--quick", action="store_true", help="sizes 1e3 and 1e5 only, fewer repeats")
     parser.add_argument("--no-syllabus", action="store_true", help="skip syllabus-rl")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch intra-op threads (default 1: stable timings on a shared machine; syllabus is single-threaded)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch intra-op threads (default 1: stable timings on a shared machine; syllabus is single-threaded)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     sizes = SIZES[:2] if args.quick else SIZES
@@ -268,7 +292,9 @@ def main(argv: list[str] | None = None) -> None:
     with_syllabus = not args.no_syllabus and syllabus_available()
     if not args.no_syllabus and not with_syllabus:
         print("# syllabus-rl 0.7 is not importable here (pip install syllabus-rl==0.7 scipy); its rows are skipped")
-    print(f"# torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads; * = syllabus timed on 16 calls and scaled to 4096")
+    print(
+        f"# torch {torch.__version__}, device {args.device}, {torch.get_num_threads()} threads; * = syllabus timed on 16 calls and scaled to 4096"
+    )
     results = run(sizes, args.device, repeats, 3, with_syllabus=with_syllabus)
     print(table(results))
     for key, value in headline(results).items():

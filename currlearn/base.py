@@ -241,7 +241,8 @@ class Curriculum(ABC):
 
     def make_tracker(self, task_key: NestedKey = ("next", "task_id")) -> EpisodeTracker:
         """The :class:`~currlearn.feedback.EpisodeTracker` that reads this curriculum's feedback
-        from batches. Curricula that need per-step scores (PLR) override it."""
+        from batches. Curricula that need per-step scores (PLR) override it.
+        """
         return EpisodeTracker(task_key=task_key)
 
     def _check_feedback(self, feedback: TensorDictBase) -> None:  # noqa: B027 (optional hook)

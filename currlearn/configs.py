@@ -135,7 +135,8 @@ class CompositeCurriculumConfig:
 @dataclass
 class PrioritizedLevelReplayConfig:
     """:class:`currlearn.PrioritizedLevelReplay` (``space``: a discrete task space config;
-    ``robust=true`` is PLR⊥)."""
+    ``robust=true`` is PLR⊥).
+    """
 
     _target_: str = "currlearn.PrioritizedLevelReplay"
     space: Any = MISSING
@@ -259,7 +260,8 @@ class ALPGMMCurriculumConfig:
 @dataclass
 class ADRCurriculumConfig:
     """:class:`currlearn.ADRCurriculum` (``space``: a BoxSpace config; ``initial`` /
-    ``deltas``: ``{param: value}`` or null)."""
+    ``deltas``: ``{param: value}`` or null).
+    """
 
     _target_: str = "currlearn.ADRCurriculum"
     space: Any = MISSING

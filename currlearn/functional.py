@@ -373,7 +373,9 @@ def group_by_task(task: Tensor, *values: Tensor, valid: Tensor | None = None) ->
         values = tuple(v[valid] for v in values)
     ids, inv = torch.unique(task, return_inverse=True)
     dtype = values[0].dtype if values and values[0].is_floating_point() else torch.get_default_dtype()
-    counts = torch.zeros(ids.numel(), dtype=dtype, device=task.device).index_add_(0, inv, torch.ones(task.numel(), dtype=dtype, device=task.device))
+    counts = torch.zeros(ids.numel(), dtype=dtype, device=task.device).index_add_(
+        0, inv, torch.ones(task.numel(), dtype=dtype, device=task.device)
+    )
     sums = [torch.zeros(ids.numel(), dtype=v.dtype, device=task.device).index_add_(0, inv, v) for v in values]
     return ids, counts, sums
 

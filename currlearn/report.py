@@ -122,9 +122,7 @@ def load_runs(multirun_dir: str | Path) -> list[dict[str, Any]]:
     # group label: the overrides that differ between jobs (besides seed); the curriculum always
     common = set.intersection(*(set(r["overrides"]) for r in runs)) if runs else set()
     for r in runs:
-        r["group"] = " ".join(
-            o for o in r.pop("overrides") if o not in common or o.startswith("curriculum=")
-        )
+        r["group"] = " ".join(o for o in r.pop("overrides") if o not in common or o.startswith("curriculum="))
     return runs
 
 
@@ -149,17 +147,13 @@ def aggregate(runs: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             episodes = 0.0
             for row in m["rows"]:
                 episodes += _float(row.get("episodes", 0))
-                by_frames.setdefault(int(_float(row["frames"])), []).append(
-                    {**row, "_episodes": episodes}
-                )
+                by_frames.setdefault(int(_float(row["frames"])), []).append({**row, "_episodes": episodes})
         for frames in sorted(by_frames):
             rows = by_frames[frames]
             rec: dict[str, Any] = {"group": group, "frames": frames, "seeds": len(rows)}
             for key in ("return", "success"):
                 mean, std, lo, hi = _stats([_float(r.get(key)) for r in rows])
-                rec.update(
-                    {f"{key}_mean": mean, f"{key}_std": std, f"{key}_min": lo, f"{key}_max": hi}
-                )
+                rec.update({f"{key}_mean": mean, f"{key}_std": std, f"{key}_min": lo, f"{key}_max": hi})
             rec["episodes_mean"] = _stats([r["_episodes"] for r in rows])[0]
             rec["wall_time_mean"] = _stats([_float(r.get("wall_time")) for r in rows])[0]
             out.append(rec)
@@ -205,11 +199,7 @@ def write_report(multirun_dir: str | Path, threshold: float = 0.5) -> dict[str, 
         members = [r for r in runs if r["group"] == g]
         rows = [t for t in table if t["group"] == g]
         reach = next(
-            (
-                t["frames"]
-                for t in rows
-                if not math.isnan(t["success_mean"]) and t["success_mean"] >= threshold
-            ),
+            (t["frames"] for t in rows if not math.isnan(t["success_mean"]) and t["success_mean"] >= threshold),
             None,
         )
         finals = [m["rows"][-1] for m in members]
@@ -242,12 +232,8 @@ def write_report(multirun_dir: str | Path, threshold: float = 0.5) -> dict[str, 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Console entry point ``currlearn-report``."""
-    parser = argparse.ArgumentParser(
-        prog=PROG, description="Aggregate a currlearn-train multirun across seeds."
-    )
-    parser.add_argument(
-        "multirun_dir", help="a multirun directory (e.g. multirun/2025-01-01/12-00-00)"
-    )
+    parser = argparse.ArgumentParser(prog=PROG, description="Aggregate a currlearn-train multirun across seeds.")
+    parser.add_argument("multirun_dir", help="a multirun directory (e.g. multirun/2025-01-01/12-00-00)")
     parser.add_argument(
         "--threshold",
         type=float,
@@ -258,9 +244,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not Path(args.multirun_dir).is_dir():
         sys.exit(f"{PROG}: error: {args.multirun_dir!r} is not a directory.")
     if not 0.0 <= args.threshold <= 1.0:
-        sys.exit(
-            f"{PROG}: error: --threshold={args.threshold} is out of range: allowed range [0, 1]."
-        )
+        sys.exit(f"{PROG}: error: --threshold={args.threshold} is out of range: allowed range [0, 1].")
     try:
         paths = write_report(args.multirun_dir, args.threshold)
     except ValueError as e:

@@ -73,9 +73,7 @@ def _validate(cfg: dict[str, Any]) -> None:
     _int("num_threads", cfg["num_threads"], 1)
     _int("eval.episodes", cfg["eval"]["episodes"], 1)
     if not isinstance(cfg["eval"]["deterministic"], bool):
-        raise TrainError(
-            f"eval.deterministic={cfg['eval']['deterministic']!r} is invalid: expected true or false."
-        )
+        raise TrainError(f"eval.deterministic={cfg['eval']['deterministic']!r} is invalid: expected true or false.")
     if cfg["device"] != "cpu":
         raise TrainError(f"device={cfg['device']!r} is not supported: allowed values: cpu.")
     env = cfg["env"]
@@ -85,9 +83,7 @@ def _validate(cfg: dict[str, Any]) -> None:
     allowed = _ENV_ARGS[name]
     for key in env:
         if key not in allowed and key not in _ENV_META:
-            raise TrainError(
-                f"env.{key} is not a parameter of env={name}: allowed parameters: {', '.join(allowed)}."
-            )
+            raise TrainError(f"env.{key} is not a parameter of env={name}: allowed parameters: {', '.join(allowed)}.")
     _int("env.num_envs", env["num_envs"], 1)
     _int("env.max_steps", env["max_steps"], 1)
     if name == "point_mass":
@@ -115,9 +111,7 @@ def _validate(cfg: dict[str, Any]) -> None:
         if isinstance(th, bool) or not isinstance(th, (int, float)) or not math.isfinite(th):
             raise TrainError(f"curriculum.threshold={th!r} is invalid: expected a finite number.")
         if cur.get("metric") == "success" and not 0.0 <= th <= 1.0:
-            raise TrainError(
-                f"curriculum.threshold={th!r} is out of range: a success rate lies in [0, 1]."
-            )
+            raise TrainError(f"curriculum.threshold={th!r} is out of range: a success rate lies in [0, 1].")
     for key in ("frames_per_batch", "num_epochs", "minibatch_size", "hidden"):
         _int(f"algo.{key}", cfg["algo"][key], 1)
 
@@ -187,7 +181,8 @@ def _fixed_task_curriculum(cfg: Mapping[str, Any]) -> Any:
 def _gym_target_curriculum(cfg: Mapping[str, Any], seed: int, *, training: bool = False) -> Any:
     """The fixed tasks of a Gymnasium env config: its target task (the ``env.<param>`` values
     of the ladder's parameters); for level seeds, uniform over the training seeds when
-    ``training`` and over the held-out test seeds otherwise."""
+    ``training`` and over the held-out test seeds otherwise.
+    """
     from currlearn import DiscreteSpace, DomainRandomization
 
     env = cfg["env"]
@@ -245,9 +240,7 @@ def _ladder_schedules(cfg: Mapping[str, Any], make_schedule: Any) -> dict[str, A
                     UserWarning,
                     stacklevel=2,
                 )
-                out[name] = make_schedule(
-                    "linear", init=init, final=final, total=total, start=start
-                )
+                out[name] = make_schedule("linear", init=init, final=final, total=total, start=start)
             else:
                 out[name] = make_schedule(kind, init=init, final=final, total=total, start=start)
         except (TypeError, ValueError) as e:
@@ -275,9 +268,7 @@ def _pendulum_obs() -> Any:
             return self._call(td_reset)
 
         def transform_observation_spec(self, spec: Any) -> Any:
-            spec["observation"] = Unbounded(
-                shape=(*spec.shape, 3), dtype=torch.float32, device=spec.device
-            )
+            spec["observation"] = Unbounded(shape=(*spec.shape, 3), dtype=torch.float32, device=spec.device)
             return spec
 
     return PendulumObservation()
@@ -323,9 +314,7 @@ def build_env(
 
         curriculum = ScheduledCurriculum({"g": ConstantSchedule(float(env_cfg["g"]))}, seed=seed)
     transforms = [CurriculumTransform(curriculum)] if curriculum is not None else []
-    return TransformedEnv(
-        base, Compose(*transforms, StepCounter(env_cfg["max_steps"]), _pendulum_obs())
-    )
+    return TransformedEnv(base, Compose(*transforms, StepCounter(env_cfg["max_steps"]), _pendulum_obs()))
 
 
 def _build_logger(cfg: Mapping[str, Any], run_dir: Path) -> Any:
@@ -377,9 +366,7 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
         raise TrainError(f"resume={str(run_dir)!r}: no such run directory.")
     files = sorted(run_dir.glob(f"**/{CHECKPOINT}"))
     if not files:
-        raise TrainError(
-            f"resume={str(run_dir)!r}: the run directory has no checkpoint ({CHECKPOINT})."
-        )
+        raise TrainError(f"resume={str(run_dir)!r}: the run directory has no checkpoint ({CHECKPOINT}).")
     path = files[0]
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
@@ -387,11 +374,7 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
         raise TrainError(
             f"resume={str(run_dir)!r}: the checkpoint {path} is unreadable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})."
         ) from None
-    if (
-        not isinstance(ckpt, dict)
-        or ckpt.get("version") != CHECKPOINT_VERSION
-        or "trainer" not in ckpt
-    ):
+    if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION or "trainer" not in ckpt:
         raise TrainError(
             f"resume={str(run_dir)!r}: {path} is not a currlearn-train checkpoint (version {CHECKPOINT_VERSION})."
         )
@@ -444,9 +427,7 @@ def run(cfg: DictConfig | Mapping[str, Any], run_dir: str | os.PathLike) -> dict
     from currlearn.feedback import EpisodeTracker
     from currlearn.ppo import PPOSettings, find_curriculum_transform, make_ppo_trainer
 
-    warnings.filterwarnings(
-        "ignore", message=".*hook stage will be replaced.*", category=FutureWarning
-    )
+    warnings.filterwarnings("ignore", message=".*hook stage will be replaced.*", category=FutureWarning)
     run_dir = Path(run_dir)
     conf = _resolve(cfg)
     ckpt = None
@@ -500,9 +481,7 @@ def run(cfg: DictConfig | Mapping[str, Any], run_dir: str | os.PathLike) -> dict
             f"frames={conf['frames']} is reached already by the resumed run ({trainer.collected_frames} frames): pass a larger frames."
         )
 
-    tracker = EpisodeTracker(
-        task_key=("next", "done")
-    )  # any per-step key: tasks are not needed here
+    tracker = EpisodeTracker(task_key=("next", "done"))  # any per-step key: tasks are not needed here
     last: dict[str, float] = {}
 
     def on_batch(batch: TensorDictBase) -> TensorDictBase:
@@ -551,15 +530,10 @@ def run(cfg: DictConfig | Mapping[str, Any], run_dir: str | os.PathLike) -> dict
         }
         if curriculum is not None:
             row.update(
-                {
-                    k if k.startswith("curriculum/") else f"curriculum/{k}": v
-                    for k, v in curriculum.metrics().items()
-                }
+                {k if k.startswith("curriculum/") else f"curriculum/{k}": v for k, v in curriculum.metrics().items()}
             )
             if transform is not None and transform.tasks is not None:
-                params = curriculum.params(
-                    transform.tasks.reshape(-1, *curriculum.space.task_shape)
-                )
+                params = curriculum.params(transform.tasks.reshape(-1, *curriculum.space.task_shape))
                 row.update({f"task/{k}": _mean(v) for k, v in params.items()})
         state["rows"].append(row)
         _write_metrics(metrics_path, state["rows"])
@@ -569,9 +543,7 @@ def run(cfg: DictConfig | Mapping[str, Any], run_dir: str | os.PathLike) -> dict
         bar.set_postfix(post, refresh=False)
         every = conf["checkpoint_every"]
         # the last one is written here: trainer.train() shuts the collector down afterwards
-        if trainer.collected_frames >= conf["frames"] or (
-            every and state["iteration"] % every == 0
-        ):
+        if trainer.collected_frames >= conf["frames"] or (every and state["iteration"] % every == 0):
             checkpoint()
             state["saved_at"] = state["iteration"]
 
@@ -613,9 +585,7 @@ def run(cfg: DictConfig | Mapping[str, Any], run_dir: str | os.PathLike) -> dict
         summary["curriculum_metrics"] = curriculum.metrics()
     if conf.get("resume"):
         summary["resumed_from"] = conf["resume"]
-    (run_dir / conf["output"]["summary"]).write_text(
-        json.dumps(summary, indent=2, default=float) + "\n"
-    )
+    (run_dir / conf["output"]["summary"]).write_text(json.dumps(summary, indent=2, default=float) + "\n")
     return summary
 
 
@@ -673,9 +643,7 @@ def _one_line(text: str) -> str:
     prev_item = False
     for raw in text.splitlines():
         line = raw.strip()
-        if not line or line.startswith(
-            ("Set the environment variable HYDRA_FULL_ERROR", "full_key:", "object_type=")
-        ):
+        if not line or line.startswith(("Set the environment variable HYDRA_FULL_ERROR", "full_key:", "object_type=")):
             continue
         if line.startswith("Config search path"):
             break
@@ -704,9 +672,7 @@ def _allowed_keys_hint(msg: str, overrides: list[str]) -> str:
         keep = [
             o
             for o in overrides
-            if "=" in o
-            and not o.startswith(("-", "hydra"))
-            and m.group(1) not in o.split("=", 1)[0]
+            if "=" in o and not o.startswith(("-", "hydra")) and m.group(1) not in o.split("=", 1)[0]
         ]
         with initialize_config_module("currlearn.conf", version_base="1.3"):
             cfg = compose("train", overrides=keep)

@@ -79,9 +79,12 @@ def make_sac(env: Any, hidden: int) -> tuple[ProbabilisticActor, SACLoss]:
     return actor, loss
 
 
-def task_frequencies(rb: ReplayBuffer, sampler: CurriculumSampler, num_tasks: int, draws: int) -> dict[str, torch.Tensor]:
+def task_frequencies(
+    rb: ReplayBuffer, sampler: CurriculumSampler, num_tasks: int, draws: int
+) -> dict[str, torch.Tensor]:
     """Observed gate frequencies of ``draws`` items drawn from ``rb`` by ``sampler``, the
-    expected ones from the curriculum's weights, and the buffer's raw mix."""
+    expected ones from the curriculum's weights, and the buffer's raw mix.
+    """
     storage = rb.storage
     n = len(storage)
     stored = storage[:n].get("task_id").reshape(n, -1)[:, 0].long()
@@ -114,7 +117,8 @@ def run(
 ) -> dict[str, Any]:
     """Train SAC for ``frames`` env steps; returns the per-iteration ``history`` (losses, TV
     distances), the curriculum's ``weights`` after each iteration, and the last frequency
-    ``check`` (``observed``, ``expected``, ``stored``, ``weights``: tensors over gates)."""
+    ``check`` (``observed``, ``expected``, ``stored``, ``weights``: tensors over gates).
+    """
     torch.manual_seed(seed)
     space = gate_grid()
     curriculum = EasyFirstCurriculum(space, num_bins=3, temperature=0.3, anneal_iterations=1000, seed=seed)

@@ -63,9 +63,15 @@ class TestFunctional:
         _close(F.mix_staleness(torch.tensor([0.25, 0.75]), torch.zeros(2), 0.2), [0.25, 0.75])
 
     def test_batch_ema_and_group(self):
-        _close(F.batch_ema(torch.tensor([1.0]), torch.tensor([0.0]), torch.tensor([2.0]), 0.5, torch.tensor([True])), [0.25])
-        ids, n, (s,) = F.group_by_task(torch.tensor([3, 1, 3, 1]), torch.tensor([1.0, 2.0, 3.0, math.nan]),
-                                       valid=torch.tensor([True, True, True, False]))
+        _close(
+            F.batch_ema(torch.tensor([1.0]), torch.tensor([0.0]), torch.tensor([2.0]), 0.5, torch.tensor([True])),
+            [0.25],
+        )
+        ids, n, (s,) = F.group_by_task(
+            torch.tensor([3, 1, 3, 1]),
+            torch.tensor([1.0, 2.0, 3.0, math.nan]),
+            valid=torch.tensor([True, True, True, False]),
+        )
         assert ids.tolist() == [1, 3]
         assert n.tolist() == [1.0, 2.0]
         assert s.tolist() == [2.0, 4.0]
@@ -79,7 +85,7 @@ class TestFunctional:
         cdf = F.rank_cdf(10_000, 0.1)
         k = F.effective_length(cdf)
         assert k < 100
-        assert bool((cdf[k - 1:] == cdf[-1]).all())
+        assert bool((cdf[k - 1 :] == cdf[-1]).all())
 
     @settings(max_examples=60, deadline=None)
     @given(st.integers(1, 40), st.lists(st.integers(0, 39), max_size=60), st.integers(0, 2**31))
@@ -158,7 +164,9 @@ class TestPrioritizedLevelReplay:
         _close(plr.weights(), [0.8, 0.2])  # new level with 1 - replay_prob
         plr.update(_fb([1], score=[0.5]))
         _close(plr.replay_probability(), 1.0)  # all seen: always replay (reference code)
-        rob = self._make(n=2, replay_schedule="fixed", replay_prob=0.8, staleness_coef=0.0, temperature=1.0, robust=True)
+        rob = self._make(
+            n=2, replay_schedule="fixed", replay_prob=0.8, staleness_coef=0.0, temperature=1.0, robust=True
+        )
         rob.update(_fb([0, 1], score=[1.0, 0.5]))
         _close(rob.replay_probability(), 0.8)
         _close(rob.weights(), 0.8 * torch.tensor([2 / 3, 1 / 3]) + 0.2 * torch.tensor([0.5, 0.5]))
@@ -197,10 +205,19 @@ class TestPrioritizedLevelReplay:
         with pytest.raises(ValueError, match="make_tracker"):
             self._make().update(_fb([0]))
 
-    @pytest.mark.parametrize(("prioritization", "temperature", "robust"), [("rank", 1.0, False), ("rank", 0.1, True), ("power", 0.5, False)])
+    @pytest.mark.parametrize(
+        ("prioritization", "temperature", "robust"), [("rank", 1.0, False), ("rank", 0.1, True), ("power", 0.5, False)]
+    )
     def test_sampling_follows_weights(self, prioritization, temperature, robust):
-        plr = PrioritizedLevelReplay(_space(8), prioritization=prioritization, temperature=temperature, staleness_coef=0.3,
-                                     replay_schedule="fixed", robust=robust, seed=1)
+        plr = PrioritizedLevelReplay(
+            _space(8),
+            prioritization=prioritization,
+            temperature=temperature,
+            staleness_coef=0.3,
+            replay_schedule="fixed",
+            robust=robust,
+            seed=1,
+        )
         plr.update(_fb([0, 1, 2, 3, 4], score=[0.1, 0.9, 0.4, 0.4, 0.0]))
         plr.sample(5)
         w = plr.weights()
@@ -262,8 +279,10 @@ class TestStepScore:
         return TensorDict(data, batch_size=[1, 3])
 
     def test_scores_by_hand(self):
-        b = self._batch(action_log_prob=torch.tensor([[-1.0, -2.0, -0.5]]),
-                        logits=torch.log(torch.tensor([[[0.5, 0.3, 0.2], [1 / 3, 1 / 3, 1 / 3], [0.9, 0.05, 0.05]]])))
+        b = self._batch(
+            action_log_prob=torch.tensor([[-1.0, -2.0, -0.5]]),
+            logits=torch.log(torch.tensor([[[0.5, 0.3, 0.2], [1 / 3, 1 / 3, 1 / 3], [0.9, 0.05, 0.05]]])),
+        )
         _close(StepScore("l1_value_loss")(b), [[1.0, 2.0, 0.5]])
         _close(StepScore("positive_value_loss")(b), [[0.0, 2.0, 0.5]])
         _close(StepScore("max_mc")(b), [[1.0, 2.0, 3.0]])
@@ -295,10 +314,17 @@ class TestStepScore:
         plr = PrioritizedLevelReplay(_space(4), seed=0)
         tracker = plr.make_tracker()
         done = torch.tensor([[False, True, False, True]])
-        batch = TensorDict({
-            "advantage": torch.tensor([[1.0, -3.0, 2.0, 2.0]]).unsqueeze(-1),
-            "next": {"task_id": torch.tensor([[2, 2, 3, 3]]), "reward": torch.zeros(1, 4, 1), "done": done.unsqueeze(-1)},
-        }, [1, 4])
+        batch = TensorDict(
+            {
+                "advantage": torch.tensor([[1.0, -3.0, 2.0, 2.0]]).unsqueeze(-1),
+                "next": {
+                    "task_id": torch.tensor([[2, 2, 3, 3]]),
+                    "reward": torch.zeros(1, 4, 1),
+                    "done": done.unsqueeze(-1),
+                },
+            },
+            [1, 4],
+        )
         plr.update(tracker(batch))
         _close(plr.state["score"][2:], [2.0, 2.0])  # mean |A| per episode
 
@@ -417,7 +443,9 @@ class TestCompetenceCurriculum:
         _close(lin.competence(), 0.25 * 0.99 + 0.01)
 
     def test_bin_weights_by_hand(self):
-        cur = CompetenceCurriculum(_space(4), num_bins=2, temperature=0.1, initial_competence=0.2, smoothing=1.0, seed=0)
+        cur = CompetenceCurriculum(
+            _space(4), num_bins=2, temperature=0.1, initial_competence=0.2, smoothing=1.0, seed=0
+        )
         cur.update(_fb([0, 1, 2, 3], [4.0, 3.0, 2.0, 1.0]))
         w0, w1 = torch.sigmoid(torch.tensor(2.0)), torch.sigmoid(torch.tensor(-3.0))
         _close(cur.weights(), torch.tensor([w0, w0, w1, w1]) / (2 * w0 + 2 * w1))
@@ -444,7 +472,14 @@ class TestALPGMMCurriculum:
         _close(seq.state["alp"][:3], [0.0, 1.0, 0.8])
 
     def test_ring_buffer_wraps(self):
-        cur = ALPGMMCurriculum(BoxSpace({"x": 0.0}, {"x": 1.0}), fit_interval=100, fit_window=2, max_components=2, history_capacity=5, seed=0)
+        cur = ALPGMMCurriculum(
+            BoxSpace({"x": 0.0}, {"x": 1.0}),
+            fit_interval=100,
+            fit_window=2,
+            max_components=2,
+            history_capacity=5,
+            seed=0,
+        )
         cur.update(_fb(torch.linspace(0, 1, 7).unsqueeze(-1), torch.arange(7.0)))
         assert int(cur.state["size"]) == 5
         assert int(cur.state["cursor"]) == 0
@@ -455,7 +490,9 @@ class TestALPGMMCurriculum:
         cur = ALPGMMCurriculum(box, random_share=0.0, fit_interval=200, max_components=3, seed=0)
         g = torch.Generator().manual_seed(0)
         x = torch.rand(200, 1, generator=g)
-        ret = torch.where(x[:, 0] > 0.7, torch.rand(200, generator=g) * 10, torch.zeros(200))  # progress only at x > 0.7
+        ret = torch.where(
+            x[:, 0] > 0.7, torch.rand(200, generator=g) * 10, torch.zeros(200)
+        )  # progress only at x > 0.7
         cur.update(_fb(x, ret))
         assert bool(cur.state["fitted"])
         t = cur.sample(2000)
@@ -561,7 +598,9 @@ class TestADRCurriculum:
 DISCRETE_FACTORIES: dict[str, Callable[..., Curriculum]] = {
     "plr_rank": lambda n, d=None: PrioritizedLevelReplay(_space(n, d), temperature=0.1, seed=3),
     "plr_sorted": lambda n, d=None: PrioritizedLevelReplay(_space(n, d), temperature=1.0, seed=3),
-    "plr_power_robust": lambda n, d=None: PrioritizedLevelReplay(_space(n, d), prioritization="power", robust=True, replay_schedule="fixed", num_envs=4, seed=3),
+    "plr_power_robust": lambda n, d=None: PrioritizedLevelReplay(
+        _space(n, d), prioritization="power", robust=True, replay_schedule="fixed", num_envs=4, seed=3
+    ),
     "learning_progress": lambda n, d=None: LearningProgressCurriculum(_space(n, d), uniform_share=0.1, seed=3),
     "learnability": lambda n, d=None: LearnabilityCurriculum(_space(n, d), topk=3, seed=3),
     "learnability_prop": lambda n, d=None: LearnabilityCurriculum(_space(n, d), sampling="proportional", seed=3),
@@ -576,7 +615,9 @@ def _box_of(n: int, device: torch.device | None = None) -> BoxSpace:
 
 
 BOX_FACTORIES: dict[str, Callable[..., Curriculum]] = {
-    "alp_gmm": lambda n, d=None: ALPGMMCurriculum(_box_of(n, d), fit_interval=10, max_components=3, history_capacity=64, seed=3),
+    "alp_gmm": lambda n, d=None: ALPGMMCurriculum(
+        _box_of(n, d), fit_interval=10, max_components=3, history_capacity=64, seed=3
+    ),
     "adr": lambda n, d=None: ADRCurriculum(_box_of(n, d), delta=0.1, buffer_size=2, seed=3),
 }
 ALL_FACTORIES = {**DISCRETE_FACTORIES, **BOX_FACTORIES}
@@ -588,8 +629,15 @@ def _feed(cur: Curriculum, rounds: int = 3, seed: int = 0) -> None:
         tasks = cur.sample(12)
         k = tasks.shape[0]
         score = torch.rand(k, generator=g)
-        cur.update(episode_feedback(tasks, torch.rand(k, generator=g), success=(torch.rand(k, generator=g) < 0.5).float(),
-                                    score=score, value_mean=score))
+        cur.update(
+            episode_feedback(
+                tasks,
+                torch.rand(k, generator=g),
+                success=(torch.rand(k, generator=g) < 0.5).float(),
+                score=score,
+                value_mean=score,
+            )
+        )
         cur.step(k)
 
 
@@ -638,8 +686,13 @@ def _is_distribution(w: torch.Tensor) -> bool:
 
 
 score_streams = st.lists(
-    st.lists(st.tuples(st.integers(0, 7), st.one_of(st.floats(-10, 10), st.just(math.nan), st.just(math.inf))), min_size=1, max_size=12),
-    min_size=1, max_size=5,
+    st.lists(
+        st.tuples(st.integers(0, 7), st.one_of(st.floats(-10, 10), st.just(math.nan), st.just(math.inf))),
+        min_size=1,
+        max_size=12,
+    ),
+    min_size=1,
+    max_size=5,
 )
 
 
@@ -653,7 +706,9 @@ def test_probabilities_stay_a_distribution(name, device, stream):
         tasks = torch.tensor([t for t, _ in batch])
         v = torch.tensor([s for _, s in batch], dtype=torch.float32)
         success = torch.where(torch.isfinite(v), (v > 0).float(), v)
-        cur.update(episode_feedback(tasks, torch.where(torch.isfinite(v), v, 0.0), success=success, score=v, value_mean=v))
+        cur.update(
+            episode_feedback(tasks, torch.where(torch.isfinite(v), v, 0.0), success=success, score=v, value_mean=v)
+        )
         cur.step(1)
         w = cur.weights()
         assert _is_distribution(w), f"weights {w.tolist()} after {batch}"
@@ -664,7 +719,11 @@ def test_probabilities_stay_a_distribution(name, device, stream):
 
 @pytest.mark.parametrize("name", sorted(BOX_FACTORIES))
 @settings(max_examples=15, deadline=None)
-@given(returns=st.lists(st.lists(st.one_of(st.floats(-100, 100), st.just(math.nan)), min_size=1, max_size=15), min_size=1, max_size=4))
+@given(
+    returns=st.lists(
+        st.lists(st.one_of(st.floats(-100, 100), st.just(math.nan)), min_size=1, max_size=15), min_size=1, max_size=4
+    )
+)
 def test_continuous_tasks_stay_in_the_box(name, returns):
     cur = BOX_FACTORIES[name](6)
     box = cur.space
@@ -690,8 +749,13 @@ def test_plr_scores_a_real_ppo_loop():
     from currlearn.ppo import PPOSettings, make_ppo_trainer
 
     torch.manual_seed(0)
-    plr = PrioritizedLevelReplay(DiscreteSpace({"gate_width": [0.5, 1.0, 2.0, 4.0, 8.0]}), robust=True,
-                                 replay_schedule="fixed", num_envs=8, seed=0)
+    plr = PrioritizedLevelReplay(
+        DiscreteSpace({"gate_width": [0.5, 1.0, 2.0, 4.0, 8.0]}),
+        robust=True,
+        replay_schedule="fixed",
+        num_envs=8,
+        seed=0,
+    )
     transform = CurriculumTransform(plr)
     env = TransformedEnv(PointMassGateEnv(8, max_steps=16, seed=0), Compose(transform, ReplayDecisionTransform(plr)))
     settings = PPOSettings(frames_per_batch=256, total_frames=768, num_epochs=1, minibatch_size=128, hidden=16)

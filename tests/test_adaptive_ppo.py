@@ -149,21 +149,27 @@ CASES: dict[str, tuple[Callable[[], Curriculum], Callable, bool]] = {
     "plr": (lambda: PrioritizedLevelReplay(_grid(), seed=0), _check_plr, False),
     "robust_plr": (
         lambda: PrioritizedLevelReplay(
-            _grid(), score_function="positive_value_loss", robust=True, replay_schedule="fixed",
-            num_envs=NUM_ENVS, seed=0,
+            _grid(),
+            score_function="positive_value_loss",
+            robust=True,
+            replay_schedule="fixed",
+            num_envs=NUM_ENVS,
+            seed=0,
         ),
         _check_plr,
         True,
     ),
     "learning_progress": (lambda: LearningProgressCurriculum(_grid(), seed=0), _check_counts("p_fast"), False),
-    "learnability": (
-        lambda: LearnabilityCurriculum(_grid(), topk=4, seed=0), _check_counts("success"), False
-    ),
+    "learnability": (lambda: LearnabilityCurriculum(_grid(), topk=4, seed=0), _check_counts("success"), False),
     "easy_first": (
-        lambda: EasyFirstCurriculum(_grid(), num_bins=3, anneal_iterations=10, seed=0), _check_counts("value"), False
+        lambda: EasyFirstCurriculum(_grid(), num_bins=3, anneal_iterations=10, seed=0),
+        _check_counts("value"),
+        False,
     ),
     "competence": (
-        lambda: CompetenceCurriculum(_grid(), num_bins=3, anneal_iterations=10, seed=0), _check_counts("value"), False
+        lambda: CompetenceCurriculum(_grid(), num_bins=3, anneal_iterations=10, seed=0),
+        _check_counts("value"),
+        False,
     ),
     "alp_gmm": (
         lambda: ALPGMMCurriculum(_box(), fit_interval=16, max_components=3, em_iterations=10, seed=0),
@@ -172,8 +178,11 @@ CASES: dict[str, tuple[Callable[[], Curriculum], Callable, bool]] = {
     ),
     "adr": (
         lambda: ADRCurriculum(
-            _box(), initial={"gate_position": 0.0, "gate_width": 8.0}, deltas={"gate_position": 0.25, "gate_width": 0.5},
-            buffer_size=4, seed=0,
+            _box(),
+            initial={"gate_position": 0.0, "gate_width": 8.0},
+            deltas={"gate_position": 0.25, "gate_width": 0.5},
+            buffer_size=4,
+            seed=0,
         ),
         _check_adr,
         False,

@@ -101,9 +101,7 @@ def test_every_curriculum_and_env_config_is_tested():
 @pytest.mark.parametrize("curriculum", CURRICULA)
 def test_every_curriculum_builds_on_every_env(curriculum, env):
     gym = env not in ("point_mass", "pendulum")
-    for schedule in (
-        ["linear", "cosine", "step", "exponential"] if curriculum == "scheduled" else ["linear"]
-    ):
+    for schedule in ["linear", "cosine", "step", "exponential"] if curriculum == "scheduled" else ["linear"]:
         overrides = [f"curriculum={curriculum}", f"env={env}", f"schedule={schedule}"]
         conf = _resolve(_compose([*overrides, "env.num_envs=2"] if gym else overrides))
         cur = build_curriculum(conf)
@@ -156,9 +154,7 @@ def test_tiny_run_writes_run_dir(tiny_run):
         assert (tiny_run / name).is_file(), name
     rows = _rows(tiny_run / "metrics.csv")
     assert [int(r["frames"]) for r in rows] == [1024, 2048]
-    assert {"return", "success", "wall_time", "curriculum/level_mean", "task/gate_width"} <= set(
-        rows[0]
-    )
+    assert {"return", "success", "wall_time", "curriculum/level_mean", "task/gate_width"} <= set(rows[0])
     summary = json.loads((tiny_run / "summary.json").read_text())
     assert summary["curriculum"] == "level"
     assert summary["frames"] == 2048
@@ -270,9 +266,7 @@ def test_corrupted_checkpoint(tiny_run, tmp_path):
     ckpt = broken / "checkpoints" / "last.pt"
     ckpt.write_bytes(ckpt.read_bytes()[:100])
     before = _tree_hash(broken)
-    r = _train(
-        *TINY, "frames=4096", f"resume={broken}", f"hydra.run.dir={tmp_path / 'out'}", cwd=tmp_path
-    )
+    r = _train(*TINY, "frames=4096", f"resume={broken}", f"hydra.run.dir={tmp_path / 'out'}", cwd=tmp_path)
     assert r.returncode != 0
     err = r.stderr.strip()
     assert err.count("\n") == 0 and "unreadable" in err and str(broken) in err, err
@@ -329,9 +323,7 @@ def wheel(tmp_path_factory) -> Path:
     shutil.copytree(
         REPO,
         src,
-        ignore=shutil.ignore_patterns(
-            ".venv", ".git", "*.egg-info", "build", "outputs", "multirun", "__pycache__"
-        ),
+        ignore=shutil.ignore_patterns(".venv", ".git", "*.egg-info", "build", "outputs", "multirun", "__pycache__"),
     )
     r = subprocess.run(
         [

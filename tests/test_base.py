@@ -29,7 +29,9 @@ def assert_state_dicts_equal(a: object, b: object, path: str = "state_dict") -> 
         assert isinstance(b, torch.Tensor), f"{path}: tensor vs {type(b).__name__}"
         torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True, msg=lambda m: f"{path}: {m}")
     elif isinstance(a, dict):
-        assert isinstance(b, dict) and set(a) == set(b), f"{path}: keys {sorted(a)} vs {sorted(b) if isinstance(b, dict) else b}"
+        assert isinstance(b, dict) and set(a) == set(b), (
+            f"{path}: keys {sorted(a)} vs {sorted(b) if isinstance(b, dict) else b}"
+        )
         for k in a:
             assert_state_dicts_equal(a[k], b[k], f"{path}[{k!r}]")
     elif isinstance(a, (list, tuple)):
@@ -61,7 +63,9 @@ class _Weighted(DiscreteCurriculum):
 
     def __init__(self, space, raw, **kwargs):
         super().__init__(space, **kwargs)
-        self.state = TensorDict({"raw": torch.as_tensor(raw, dtype=torch.get_default_dtype(), device=self.device)}, device=self.device)
+        self.state = TensorDict(
+            {"raw": torch.as_tensor(raw, dtype=torch.get_default_dtype(), device=self.device)}, device=self.device
+        )
 
     def _compute_weights(self):
         return self.state["raw"]
@@ -203,7 +207,9 @@ class TestCurriculum:
         with pytest.raises(ValueError, match="_version=99, newer than this currlearn's 1"):
             cur.load_state_dict(newer)
         other_keys = {**good, "state": {"hits": torch.zeros(2, dtype=torch.int64), "extra": torch.zeros(1)}}
-        with pytest.raises(ValueError, match=r"state keys \['extra', 'hits'\] differ from this curriculum's \['hits'\]"):
+        with pytest.raises(
+            ValueError, match=r"state keys \['extra', 'hits'\] differ from this curriculum's \['hits'\]"
+        ):
             cur.load_state_dict(other_keys)
         wrong_shape = {**good, "state": {"hits": torch.zeros(3, dtype=torch.int64)}}
         with pytest.raises(ValueError, match=r"state_dict\['state'\]\['hits'\] has shape \[3\], expected \[2\]"):
@@ -273,7 +279,11 @@ class TestDiscreteCurriculum:
         torch.testing.assert_close(cur.weights(), torch.tensor([0.1, 0.2, 0.3, 0.4]))
 
     @settings(max_examples=30, deadline=None)
-    @given(raw=st.lists(st.floats(0.0, 100.0, allow_subnormal=False), min_size=1, max_size=12).filter(lambda w: sum(w) > 1e-3))
+    @given(
+        raw=st.lists(st.floats(0.0, 100.0, allow_subnormal=False), min_size=1, max_size=12).filter(
+            lambda w: sum(w) > 1e-3
+        )
+    )
     @pytest.mark.parametrize("device", get_default_devices())
     def test_weights_property(self, device, raw):
         cur = _Weighted(DiscreteSpace(num_tasks=len(raw)), raw, seed=0, device=device)
@@ -288,7 +298,9 @@ class TestDiscreteCurriculum:
 
     @settings(max_examples=15, deadline=None)
     @given(
-        raw=st.lists(st.one_of(st.just(0.0), st.floats(0.05, 10.0)), min_size=2, max_size=8).filter(lambda w: sum(w) > 0.1),
+        raw=st.lists(st.one_of(st.just(0.0), st.floats(0.05, 10.0)), min_size=2, max_size=8).filter(
+            lambda w: sum(w) > 0.1
+        ),
         seed=st.integers(0, 2**31 - 1),
     )
     def test_sample_frequencies_follow_weights(self, raw, seed):
@@ -302,7 +314,9 @@ class TestDiscreteCurriculum:
         for i, x in enumerate(raw):
             p = x / total
             if p == 0:
-                assert counts[i] == 0, f"task {i} has weight 0 but was drawn {counts[i]} times; observed frequencies {observed}"
+                assert counts[i] == 0, (
+                    f"task {i} has weight 0 but was drawn {counts[i]} times; observed frequencies {observed}"
+                )
                 continue
             # 6 standard deviations of a binomial count, plus a small absolute slack.
             margin = 6 * math.sqrt(num * p * (1 - p)) + 5

@@ -40,16 +40,12 @@ def test_config_matches_constructor(target):
     cls = _resolve(target)
     fields = {f.name: f for f in dataclasses.fields(conf) if f.name != "_target_"}
     params = _ctor_params(cls)
-    assert list(fields) == list(params), (
-        f"{conf.__name__} fields differ from {cls.__name__}'s arguments"
-    )
+    assert list(fields) == list(params), f"{conf.__name__} fields differ from {cls.__name__}'s arguments"
     for name, p in params.items():
         f = fields[name]
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         if p.default is inspect.Parameter.empty:
-            assert default is MISSING, (
-                f"{conf.__name__}.{name} should be MISSING (the constructor has no default)"
-            )
+            assert default is MISSING, f"{conf.__name__}.{name} should be MISSING (the constructor has no default)"
         else:
             assert default == p.default, f"{conf.__name__}.{name}: {default!r} != {p.default!r}"
 

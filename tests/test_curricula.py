@@ -42,7 +42,9 @@ def assert_state_dicts_equal(a: object, b: object, path: str = "state_dict") -> 
         assert isinstance(b, torch.Tensor), f"{path}: tensor vs {type(b).__name__}"
         torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True, msg=lambda m: f"{path}: {m}")
     elif isinstance(a, dict):
-        assert isinstance(b, dict) and set(a) == set(b), f"{path}: keys {sorted(a)} vs {sorted(b) if isinstance(b, dict) else b}"
+        assert isinstance(b, dict) and set(a) == set(b), (
+            f"{path}: keys {sorted(a)} vs {sorted(b) if isinstance(b, dict) else b}"
+        )
         for k in a:
             assert_state_dicts_equal(a[k], b[k], f"{path}[{k!r}]")
     elif isinstance(a, (list, tuple)):
@@ -223,7 +225,10 @@ class TestScheduledCurriculum(_CheckpointContract):
         if kind == "other_class":
             dr = DomainRandomization(BoxSpace({"m": 0.5, "w": 1.0}, {"m": 2.0, "w": 4.0}), seed=3)
             dr.sample(4)
-            return dr.state_dict(), "state_dict is from a DomainRandomization, cannot load it into a ScheduledCurriculum"
+            return (
+                dr.state_dict(),
+                "state_dict is from a DomainRandomization, cannot load it into a ScheduledCurriculum",
+            )
         if kind == "other_num_tasks":
             other = ScheduledCurriculum({"m": LinearSchedule(0.5, 2.0, total=10)})
             return other.state_dict(), r"state_dict is for the task space .*'task_shape': \[1\]"
@@ -298,7 +303,10 @@ class TestDomainRandomization(_DomainRandomizationContract):
             return level.state_dict(), "state_dict is from a LevelCurriculum, cannot load it into a DomainRandomization"
         if kind == "other_num_tasks":
             other = DomainRandomization(self._make_space(4), seed=2)
-            return other.state_dict(), r"state_dict is for the task space .*'num_tasks': 4\}, this curriculum has .*'num_tasks': 5\}"
+            return (
+                other.state_dict(),
+                r"state_dict is for the task space .*'num_tasks': 4\}, this curriculum has .*'num_tasks': 5\}",
+            )
         other = self._make_curriculum(seed=2, num_envs=4)
         return other.state_dict(), "state_dict has num_envs=4, this curriculum has num_envs=None"
 
@@ -321,7 +329,9 @@ class TestDomainRandomization(_DomainRandomizationContract):
         p = 1 / num_tasks
         margin = 6 * math.sqrt(num * p * (1 - p)) + 5
         observed = [c / num for c in counts]
-        assert all(abs(c - num * p) <= margin for c in counts), f"observed frequencies {observed}, expected {p:.4f} each"
+        assert all(abs(c - num * p) <= margin for c in counts), (
+            f"observed frequencies {observed}, expected {p:.4f} each"
+        )
 
     def test_params_of_samples(self):
         cur = self._make_curriculum(seed=0)
@@ -338,9 +348,14 @@ class TestDomainRandomizationBox(_DomainRandomizationContract):
 
     def _make_mismatched(self, kind):
         if kind == "other_class":
-            other = ScheduledCurriculum({"w": LinearSchedule(-1.0, 2.0, total=3), "m": LinearSchedule(0.0, 4.0, total=3)})
+            other = ScheduledCurriculum(
+                {"w": LinearSchedule(-1.0, 2.0, total=3), "m": LinearSchedule(0.0, 4.0, total=3)}
+            )
             other.step()
-            return other.state_dict(), "state_dict is from a ScheduledCurriculum, cannot load it into a DomainRandomization"
+            return (
+                other.state_dict(),
+                "state_dict is from a ScheduledCurriculum, cannot load it into a DomainRandomization",
+            )
         if kind == "other_num_tasks":
             other = DomainRandomization(self._make_space(3), seed=2)
             return other.state_dict(), r"state_dict is for the task space .*'task_shape': \[3\]"
@@ -428,7 +443,12 @@ class TestLevelCurriculum(_CheckpointContract):
     def test_single_episode_updates_match_python_loop(self, values, smoothing, min_episodes, thresholds, start):
         threshold, demote = thresholds
         cur = LevelCurriculum(
-            LEVELS, threshold=threshold, demote_threshold=demote, min_episodes=min_episodes, smoothing=smoothing, start_level=start
+            LEVELS,
+            threshold=threshold,
+            demote_threshold=demote,
+            min_episodes=min_episodes,
+            smoothing=smoothing,
+            start_level=start,
         )
         ref, feed = _ref_ladder(4, threshold, demote, min_episodes, smoothing, start)
 
@@ -567,7 +587,9 @@ class TestLevelCurriculum(_CheckpointContract):
                 LevelCurriculum(LEVELS, threshold=bad)
             with pytest.raises(ValueError, match="demote_threshold must be a finite number, got"):
                 LevelCurriculum(LEVELS, threshold=0.5, demote_threshold=bad)
-        with pytest.raises(ValueError, match=r"params lists must all have the same length .* got lengths \{'gate': 3, 'm': 2\}"):
+        with pytest.raises(
+            ValueError, match=r"params lists must all have the same length .* got lengths \{'gate': 3, 'm': 2\}"
+        ):
             LevelCurriculum({"gate": [1.0, 2.0, 3.0], "m": [1.0, 2.0]}, threshold=0.5)
         with pytest.raises(ValueError, match=r"per_env=True needs num_envs"):
             LevelCurriculum(LEVELS, threshold=0.5, per_env=True)
@@ -691,7 +713,10 @@ class TestSequentialCurriculum(_CheckpointContract):
     def _make_mismatched(self, kind):
         if kind == "other_class":
             dr = DomainRandomization(DiscreteSpace({"m": [0.5, 1.0, 2.0], "k": [1.0, 2.0, 3.0]}), seed=1)
-            return dr.state_dict(), "state_dict is from a DomainRandomization, cannot load it into a SequentialCurriculum"
+            return (
+                dr.state_dict(),
+                "state_dict is from a DomainRandomization, cannot load it into a SequentialCurriculum",
+            )
         if kind == "other_num_tasks":
             other = SequentialCurriculum(_seq_stages()[1:])
             return other.state_dict(), r"state_dict is for the task space .*'num_tasks': 2\}"
@@ -727,7 +752,9 @@ class TestSequentialCurriculum(_CheckpointContract):
         cur.update(fb(torch.tensor([0]), [0.0], length=[5]))
         assert int(cur.stage) == 1
 
-    @pytest.mark.parametrize("values", [[0.0, 2.0, 0.0, 1.0, 4.0, -1.0], [5.0, 5.0, -20.0, 3.0, 3.0, 3.0], [1.0, 1.0, 1.0]])
+    @pytest.mark.parametrize(
+        "values", [[0.0, 2.0, 0.0, 1.0, 4.0, -1.0], [5.0, 5.0, -20.0, 3.0, 3.0, 3.0], [1.0, 1.0, 1.0]]
+    )
     def test_min_avg_reward_over_window(self, values):
         cur = SequentialCurriculum(_stay_then_last({"min_avg_reward": 1.0, "reward_window": 3}))
         seen: list[float] = []
@@ -744,7 +771,10 @@ class TestSequentialCurriculum(_CheckpointContract):
     @pytest.mark.parametrize("last_window", [2, 5])
     def test_batch_longer_than_window_keeps_the_last_returns(self, last_window):
         cur = SequentialCurriculum(
-            [{"params": {"m": 0.0}, "min_avg_reward": 1.0, "reward_window": 2}, {"params": {"m": 1.0}, "reward_window": last_window}]
+            [
+                {"params": {"m": 0.0}, "min_avg_reward": 1.0, "reward_window": 2},
+                {"params": {"m": 1.0}, "reward_window": last_window},
+            ]
         )
         cur.update(fb(torch.zeros(5, dtype=torch.int64), [10.0, 10.0, 10.0, 0.0, 0.0]))
         assert int(cur.stage) == 0
@@ -812,7 +842,9 @@ class TestSequentialCurriculum(_CheckpointContract):
         assert set(calls[-1]) == {"episodes", "steps", "avg_reward", "reward_std", "evaluation_score", "wall_time"}
 
     def test_callable_predicate_in_stage_object(self):
-        cur = SequentialCurriculum([Stage(params={"m": 0.0}, predicates=[lambda c, s: c.iteration >= 3]), Stage(params={"m": 1.0})])
+        cur = SequentialCurriculum(
+            [Stage(params={"m": 0.0}, predicates=[lambda c, s: c.iteration >= 3]), Stage(params={"m": 1.0})]
+        )
         stages = []
         for _ in range(4):
             cur.step()
@@ -833,7 +865,9 @@ class TestSequentialCurriculum(_CheckpointContract):
         assert int(all_.stage) == 1  # window [0.5, 5.0]: mean 2.75 >= 1, and 4 >= 2 episodes
 
     def test_mode_all_average_alone_is_not_enough(self):
-        cur = SequentialCurriculum(_stay_then_last({"max_episodes": 4, "min_avg_reward": 1.0, "reward_window": 2, "mode": "all"}))
+        cur = SequentialCurriculum(
+            _stay_then_last({"max_episodes": 4, "min_avg_reward": 1.0, "reward_window": 2, "mode": "all"})
+        )
         cur.update(fb(torch.tensor([0, 0]), [5.0, 5.0]))
         cur.step()
         assert int(cur.stage) == 0  # average holds, 2 < 4 episodes
@@ -873,12 +907,17 @@ class TestSequentialCurriculum(_CheckpointContract):
         with pytest.raises(ValueError, match=r"stages\[0\] has unknown key\(s\) \['max_episode'\]; allowed: \["):
             SequentialCurriculum([{"params": {"m": 0.0}, "max_episode": 3}, {"params": {"m": 1.0}}])
         with pytest.raises(
-            ValueError, match=r"stages\[1\]\.params sets \['k'\], but stages\[0\] sets \['m'\]; every stage must set the same parameters"
+            ValueError,
+            match=r"stages\[1\]\.params sets \['k'\], but stages\[0\] sets \['m'\]; every stage must set the same parameters",
         ):
             SequentialCurriculum([{"params": {"m": 0.0}, "max_episodes": 3}, {"params": {"k": 1.0}}])
-        with pytest.raises(ValueError, match=r"stages\[0\] has no stop condition, so the stages after it would never run"):
+        with pytest.raises(
+            ValueError, match=r"stages\[0\] has no stop condition, so the stages after it would never run"
+        ):
             SequentialCurriculum([{"params": {"m": 0.0}}, {"params": {"m": 1.0}}])
-        with pytest.raises(ValueError, match=r"stages\[0\]\.predicates names 'no_such_predicate', which is not registered"):
+        with pytest.raises(
+            ValueError, match=r"stages\[0\]\.predicates names 'no_such_predicate', which is not registered"
+        ):
             SequentialCurriculum([{"params": {"m": 0.0}, "predicates": ["no_such_predicate"]}, {"params": {"m": 1.0}}])
         with pytest.raises(ValueError, match=r"stages\[0\]\.mode='some' is not one of \['any', 'all'\]"):
             SequentialCurriculum([{"params": {"m": 0.0}, "max_episodes": 1, "mode": "some"}, {"params": {"m": 1.0}}])
@@ -924,7 +963,10 @@ class TestCompositeCurriculum(_CheckpointContract):
         if kind == "other_class":
             space = ProductSpace([DiscreteSpace({"g": [9.8, 5.0, 1.6]}), DiscreteSpace({"m": [0.5, 1.0, 1.5, 2.0]})])
             dr = DomainRandomization(space, seed=4)
-            return dr.state_dict(), "state_dict is from a DomainRandomization, cannot load it into a CompositeCurriculum"
+            return (
+                dr.state_dict(),
+                "state_dict is from a DomainRandomization, cannot load it into a CompositeCurriculum",
+            )
         if kind == "other_num_tasks":
             other = self._make_curriculum(seed=2, levels=(9.8, 5.0, 1.6, 1.0))
             return other.state_dict(), r"state_dict is for the task space .*'num_tasks': 16\}"
@@ -944,7 +986,9 @@ class TestCompositeCurriculum(_CheckpointContract):
         )
         sd = swapped.state_dict()
         _scramble(sd)
-        with pytest.raises(ValueError, match="state_dict is from a DomainRandomization, cannot load it into a LevelCurriculum"):
+        with pytest.raises(
+            ValueError, match="state_dict is from a DomainRandomization, cannot load it into a LevelCurriculum"
+        ):
             cur.load_state_dict(sd)
         assert_state_dicts_equal(cur.state_dict(), before)
         wrong_count = cur.state_dict()
@@ -1014,7 +1058,9 @@ class TestCompositeCurriculum(_CheckpointContract):
                 ]
             )
         with pytest.raises(ValueError, match=r"repeats parameter\(s\) \['a'\]"):
-            CompositeCurriculum([DomainRandomization(DiscreteSpace({"a": [1.0]})), DomainRandomization(DiscreteSpace({"a": [2.0]}))])
+            CompositeCurriculum(
+                [DomainRandomization(DiscreteSpace({"a": [1.0]})), DomainRandomization(DiscreteSpace({"a": [2.0]}))]
+            )
 
     @pytest.mark.parametrize("device", DEVICES)
     def test_to_moves_everything(self, device):

@@ -50,9 +50,7 @@ def through_gate(target_x: torch.Tensor | None = None) -> Policy:
         below = pos[..., 1] < 0
         aligned = (pos[..., 0] - tx).abs() < 0.1
         wp_x = torch.where(below, tx, torch.full_like(tx, GOAL[0]))
-        wp_y = torch.where(
-            below & ~aligned, torch.full_like(tx, -0.75), torch.full_like(tx, GOAL[1])
-        )
+        wp_y = torch.where(below & ~aligned, torch.full_like(tx, -0.75), torch.full_like(tx, GOAL[1]))
         err = torch.stack([wp_x, wp_y], dim=-1) - pos
         td["action"] = (2.0 * err - 2.0 * vel).clamp(-1.0, 1.0)
         return td
@@ -60,9 +58,7 @@ def through_gate(target_x: torch.Tensor | None = None) -> Policy:
     return policy
 
 
-def run(
-    env: PointMassGateEnv, policy: Policy, steps: int, td: TensorDictBase | None = None
-) -> TensorDictBase:
+def run(env: PointMassGateEnv, policy: Policy, steps: int, td: TensorDictBase | None = None) -> TensorDictBase:
     """Steps ``env`` without auto-reset; returns the stacked ``"next"`` data, ``[B, steps]``."""
     td = env.reset() if td is None else td
     outs = []
@@ -221,9 +217,7 @@ def test_bad_arguments_raise(kwargs: dict[str, object], match: str) -> None:
 
 
 def test_gen_params() -> None:
-    td = PointMassGateEnv.gen_params(
-        [3], gate_position=torch.tensor([-1.0, 0.0, 1.0]), gate_width=2.0
-    )
+    td = PointMassGateEnv.gen_params([3], gate_position=torch.tensor([-1.0, 0.0, 1.0]), gate_width=2.0)
     assert td.batch_size == (3,)
     assert td["params", "gate_width"].tolist() == [2.0, 2.0, 2.0]
     assert td["params", "gate_position"].tolist() == [-1.0, 0.0, 1.0]

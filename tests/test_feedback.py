@@ -56,12 +56,21 @@ def _make_batch(steps: list[list[dict]], device: torch.device, with_success: boo
 
     num_envs, horizon = len(steps), len(steps[0])
     task = col("task", torch.int64)
-    nxt = {"reward": col("reward", torch.float32).unsqueeze(-1), "done": col("done", torch.bool).unsqueeze(-1), "task_id": task}
+    nxt = {
+        "reward": col("reward", torch.float32).unsqueeze(-1),
+        "done": col("done", torch.bool).unsqueeze(-1),
+        "task_id": task,
+    }
     if with_success:
         nxt["success"] = col("success", torch.bool).unsqueeze(-1)
     # The root task_id is the task after an auto-reset; the finished episode's task is in "next".
     return TensorDict(
-        {"task_id": task + 100, "metric_src": col("metric", torch.float32), "score": col("score", torch.float32), "next": nxt},
+        {
+            "task_id": task + 100,
+            "metric_src": col("metric", torch.float32),
+            "score": col("score", torch.float32),
+            "next": nxt,
+        },
         batch_size=[num_envs, horizon],
         device=device,
     )
@@ -128,7 +137,9 @@ class TestEpisodeTracker:
         device = torch.device("cpu")
         tracker, ref = _make_tracker(), RefTracker(len(batches[0]))
         for steps in batches:
-            _assert_matches(tracker(_make_batch(steps, device, with_success=False)), ref(steps), device, with_success=False)
+            _assert_matches(
+                tracker(_make_batch(steps, device, with_success=False)), ref(steps), device, with_success=False
+            )
 
     @settings(max_examples=15, deadline=None)
     @given(batches=_batches())
@@ -144,8 +155,14 @@ class TestEpisodeTracker:
         # env 0: one episode of 2 + 3 + 1 steps; env 1: done at every step.
         def mk(done0, r0):
             return [
-                [{"done": d, "reward": r, "success": False, "task": 4, "metric": 0.0, "score": 1.0} for d, r in zip(done0, r0)],
-                [{"done": True, "reward": 1.0, "success": t == 0, "task": 1, "metric": 1.0, "score": 2.0} for t in range(len(done0))],
+                [
+                    {"done": d, "reward": r, "success": False, "task": 4, "metric": 0.0, "score": 1.0}
+                    for d, r in zip(done0, r0)
+                ],
+                [
+                    {"done": True, "reward": 1.0, "success": t == 0, "task": 1, "metric": 1.0, "score": 2.0}
+                    for t in range(len(done0))
+                ],
             ]
 
         device = torch.device("cpu")
@@ -162,7 +179,10 @@ class TestEpisodeTracker:
 
     def test_extra_env_dims_are_flattened(self):
         steps = [
-            [{"done": t == e % 3, "reward": float(e), "success": False, "task": e, "metric": 0.0, "score": 0.0} for t in range(3)]
+            [
+                {"done": t == e % 3, "reward": float(e), "success": False, "task": e, "metric": 0.0, "score": 0.0}
+                for t in range(3)
+            ]
             for e in range(6)
         ]
         batch = _make_batch(steps, torch.device("cpu")).reshape(2, 3, 3)
@@ -172,12 +192,17 @@ class TestEpisodeTracker:
 
     def test_wrong_env_count_raises_and_keeps_carry(self):
         def mk(num_envs, done):
-            return [[{"done": done, "reward": 1.0, "success": False, "task": 0, "metric": 0.0, "score": 0.0}] * 2 for _ in range(num_envs)]
+            return [
+                [{"done": done, "reward": 1.0, "success": False, "task": 0, "metric": 0.0, "score": 0.0}] * 2
+                for _ in range(num_envs)
+            ]
 
         device = torch.device("cpu")
         tracker = _make_tracker()
         tracker(_make_batch(mk(2, False), device))
-        with pytest.raises(ValueError, match=r"batch has 3 envs and 6 statistics, but the tracker carries \(2, 6\) .* call reset\(\)"):
+        with pytest.raises(
+            ValueError, match=r"batch has 3 envs and 6 statistics, but the tracker carries \(2, 6\) .* call reset\(\)"
+        ):
             tracker(_make_batch(mk(3, False), device))
         # The carry survived the failed call: the next 2-env batch closes 4-step episodes.
         fb = tracker(_make_batch(mk(2, True), device))
@@ -192,7 +217,9 @@ class TestEpisodeTracker:
         # here the next episodes come out 6 steps long instead of 3. Fix: read (or check) the
         # task key next to the other per-step keys, before `self._carry = ...`.
         def mk(done):
-            return [[{"done": d, "reward": 1.0, "success": False, "task": 2, "metric": 0.0, "score": 0.0} for d in done]] * 2
+            return [
+                [{"done": d, "reward": 1.0, "success": False, "task": 2, "metric": 0.0, "score": 0.0} for d in done]
+            ] * 2
 
         device = torch.device("cpu")
         tracker = _make_tracker()
@@ -225,8 +252,12 @@ class TestEpisodeFeedback:
 
     def test_given_values(self):
         fb = episode_feedback(
-            torch.tensor([3]), torch.tensor([0.5]), length=torch.tensor([7]), success=torch.tensor([True]),
-            env_id=torch.tensor([2]), metric=torch.tensor([4.0]),
+            torch.tensor([3]),
+            torch.tensor([0.5]),
+            length=torch.tensor([7]),
+            success=torch.tensor([True]),
+            env_id=torch.tensor([2]),
+            metric=torch.tensor([4.0]),
         )
         assert fb["success"].tolist() == [1.0]
         assert fb["env_id"].tolist() == [2]

@@ -20,7 +20,9 @@ from currlearn.spaces import BoxSpace, DiscreteSpace
 from currlearn.testing import get_default_devices
 
 
-def _buffer(tasks: torch.Tensor, sampler: CurriculumSampler, capacity: int | None = None, batch_size: int = 256) -> ReplayBuffer:
+def _buffer(
+    tasks: torch.Tensor, sampler: CurriculumSampler, capacity: int | None = None, batch_size: int = 256
+) -> ReplayBuffer:
     storage = LazyTensorStorage(capacity or tasks.numel(), device=sampler.device)
     rb = ReplayBuffer(storage=storage, sampler=sampler, batch_size=batch_size)
     rb.extend(TensorDict({"task_id": tasks, "obs": torch.arange(tasks.numel(), dtype=torch.float32)}, [tasks.numel()]))
@@ -43,7 +45,9 @@ class TestCurriculumSampler:
         rb = _buffer(tasks, sampler)
         freq = _frequencies(rb, 3)
         expected = torch.tensor([30.0, 30.0, 0.0]) / 60  # weight x number of items
-        assert (freq - expected).abs().max() < 0.02, f"sampled task frequencies {freq.tolist()}, expected {expected.tolist()}"
+        assert (freq - expected).abs().max() < 0.02, (
+            f"sampled task frequencies {freq.tolist()}, expected {expected.tolist()}"
+        )
 
     def test_frequencies_follow_a_curriculum(self):
         plr = PrioritizedLevelReplay(DiscreteSpace(num_tasks=4), temperature=1.0, staleness_coef=0.0, seed=0)
@@ -172,7 +176,9 @@ class TestCurriculumSampler:
         rb = ReplayBuffer(storage=LazyTensorStorage(8), sampler=sampler, batch_size=2)
         with pytest.raises(ValueError, match="capacity is 4"):
             rb.extend(TensorDict({"task_id": torch.zeros(6, dtype=torch.long)}, [6]))
-        no_task = ReplayBuffer(storage=LazyTensorStorage(4), sampler=CurriculumSampler(num_tasks=2, capacity=4), batch_size=2)
+        no_task = ReplayBuffer(
+            storage=LazyTensorStorage(4), sampler=CurriculumSampler(num_tasks=2, capacity=4), batch_size=2
+        )
         no_task.extend(TensorDict({"obs": torch.zeros(2)}, [2]))
         with pytest.raises(KeyError, match="no 'task_id' entry"):
             no_task.sample()
@@ -184,7 +190,9 @@ class TestReplayDecisionTransform:
     def test_every_transition_carries_its_episode_decision(self):
         space = DiscreteSpace({"gate_width": [0.5, 1.0, 2.0, 4.0]})
         plr = PrioritizedLevelReplay(space, robust=True, replay_schedule="fixed", replay_prob=0.5, num_envs=3, seed=0)
-        env = TransformedEnv(PointMassGateEnv(3, max_steps=4, seed=0), Compose(CurriculumTransform(plr), ReplayDecisionTransform(plr)))
+        env = TransformedEnv(
+            PointMassGateEnv(3, max_steps=4, seed=0), Compose(CurriculumTransform(plr), ReplayDecisionTransform(plr))
+        )
         first = env.rollout(8, break_when_any_done=False)
         assert not bool(first["level_replay"].any())  # nothing seen yet: every level is new
         plr.update(episode_feedback(torch.arange(4), torch.zeros(4), score=torch.rand(4)))

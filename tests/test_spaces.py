@@ -52,7 +52,9 @@ class TestDiscreteSpace:
         assert space.params(torch.tensor([4, 1]))["task_id"].tolist() == [4, 1]
 
     def test_unequal_lengths(self):
-        with pytest.raises(ValueError, match=r"params lists must all have the same length .* got lengths \{'g': 3, 'm': 2\}"):
+        with pytest.raises(
+            ValueError, match=r"params lists must all have the same length .* got lengths \{'g': 3, 'm': 2\}"
+        ):
             DiscreteSpace({"g": [1.0, 2.0, 3.0], "m": [1.0, 2.0]})
 
     def test_other_construction_errors(self):
@@ -62,7 +64,9 @@ class TestDiscreteSpace:
             DiscreteSpace({})
         with pytest.raises(ValueError, match=r"num_tasks=3 does not match the 2 values"):
             DiscreteSpace({"g": [1.0, 2.0]}, num_tasks=3)
-        with pytest.raises(ValueError, match=r"DiscreteSpace needs params or num_tasks >= 1, got params=None, num_tasks=0"):
+        with pytest.raises(
+            ValueError, match=r"DiscreteSpace needs params or num_tasks >= 1, got params=None, num_tasks=0"
+        ):
             DiscreteSpace(num_tasks=0)
         with pytest.raises(ValueError, match=r"params\['g'\] has non-finite values"):
             DiscreteSpace({"g": [1.0, float("inf")]})
@@ -99,7 +103,9 @@ class TestDiscreteSpace:
     def test_check_names(self):
         space = self._make_space()
         space.check_names(["g", "n"])
-        with pytest.raises(ValueError, match=r"cfg has unknown parameter\(s\) \['x'\]; this space's parameters are \['g', 'n', 'mix'\]"):
+        with pytest.raises(
+            ValueError, match=r"cfg has unknown parameter\(s\) \['x'\]; this space's parameters are \['g', 'n', 'mix'\]"
+        ):
             space.check_names(["g", "x"], "cfg")
 
 
@@ -148,7 +154,9 @@ class TestBoxSpace:
                 BoxSpace({"w": 0.0}, {"w": bad})
             with pytest.raises(ValueError, match=r"bounds of 'w' must be finite"):
                 BoxSpace({"w": bad}, {"w": 1.0})
-        with pytest.raises(ValueError, match=r"low and high must name the same parameters, got low=\['w'\], high=\['v'\]"):
+        with pytest.raises(
+            ValueError, match=r"low and high must name the same parameters, got low=\['w'\], high=\['v'\]"
+        ):
             BoxSpace({"w": 0.0}, {"v": 1.0})
         with pytest.raises(ValueError, match="low must be a non-empty mapping"):
             BoxSpace({}, {})
@@ -237,7 +245,9 @@ class TestProductSpace:
         assert set(s[:, 2].tolist()) == {0.0, 1.0, 2.0}
 
     def test_duplicate_names(self):
-        with pytest.raises(ValueError, match=r"spaces\[1\] repeats parameter\(s\) \['g'\]; factors must set different parameters"):
+        with pytest.raises(
+            ValueError, match=r"spaces\[1\] repeats parameter\(s\) \['g'\]; factors must set different parameters"
+        ):
             ProductSpace([DiscreteSpace({"g": [1.0]}), BoxSpace({"g": 0.0}, {"g": 1.0})])
 
     def test_construction_errors(self):
@@ -248,5 +258,7 @@ class TestProductSpace:
 
     def test_check_names_lists_known(self):
         space = ProductSpace([DiscreteSpace({"g": [1.0]}), BoxSpace({"w": 0.0}, {"w": 1.0})])
-        with pytest.raises(ValueError, match=r"names has unknown parameter\(s\) \['mass'\]; this space's parameters are \['g', 'w'\]"):
+        with pytest.raises(
+            ValueError, match=r"names has unknown parameter\(s\) \['mass'\]; this space's parameters are \['g', 'w'\]"
+        ):
             space.check_names(["w", "mass"])

@@ -181,7 +181,9 @@ class ADRCurriculum(Curriculum):
 
     def _update(self, feedback: TensorDictBase) -> None:
         if self.metric not in feedback.keys():
-            raise ValueError(f"metric={self.metric!r} but the feedback has no {self.metric!r} entry; it has {sorted(map(str, feedback.keys()))}.")
+            raise ValueError(
+                f"metric={self.metric!r} but the feedback has no {self.metric!r} entry; it has {sorted(map(str, feedback.keys()))}."
+            )
         st = self.state
         perf = feedback[self.metric].to(st["sums"].dtype)
         valid = torch.isfinite(perf)
@@ -193,7 +195,9 @@ class ADRCurriculum(Curriculum):
         st["counts"] += at.sum(0)
         full = st["counts"] >= self.buffer_size
         mean = st["sums"] / st["counts"].clamp_min(1)
-        move = (full & (mean >= self.high_threshold)).to(st["low"].dtype) - (full & (mean <= self.low_threshold)).to(st["low"].dtype)
+        move = (full & (mean >= self.high_threshold)).to(st["low"].dtype) - (full & (mean <= self.low_threshold)).to(
+            st["low"].dtype
+        )
         move = move.reshape(-1, 2) * self._delta.unsqueeze(-1)  # [d, (low, high)]: +1 widen, -1 narrow
         box: BoxSpace = self.space  # type: ignore[assignment]
         new_low = torch.maximum(st["low"] - move[:, 0], box.low)

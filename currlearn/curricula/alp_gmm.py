@@ -196,7 +196,9 @@ class ALPGMMCurriculum(Curriculum):
         if self.fit_window > self.history_capacity:
             raise ValueError(f"fit_window={self.fit_window} must be <= history_capacity={self.history_capacity}.")
         if self.fit_window < self.max_components:
-            raise ValueError(f"fit_window={self.fit_window} must be >= max_components={self.max_components} (one point per component at least).")
+            raise ValueError(
+                f"fit_window={self.fit_window} must be >= max_components={self.max_components} (one point per component at least)."
+            )
         if metric not in self.METRICS:
             raise ValueError(f"metric={metric!r} is not one of {list(self.METRICS)}.")
         self.metric = metric
@@ -266,7 +268,9 @@ class ALPGMMCurriculum(Curriculum):
             rows = slice(start, start + chunk)
             dh = torch.cdist(x[rows], st["tasks"]).masked_fill_(~hist_valid, math.inf)
             db = torch.cdist(x[rows], x)
-            earlier = torch.arange(m, device=self.device).unsqueeze(0) < torch.arange(start, min(start + chunk, m), device=self.device).unsqueeze(1)
+            earlier = torch.arange(m, device=self.device).unsqueeze(0) < torch.arange(
+                start, min(start + chunk, m), device=self.device
+            ).unsqueeze(1)
             db = db.masked_fill_(~earlier, math.inf)
             vh, ih = dh.min(1)
             vb, ib = db.min(1)
@@ -277,7 +281,9 @@ class ALPGMMCurriculum(Curriculum):
 
     def _update(self, feedback: TensorDictBase) -> None:
         if self.metric not in feedback.keys():
-            raise ValueError(f"metric={self.metric!r} but the feedback has no {self.metric!r} entry; it has {sorted(map(str, feedback.keys()))}.")
+            raise ValueError(
+                f"metric={self.metric!r} but the feedback has no {self.metric!r} entry; it has {sorted(map(str, feedback.keys()))}."
+            )
         values = feedback[self.metric].to(torch.get_default_dtype())
         valid = torch.isfinite(values)
         self.counters["skipped_nonfinite"] += (~valid).sum()
@@ -315,8 +321,18 @@ class ALPGMMCurriculum(Curriculum):
         data = torch.cat([st["tasks"][slots], st["alp"][slots].unsqueeze(-1)], -1)
         keep = torch.arange(w, device=self.device) < st["size"]
         # Pad missing rows (fewer stored episodes than the window) by repeating valid rows.
-        data = data[torch.where(keep, torch.arange(w, device=self.device), torch.arange(w, device=self.device) % st["size"].clamp_min(1))]
-        fit = fit_gmm(data.double(), self._candidates, self.max_components, iterations=self.em_iterations, generator=self.generator)
+        data = data[
+            torch.where(
+                keep, torch.arange(w, device=self.device), torch.arange(w, device=self.device) % st["size"].clamp_min(1)
+            )
+        ]
+        fit = fit_gmm(
+            data.double(),
+            self._candidates,
+            self.max_components,
+            iterations=self.em_iterations,
+            generator=self.generator,
+        )
         best = fit["aic"].argmin()
         means, chol_full, weights = fit["means"][best], fit["chol"][best], fit["weights"][best]
         # Task marginal of each Gaussian: the top-left d x d block of the covariance.

@@ -155,7 +155,9 @@ class _DifficultyCurriculum(DiscreteCurriculum):
     # ------------------------------------------------------------------ learning
     def _update(self, feedback: TensorDictBase) -> None:
         if self.metric not in feedback.keys():
-            raise ValueError(f"metric={self.metric!r} but the feedback has no {self.metric!r} entry; it has {sorted(map(str, feedback.keys()))}.")
+            raise ValueError(
+                f"metric={self.metric!r} but the feedback has no {self.metric!r} entry; it has {sorted(map(str, feedback.keys()))}."
+            )
         values = feedback[self.metric].to(self.state["value"].dtype)
         valid = torch.isfinite(values)
         self.counters["skipped_nonfinite"] += (~valid).sum()
@@ -222,8 +224,16 @@ class EasyFirstCurriculum(_DifficultyCurriculum):
         device: torch.device | str | None = None,
     ) -> None:
         super().__init__(
-            space, num_bins=num_bins, temperature=temperature, anneal_iterations=anneal_iterations, metric=metric,
-            smoothing=smoothing, initial_value=initial_value, num_envs=num_envs, seed=seed, device=device,
+            space,
+            num_bins=num_bins,
+            temperature=temperature,
+            anneal_iterations=anneal_iterations,
+            metric=metric,
+            smoothing=smoothing,
+            initial_value=initial_value,
+            num_envs=num_envs,
+            seed=seed,
+            device=device,
         )
 
     def bin_weights(self) -> Tensor:  # noqa: D102
@@ -281,8 +291,16 @@ class CompetenceCurriculum(_DifficultyCurriculum):
         self.schedule = schedule
         self.initial_competence = check_probability("initial_competence", initial_competence, open_low=True)
         super().__init__(
-            space, num_bins=num_bins, temperature=temperature, anneal_iterations=anneal_iterations, metric=metric,
-            smoothing=smoothing, initial_value=initial_value, num_envs=num_envs, seed=seed, device=device,
+            space,
+            num_bins=num_bins,
+            temperature=temperature,
+            anneal_iterations=anneal_iterations,
+            metric=metric,
+            smoothing=smoothing,
+            initial_value=initial_value,
+            num_envs=num_envs,
+            seed=seed,
+            device=device,
         )
 
     def competence(self) -> Tensor:

@@ -45,7 +45,9 @@ METRICS = ("success", "return", "metric")
 def _metric_values(cur: DiscreteCurriculum, feedback: TensorDictBase, metric: str) -> tuple[Tensor, Tensor]:
     """Per-episode metric and its validity mask; invalid (NaN) values are counted as skipped."""
     if metric not in feedback.keys():
-        raise ValueError(f"metric={metric!r} but the feedback has no {metric!r} entry; it has {sorted(map(str, feedback.keys()))}.")
+        raise ValueError(
+            f"metric={metric!r} but the feedback has no {metric!r} entry; it has {sorted(map(str, feedback.keys()))}."
+        )
     values = feedback[metric].to(torch.get_default_dtype())
     valid = torch.isfinite(values)
     cur.counters["skipped_nonfinite"] += (~valid).sum()

@@ -195,7 +195,9 @@ class StepScore:
     def _advantage(self, batch: TensorDictBase) -> Tensor:
         keys = batch.keys(True)
         if self.value_target_key is not None and self.value_target_key in keys and self.value_key in keys:
-            return self._get(batch, self.value_target_key, "value targets") - self._get(batch, self.value_key, "value predictions")
+            return self._get(batch, self.value_target_key, "value targets") - self._get(
+                batch, self.value_key, "value predictions"
+            )
         return self._get(batch, self.advantage_key, "advantages (GAE)")
 
     def _probs(self, batch: TensorDictBase) -> Tensor:
@@ -206,7 +208,11 @@ class StepScore:
                 "'l1_value_loss', 'positive_value_loss', 'max_mc', 'policy_entropy' or 'one_step_td_error' instead."
             )
         logits = batch.get(self.logits_key)
-        if logits.shape[: batch.batch_dims] != batch.shape or logits.dim() != batch.batch_dims + 1 or logits.shape[-1] < 2:
+        if (
+            logits.shape[: batch.batch_dims] != batch.shape
+            or logits.dim() != batch.batch_dims + 1
+            or logits.shape[-1] < 2
+        ):
             raise ValueError(
                 f"score_function={self.score_function!r} needs logits of shape [*batch, num_actions >= 2], got "
                 f"{list(logits.shape)} for a batch of shape {list(batch.shape)}."
@@ -312,8 +318,13 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
         space: TaskSpace,
         *,
         score_function: Literal[
-            "l1_value_loss", "positive_value_loss", "max_mc", "policy_entropy",
-            "least_confidence", "min_margin", "one_step_td_error",
+            "l1_value_loss",
+            "positive_value_loss",
+            "max_mc",
+            "policy_entropy",
+            "least_confidence",
+            "min_margin",
+            "one_step_td_error",
         ] = "l1_value_loss",
         prioritization: Literal["rank", "power"] = "rank",
         temperature: float = 0.1,
@@ -375,7 +386,9 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
             cdf = F.rank_cdf(n, self.temperature, device=self.device)
             # Ranks past the point where the cdf stops growing (float64) are never drawn.
             self._rank_cdf = cdf[: F.effective_length(cdf)].clone()
-        self._sorted = self.prioritization == "rank" and self._rank_cdf is not None and self._rank_cdf.numel() > _TOPK_MAX
+        self._sorted = (
+            self.prioritization == "rank" and self._rank_cdf is not None and self._rank_cdf.numel() > _TOPK_MAX
+        )
         self._num_seen = int(st["num_seen"])
         if not self._sorted:
             self._position = F.inverse_permutation(st["order"])
@@ -423,7 +436,9 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
             >>> tracker.mean_keys
             {'score': StepScore('l1_value_loss')}
         """
-        return EpisodeTracker(task_key=task_key, mean_keys={self.score_key: StepScore(self.score_function, **score_keys)})
+        return EpisodeTracker(
+            task_key=task_key, mean_keys={self.score_key: StepScore(self.score_function, **score_keys)}
+        )
 
     # ------------------------------------------------------------------ decision
     def replay_probability(self) -> Tensor:

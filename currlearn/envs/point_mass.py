@@ -187,9 +187,7 @@ class PointMassGateEnv(EnvBase):
         )
 
     @staticmethod
-    def _observe(
-        position: torch.Tensor, velocity: torch.Tensor, params: TensorDictBase
-    ) -> torch.Tensor:
+    def _observe(position: torch.Tensor, velocity: torch.Tensor, params: TensorDictBase) -> torch.Tensor:
         """Concatenates ``[B, 2]`` position/velocity and ``[B]`` gate params into ``[B, 6]``."""
         gate = torch.stack([params["gate_position"], params["gate_width"]], dim=-1)
         return torch.cat([position, velocity, gate.to(position.dtype)], dim=-1)

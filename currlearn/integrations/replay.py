@@ -108,7 +108,9 @@ class CurriculumSampler(Sampler):
                     f"curriculum must be a DiscreteCurriculum (a distribution over task ids), got {type(curriculum).__name__}."
                 )
             if num_tasks is not None and num_tasks != curriculum.space.num_tasks:
-                raise ValueError(f"num_tasks={num_tasks} differs from the curriculum's {curriculum.space.num_tasks} tasks.")
+                raise ValueError(
+                    f"num_tasks={num_tasks} differs from the curriculum's {curriculum.space.num_tasks} tasks."
+                )
             num_tasks = curriculum.space.num_tasks
         if num_tasks is None:
             raise ValueError("CurriculumSampler needs a curriculum or num_tasks, got neither.")
@@ -121,7 +123,9 @@ class CurriculumSampler(Sampler):
         self.beta = check_finite("beta", beta)
         self.eps = check_finite("eps", eps)
         if self.alpha < 0 or self.beta < 0 or self.eps <= 0:
-            raise ValueError(f"alpha and beta must be >= 0 and eps > 0, got alpha={alpha!r}, beta={beta!r}, eps={eps!r}.")
+            raise ValueError(
+                f"alpha and beta must be >= 0 and eps > 0, got alpha={alpha!r}, beta={beta!r}, eps={eps!r}."
+            )
         self.device = torch.device("cpu") if device is None else torch.device(device)
         self.seed = seed
         self.generator = torch.Generator(device=self.device)
@@ -146,7 +150,9 @@ class CurriculumSampler(Sampler):
                 at construction (its weights are used instead).
         """
         if self.curriculum is not None:
-            raise ValueError("This sampler reads its task weights from its curriculum; set_task_weights is for samplers without one.")
+            raise ValueError(
+                "This sampler reads its task weights from its curriculum; set_task_weights is for samplers without one."
+            )
         weights = torch.as_tensor(weights, dtype=torch.float32, device=self.device)
         if weights.shape != (self.num_tasks,):
             raise ValueError(f"weights must have shape [{self.num_tasks}], got {list(weights.shape)}.")
@@ -224,7 +230,9 @@ class CurriculumSampler(Sampler):
                     tasks = tasks[:n]
         if tasks is None:
             if getattr(storage, "ndim", 1) != 1:
-                raise ValueError(f"CurriculumSampler supports 1-d storages only, got a storage with ndim={storage.ndim}.")
+                raise ValueError(
+                    f"CurriculumSampler supports 1-d storages only, got a storage with ndim={storage.ndim}."
+                )
             data = storage[:n]
             if isinstance(data, (list, tuple)) and data and isinstance(data[0], TensorDictBase):
                 data = torch.stack(list(data))  # ListStorage: per-item Python (slow storage anyway)
@@ -240,7 +248,9 @@ class CurriculumSampler(Sampler):
         """Unnormalised weight of every stored item, shape ``[len(storage)]``."""
         n = len(storage)
         if n > self.capacity:
-            raise ValueError(f"The storage holds {n} items but the sampler's capacity is {self.capacity}; build it with capacity >= max_size.")
+            raise ValueError(
+                f"The storage holds {n} items but the sampler's capacity is {self.capacity}; build it with capacity >= max_size."
+            )
         tasks = self._stored_tasks(storage, n)
         w = self._task_weights().index_select(0, tasks)
         return w * self.difficulty[:n] * self.priority[:n]
@@ -349,7 +359,9 @@ class ReplayDecisionTransform(Transform):
     def _flag(self, td: TensorDictBase) -> Tensor:
         flags = self.curriculum.env_replay  # type: ignore[attr-defined]
         if flags.numel() != td.batch_size.numel():
-            raise ValueError(f"the curriculum keeps {flags.numel()} env decisions but the env batch is {list(td.batch_size)}.")
+            raise ValueError(
+                f"the curriculum keeps {flags.numel()} env decisions but the env batch is {list(td.batch_size)}."
+            )
         return flags.reshape(td.batch_size).to(td.device if td.device is not None else flags.device).clone()
 
     def _reset(self, tensordict: TensorDictBase, tensordict_reset: TensorDictBase) -> TensorDictBase:
@@ -363,5 +375,7 @@ class ReplayDecisionTransform(Transform):
     def transform_observation_spec(self, observation_spec: Any) -> Any:  # noqa: D102
         from torchrl.data import Unbounded
 
-        observation_spec[self.out_key] = Unbounded(shape=observation_spec.shape, dtype=torch.bool, device=observation_spec.device)
+        observation_spec[self.out_key] = Unbounded(
+            shape=observation_spec.shape, dtype=torch.bool, device=observation_spec.device
+        )
         return observation_spec

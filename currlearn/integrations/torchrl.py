@@ -165,7 +165,9 @@ class CurriculumTransform(Transform):
         if self._tasks is None:
             raise ValueError("set_tasks needs the env to have been reset once (the env batch is unknown before).")
         if tasks.shape != self._tasks.shape:
-            raise ValueError(f"tasks has shape {list(tasks.shape)}, the envs' tasks have shape {list(self._tasks.shape)}.")
+            raise ValueError(
+                f"tasks has shape {list(tasks.shape)}, the envs' tasks have shape {list(self._tasks.shape)}."
+            )
         self.curriculum.space.check_tasks(tasks.reshape(-1, *self.curriculum.space.task_shape), "tasks")
         self._tasks.copy_(tasks.to(self._tasks.device, self._tasks.dtype))
         self._refresh_params()
