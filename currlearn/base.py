@@ -51,12 +51,24 @@ from tensordict.utils import NestedKey
 from torch import Tensor
 
 from currlearn.feedback import EpisodeTracker
+from currlearn.functional import sample_from_cdf
 from currlearn.spaces import TaskSpace
 from currlearn.stats import TaskStats
 
-__all__ = ["Curriculum", "DiscreteCurriculum", "check_positive_int", "check_probability"]
+__all__ = ["METRICS", "Curriculum", "DiscreteCurriculum", "check_metric", "check_positive_int", "check_probability"]
 
 STATE_VERSION = 1
+
+
+METRICS = ("return", "success", "metric")
+"""Per-episode feedback entries a curriculum can learn from (``metric=`` arguments)."""
+
+
+def check_metric(metric: object) -> str:
+    """Return ``metric`` if it names a per-episode feedback entry (:data:`METRICS`), else raise."""
+    if metric not in METRICS:
+        raise ValueError(f"metric={metric!r} is not one of {list(METRICS)}.")
+    return metric  # type: ignore[return-value]
 
 
 def check_positive_int(name: str, value: object, minimum: int = 1) -> int:
@@ -245,10 +257,25 @@ class Curriculum(ABC):
         """
         return EpisodeTracker(task_key=task_key)
 
-    def _check_feedback(self, feedback: TensorDictBase) -> None:  # noqa: B027 (optional hook)
+    def _check_feedback(self, feedback: TensorDictBase) -> None:
         """Raise ``ValueError`` if this curriculum cannot learn from ``feedback``; runs before
-        anything changes. Default: nothing beyond the shared checks.
+        anything changes. Default: a curriculum with a ``metric`` attribute needs that entry.
         """
+        metric = getattr(self, "metric", None)
+        if isinstance(metric, str) and metric not in feedback.keys():
+            raise ValueError(
+                f"metric={metric!r} but the feedback has no {metric!r} entry; it has "
+                f"{sorted(map(str, feedback.keys()))} (a user metric comes from EpisodeTracker(step_metric=...))."
+            )
+
+    def _metric_values(self, feedback: TensorDictBase, dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
+        """The per-episode ``self.metric`` (as ``dtype``) and its validity mask; NaN values (an
+        unknown success) are counted in ``skipped_nonfinite``.
+        """
+        values = feedback[self.metric].to(torch.get_default_dtype() if dtype is None else dtype)  # type: ignore[attr-defined]
+        valid = torch.isfinite(values)
+        self.counters["skipped_nonfinite"] += (~valid).sum()
+        return values, valid
 
     def _update(self, feedback: TensorDictBase) -> None:  # noqa: B027 (optional hook)
         """Learn from valid feedback (finite returns). Default: nothing."""
@@ -414,8 +441,7 @@ def sample_from_weights(weights: Tensor, num: int, generator: torch.Generator) -
     number of categories. ``weights`` must be non-negative with a positive sum.
     """
     cdf = torch.cumsum(weights, 0)
-    u = torch.rand(num, generator=generator, device=weights.device, dtype=cdf.dtype) * cdf[-1]
-    return torch.searchsorted(cdf, u, right=True).clamp_max_(weights.numel() - 1)
+    return sample_from_cdf(cdf, torch.rand(num, generator=generator, device=weights.device, dtype=cdf.dtype))
 
 
 class DiscreteCurriculum(Curriculum):

@@ -46,7 +46,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
-from currlearn.base import Curriculum, check_finite, check_positive_int, check_probability
+from currlearn.base import Curriculum, check_finite, check_metric, check_positive_int, check_probability
 from currlearn.spaces import BoxSpace, TaskSpace
 
 __all__ = ["ADRCurriculum"]
@@ -80,8 +80,6 @@ class ADRCurriculum(Curriculum):
             ``low_threshold >= high_threshold``, a bad probability or size, unknown ``metric``.
     """
 
-    METRICS = ("success", "return", "metric")
-
     def __init__(
         self,
         space: TaskSpace,
@@ -108,8 +106,7 @@ class ADRCurriculum(Curriculum):
                 f"low_threshold={low_threshold!r} must be < high_threshold={high_threshold!r}, "
                 "or a boundary would both widen and narrow."
             )
-        if metric not in self.METRICS:
-            raise ValueError(f"metric={metric!r} is not one of {list(self.METRICS)}.")
+        check_metric(metric)
         self.metric = metric
         names = list(space.names)
         if check_finite("delta", delta) <= 0:
@@ -180,14 +177,8 @@ class ADRCurriculum(Curriculum):
         return tasks
 
     def _update(self, feedback: TensorDictBase) -> None:
-        if self.metric not in feedback.keys():
-            raise ValueError(
-                f"metric={self.metric!r} but the feedback has no {self.metric!r} entry; it has {sorted(map(str, feedback.keys()))}."
-            )
         st = self.state
-        perf = feedback[self.metric].to(st["sums"].dtype)
-        valid = torch.isfinite(perf)
-        self.counters["skipped_nonfinite"] += (~valid).sum()
+        perf, valid = self._metric_values(feedback, st["sums"].dtype)
         tasks = feedback["task"].to(st["low"].dtype)  # [n, d]
         bounds = torch.stack([st["low"], st["high"]], -1).reshape(-1)  # [2d]: low0, high0, low1, ...
         at = (tasks.repeat_interleave(2, dim=1) == bounds) & valid.unsqueeze(-1)  # [n, 2d]

@@ -38,7 +38,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
-from currlearn.base import Curriculum, check_positive_int, check_probability
+from currlearn.base import Curriculum, check_metric, check_positive_int, check_probability
 from currlearn.spaces import BoxSpace, TaskSpace
 
 __all__ = ["ALPGMMCurriculum", "fit_gmm"]
@@ -169,8 +169,6 @@ class ALPGMMCurriculum(Curriculum):
         ValueError: bad sizes or probabilities (the message names the argument and value).
     """
 
-    METRICS = ("return", "success", "metric")
-
     def __init__(
         self,
         space: TaskSpace,
@@ -199,8 +197,7 @@ class ALPGMMCurriculum(Curriculum):
             raise ValueError(
                 f"fit_window={self.fit_window} must be >= max_components={self.max_components} (one point per component at least)."
             )
-        if metric not in self.METRICS:
-            raise ValueError(f"metric={metric!r} is not one of {list(self.METRICS)}.")
+        check_metric(metric)
         self.metric = metric
         super().__init__(space, seed=seed, device=device)
         d, k, h = space.dim, self.max_components, self.history_capacity
@@ -280,13 +277,7 @@ class ALPGMMCurriculum(Curriculum):
         return best_r, torch.isfinite(best_d)
 
     def _update(self, feedback: TensorDictBase) -> None:
-        if self.metric not in feedback.keys():
-            raise ValueError(
-                f"metric={self.metric!r} but the feedback has no {self.metric!r} entry; it has {sorted(map(str, feedback.keys()))}."
-            )
-        values = feedback[self.metric].to(torch.get_default_dtype())
-        valid = torch.isfinite(values)
-        self.counters["skipped_nonfinite"] += (~valid).sum()
+        values, valid = self._metric_values(feedback)
         x = self._normalise(feedback["task"][valid])
         r = values[valid]
         m = r.numel()

@@ -44,12 +44,10 @@ from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
 from currlearn import functional as F
-from currlearn.base import DiscreteCurriculum, check_finite, check_positive_int, check_probability
+from currlearn.base import DiscreteCurriculum, check_finite, check_metric, check_positive_int, check_probability
 from currlearn.spaces import TaskSpace
 
 __all__ = ["CompetenceCurriculum", "EasyFirstCurriculum"]
-
-METRICS = ("return", "success", "metric")
 
 
 class _DifficultyCurriculum(DiscreteCurriculum):
@@ -74,8 +72,7 @@ class _DifficultyCurriculum(DiscreteCurriculum):
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature!r}.")
         self.anneal_iterations = check_positive_int("anneal_iterations", anneal_iterations)
-        if metric not in METRICS:
-            raise ValueError(f"metric={metric!r} is not one of {list(METRICS)}.")
+        check_metric(metric)
         self.metric = metric
         self.smoothing = check_probability("smoothing", smoothing, open_low=True)
         self.initial_value = None if initial_value is None else check_finite("initial_value", initial_value)
@@ -154,13 +151,7 @@ class _DifficultyCurriculum(DiscreteCurriculum):
 
     # ------------------------------------------------------------------ learning
     def _update(self, feedback: TensorDictBase) -> None:
-        if self.metric not in feedback.keys():
-            raise ValueError(
-                f"metric={self.metric!r} but the feedback has no {self.metric!r} entry; it has {sorted(map(str, feedback.keys()))}."
-            )
-        values = feedback[self.metric].to(self.state["value"].dtype)
-        valid = torch.isfinite(values)
-        self.counters["skipped_nonfinite"] += (~valid).sum()
+        values, valid = self._metric_values(feedback, self.state["value"].dtype)
         ids, count, (total,) = F.group_by_task(feedback["task"], values, valid=valid)
         if ids.numel() == 0:
             return

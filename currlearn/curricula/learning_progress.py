@@ -34,30 +34,10 @@ from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
 from currlearn import functional as F
-from currlearn.base import DiscreteCurriculum, check_positive_int, check_probability
+from currlearn.base import DiscreteCurriculum, check_metric, check_positive_int, check_probability
 from currlearn.spaces import TaskSpace
 
 __all__ = ["LearnabilityCurriculum", "LearningProgressCurriculum"]
-
-METRICS = ("success", "return", "metric")
-
-
-def _metric_values(cur: DiscreteCurriculum, feedback: TensorDictBase, metric: str) -> tuple[Tensor, Tensor]:
-    """Per-episode metric and its validity mask; invalid (NaN) values are counted as skipped."""
-    if metric not in feedback.keys():
-        raise ValueError(
-            f"metric={metric!r} but the feedback has no {metric!r} entry; it has {sorted(map(str, feedback.keys()))}."
-        )
-    values = feedback[metric].to(torch.get_default_dtype())
-    valid = torch.isfinite(values)
-    cur.counters["skipped_nonfinite"] += (~valid).sum()
-    return values, valid
-
-
-def _check_metric(metric: object) -> str:
-    if metric not in METRICS:
-        raise ValueError(f"metric={metric!r} is not one of {list(METRICS)}.")
-    return metric  # type: ignore[return-value]
 
 
 class _CachedCDFCurriculum(DiscreteCurriculum):
@@ -120,7 +100,7 @@ class LearningProgressCurriculum(_CachedCDFCurriculum):
         seed: int | None = None,
         device: torch.device | str | None = None,
     ) -> None:
-        self.metric = _check_metric(metric)
+        self.metric = check_metric(metric)
         self.fast_rate = check_probability("fast_rate", fast_rate, open_low=True)
         self.slow_rate = check_probability("slow_rate", slow_rate, open_low=True)
         self.reweight_theta = check_probability("reweight_theta", reweight_theta, open_low=True)
@@ -163,7 +143,7 @@ class LearningProgressCurriculum(_CachedCDFCurriculum):
         return p
 
     def _update(self, feedback: TensorDictBase) -> None:
-        values, valid = _metric_values(self, feedback, self.metric)
+        values, valid = self._metric_values(feedback)
         ids, count, (total,) = F.group_by_task(feedback["task"], values, valid=valid)
         if ids.numel() == 0:
             return
@@ -233,7 +213,7 @@ class LearnabilityCurriculum(_CachedCDFCurriculum):
         seed: int | None = None,
         device: torch.device | str | None = None,
     ) -> None:
-        self.metric = _check_metric(metric)
+        self.metric = check_metric(metric)
         if sampling not in self.SAMPLINGS:
             raise ValueError(f"sampling={sampling!r} is not one of {list(self.SAMPLINGS)}.")
         self.sampling = sampling
@@ -270,7 +250,7 @@ class LearnabilityCurriculum(_CachedCDFCurriculum):
         return torch.where(total > 0, mixed, uniform).to(torch.get_default_dtype())
 
     def _update(self, feedback: TensorDictBase) -> None:
-        values, valid = _metric_values(self, feedback, self.metric)
+        values, valid = self._metric_values(feedback)
         ids, count, (total,) = F.group_by_task(feedback["task"], values, valid=valid)
         if ids.numel() == 0:
             return

@@ -9,12 +9,10 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
-from currlearn.base import Curriculum, check_finite, check_positive_int, check_probability
+from currlearn.base import Curriculum, check_finite, check_metric, check_positive_int, check_probability
 from currlearn.spaces import DiscreteSpace
 
 __all__ = ["LevelCurriculum"]
-
-METRICS = ("return", "success", "metric")
 
 
 class LevelCurriculum(Curriculum):
@@ -85,8 +83,7 @@ class LevelCurriculum(Curriculum):
                     f"demote_threshold={demote_threshold} must be < threshold={self.threshold}, "
                     "or the level would move both ways at once."
                 )
-        if metric not in METRICS:
-            raise ValueError(f"metric={metric!r} is not one of {list(METRICS)}.")
+        check_metric(metric)
         if per_env and num_envs is None:
             raise ValueError("per_env=True needs num_envs (the number of envs, one ladder each).")
         check_positive_int("min_episodes", min_episodes)
@@ -130,10 +127,7 @@ class LevelCurriculum(Curriculum):
         return self.state["level"][env_ids]
 
     def _check_feedback(self, feedback: TensorDictBase) -> None:
-        if self.metric not in feedback.keys():
-            raise ValueError(
-                f"metric={self.metric!r} but the feedback has no {self.metric!r} entry; set step_metric on the EpisodeTracker."
-            )
+        super()._check_feedback(feedback)
         if self.metric == "success" and torch.isnan(feedback["success"]).any():
             raise ValueError(
                 "metric='success' but the feedback's success is NaN (unknown): the env reports no success flag; use metric='return' or set success_key."
