@@ -164,18 +164,19 @@ def grid_space(axes: Mapping[str, Any], device: Any = None) -> Any:
     return DiscreteSpace(params, device=device)
 
 
-def _fixed_task_curriculum(cfg: Mapping[str, Any]) -> Any:
+def _fixed_task_curriculum(cfg: Mapping[str, Any], seed: int | None = None) -> Any:
     """``curriculum=none``: the point mass takes its target in its constructor (no transform);
     the pendulum gets its target parameters through a constant schedule.
     """
     env = cfg["env"]
+    seed = cfg["seed"] if seed is None else seed
     if env["name"] == "point_mass":
         return None
     if "factory" in env:
-        return _gym_target_curriculum(cfg, cfg["seed"], training=True)
+        return _gym_target_curriculum(cfg, seed, training=True)
     from currlearn import ConstantSchedule, ScheduledCurriculum
 
-    return ScheduledCurriculum({"g": ConstantSchedule(float(env["g"]))}, seed=cfg["seed"])
+    return ScheduledCurriculum({"g": ConstantSchedule(float(env["g"]))}, seed=seed)
 
 
 def _gym_target_curriculum(cfg: Mapping[str, Any], seed: int, *, training: bool = False) -> Any:
@@ -310,9 +311,7 @@ def build_env(
         return TransformedEnv(base, CurriculumTransform(curriculum))
     base = make_pendulum(n, device=cfg["device"], seed=seed)
     if target:
-        from currlearn import ConstantSchedule, ScheduledCurriculum
-
-        curriculum = ScheduledCurriculum({"g": ConstantSchedule(float(env_cfg["g"]))}, seed=seed)
+        curriculum = _fixed_task_curriculum(cfg, seed)
     transforms = [CurriculumTransform(curriculum)] if curriculum is not None else []
     return TransformedEnv(base, Compose(*transforms, StepCounter(env_cfg["max_steps"]), _pendulum_obs()))
 

@@ -98,9 +98,6 @@ class CurriculumTransform(Transform):
         """Current task of every env, shape ``[*env_batch, *task_shape]`` (None before reset)."""
         return self._tasks
 
-    def _batch_shape(self, td: TensorDictBase) -> torch.Size:
-        return td.batch_size
-
     def _assign(self, mask: Tensor | None, batch_shape: torch.Size, device: torch.device | None) -> None:
         space = self.curriculum.space
         n = batch_shape.numel()
@@ -137,9 +134,13 @@ class CurriculumTransform(Transform):
         self._pool_pos += k
         return out
 
+    def _env_shape(self) -> torch.Size:
+        assert self._tasks is not None
+        return self._tasks.shape[: self._tasks.dim() - len(self.curriculum.space.task_shape)]
+
     def _refresh_params(self) -> None:
         assert self._tasks is not None
-        shape = self._tasks.shape[: self._tasks.dim() - len(self.curriculum.space.task_shape)]
+        shape = self._env_shape()
         flat = self._tasks.reshape(shape.numel(), *self.curriculum.space.task_shape)
         # clone: a box space's parameters are views of the tasks, which change in place later
         self._params = self.curriculum.params(flat).reshape(shape).to(self._tasks.device).clone()
@@ -149,8 +150,7 @@ class CurriculumTransform(Transform):
         such as schedules); the new parameters apply from the next step.
         """
         if self._tasks is not None:
-            batch = self._tasks.shape[: self._tasks.dim() - len(self.curriculum.space.task_shape)]
-            self._assign(None, batch, self._tasks.device)
+            self._assign(None, self._env_shape(), self._tasks.device)
 
     def set_tasks(self, tasks: Tensor) -> None:
         """Set every env's current task (e.g. restored from a checkpoint); the parameters apply
