@@ -203,13 +203,6 @@ def make_ppo_trainer(
         save_trainer_file=save_path,
     )
     ValueEstimatorHook(GAE(gamma=s.gamma, lmbda=s.lmbda, value_network=critic, average_gae=True)).register(trainer)
-    rb = ReplayBuffer(
-        storage=LazyTensorStorage(s.frames_per_batch), sampler=SamplerWithoutReplacement(), batch_size=s.minibatch_size
-    )
-    rbt = ReplayBufferTrainer(rb, flatten_tensordicts=True, iterate=True)
-    trainer.register_op("pre_epoch", rbt.extend)
-    trainer.register_op("process_optim_batch", rbt.sample)
-    trainer.register_op("post_steps", UpdateWeights(collector, 1))
     hook = None
     if curriculum is not None:
         transform = find_curriculum_transform(env)
@@ -217,12 +210,21 @@ def make_ppo_trainer(
             raise ValueError(
                 "curriculum is given but env has no CurriculumTransform: wrap it with TransformedEnv(env, CurriculumTransform(curriculum))."
             )
-        if curriculum.needs_value_estimates:
-            # The curriculum scores episodes from advantages/values (PLR): compute them when the
-            # batch arrives, before the curriculum reads it (the ValueEstimatorHook above only
-            # runs at "pre_epoch", after "batch_process").
-            gae_now = GAE(gamma=s.gamma, lmbda=s.lmbda, value_network=critic, average_gae=True)
-            trainer.register_op("batch_process", ValueEstimatorHook(gae_now))
-        hook = CurriculumHook(curriculum, transform=transform)
+        # Curricula that score episodes from advantages (PLR) read the batch at the first
+        # epoch, after the ValueEstimatorHook above wrote PPO's GAE into it and before the
+        # replay buffer flattens it.
+        hook = CurriculumHook(
+            curriculum,
+            transform=transform,
+            feedback_at="pre_epoch" if curriculum.needs_value_estimates else "batch_process",
+            log_interval=log_interval,
+        )
         hook.register(trainer)
+    rb = ReplayBuffer(
+        storage=LazyTensorStorage(s.frames_per_batch), sampler=SamplerWithoutReplacement(), batch_size=s.minibatch_size
+    )
+    rbt = ReplayBufferTrainer(rb, flatten_tensordicts=True, iterate=True)
+    trainer.register_op("pre_epoch", rbt.extend)
+    trainer.register_op("process_optim_batch", rbt.sample)
+    trainer.register_op("post_steps", UpdateWeights(collector, 1))
     return trainer, hook

@@ -4,8 +4,8 @@ Three iterations of 512 frames on ``PointMassGateEnv(num_envs=8)`` wrapped with 
 ``CurriculumTransform``; after training, the curriculum's state must have moved *because of
 the batches*: episodes counted per task, PLR scores from the GAE, ADR boundary buffers filled
 and decided, ALP-GMM history and fits, difficulty EMAs set. The hook is the one
-``make_ppo_trainer`` registers (its tracker is ``curriculum.make_tracker``; PLR gets GAE at
-``batch_process``).
+``make_ppo_trainer`` registers (its tracker is ``curriculum.make_tracker``; PLR reads PPO's
+GAE at the first epoch's ``pre_epoch``).
 """
 
 from __future__ import annotations

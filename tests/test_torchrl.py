@@ -198,6 +198,105 @@ def test_hook_logs_curriculum_metrics(tmp_path):
     assert TensorDict  # the batch type the hook consumes
 
 
+def _gate_batch(env_steps=24, seed=0):
+    """A real collected batch on 4 point-mass envs with a uniform curriculum over GATES."""
+    cur = DomainRandomization(DiscreteSpace(GATES), seed=seed)
+    env = TransformedEnv(PointMassGateEnv(4, max_steps=8, seed=seed), CurriculumTransform(cur))
+    collector = Collector(env, None, frames_per_batch=4 * env_steps, total_frames=-1, auto_register_policy_transforms=False)
+    try:
+        batch = next(iter(collector))
+    finally:
+        collector.shutdown()
+    return batch
+
+
+class TestHook:
+    def test_pre_epoch_feedback_updates_once_per_iteration(self):
+        batch = _gate_batch()
+        finished = int(batch["next", "done"].sum())
+        cur = DomainRandomization(DiscreteSpace(GATES), seed=0)
+        hook = CurriculumHook(cur, feedback_at="pre_epoch")
+        hook.process_batch(batch)
+        assert int(cur.counters["episodes"]) == 0  # waits for the first epoch
+        for _ in range(3):  # three epochs
+            assert hook.first_epoch(batch) is batch
+        hook.end_iteration()
+        assert int(cur.counters["episodes"]) == finished > 0
+
+    def test_pre_epoch_feedback_rejects_a_flattened_batch(self):
+        batch = _gate_batch()
+        cur = DomainRandomization(DiscreteSpace(GATES), seed=0)
+        hook = CurriculumHook(cur, feedback_at="pre_epoch")
+        hook.process_batch(batch)
+        with pytest.raises(ValueError, match=r"pre_epoch batch has shape \[96\], the collected one \[4, 24\]"):
+            hook.first_epoch(batch.reshape(-1))
+        assert int(cur.counters["episodes"]) == 0
+
+    def test_pre_epoch_feedback_without_epochs_updates_at_post_steps(self):
+        batch = _gate_batch()
+        cur = DomainRandomization(DiscreteSpace(GATES), seed=0)
+        hook = CurriculumHook(cur, feedback_at="pre_epoch")
+        hook.process_batch(batch)
+        hook.end_iteration()
+        assert int(cur.counters["episodes"]) == int(batch["next", "done"].sum()) > 0
+        assert int(cur.counters["iteration"]) == 1
+
+    def test_make_ppo_trainer_scores_plr_from_the_first_epoch_gae(self, monkeypatch):
+        """PLR reads PPO's own GAE (one pass per epoch): no extra advantage pass for the curriculum."""
+        from torchrl.objectives.value import GAE
+
+        from currlearn import PrioritizedLevelReplay
+
+        calls = []
+        forward = GAE.forward
+
+        def counting(self, tensordict, *args, **kwargs):
+            calls.append(tuple(tensordict.batch_size))
+            return forward(self, tensordict, *args, **kwargs)
+
+        monkeypatch.setattr(GAE, "forward", counting)
+        plr = PrioritizedLevelReplay(DiscreteSpace(GATES), seed=0)
+        env = TransformedEnv(PointMassGateEnv(8, max_steps=16, seed=0), CurriculumTransform(plr))
+        settings = PPOSettings(frames_per_batch=256, total_frames=512, num_epochs=2, minibatch_size=128, hidden=16)
+        trainer, hook = make_ppo_trainer(env, plr, settings)
+        try:
+            trainer.train()
+        finally:
+            trainer.shutdown()
+        assert hook.feedback_at == "pre_epoch"
+        assert calls == [(8, 32)] * 4  # 2 iterations x 2 epochs, on the unflattened batch
+        assert int(plr.counters["episodes"]) > 0
+        assert int(plr.state["num_seen"]) > 0
+        assert bool((plr.state["score"][plr.state["seen"]] >= 0).all())
+
+    def test_log_interval_follows_the_trainer_rule(self):
+        batch = _gate_batch()  # 96 frames
+        cur = DomainRandomization(DiscreteSpace(GATES), seed=0)
+        hook = CurriculumHook(cur, log_interval=200)
+        reports = []
+        for _ in range(6):
+            hook.process_batch(batch)
+            hook.end_iteration()
+            reports.append(hook.log() is not None)
+        # frames 96, 192, 288 (> 200: report), 384, 480, 576 (288 after the last: report)
+        assert reports == [False, False, True, False, False, True]
+        every = CurriculumHook(cur)
+        every.process_batch(batch)
+        assert every.log()["curriculum/iteration"] == 6
+
+    @pytest.mark.parametrize(
+        ("kwargs", "match"),
+        [
+            ({"feedback_at": "post_steps"}, r"feedback_at must be one of \['batch_process', 'pre_epoch'\], got 'post_steps'"),
+            ({"log_interval": -1}, r"log_interval must be an int >= 0.*-1"),
+            ({"log_interval": 1.5}, r"log_interval must be an int >= 0.*1.5"),
+        ],
+    )
+    def test_bad_arguments(self, kwargs, match):
+        with pytest.raises(ValueError, match=match):
+            CurriculumHook(DomainRandomization(DiscreteSpace(GATES)), **kwargs)
+
+
 def test_parallel_env_first_episodes_play_their_tasks():
     """Workers of a ParallelEnv have no parameters to hand over before their first reset: the
     transform resets them again with the sampled ones, so no transition is mislabelled."""

@@ -324,10 +324,12 @@ def sync_workers(collector: Any, curriculum: Curriculum, path: str, refresh: boo
 class CurriculumHook(TrainerHookBase):
     """Drives a curriculum from a TorchRL :class:`~torchrl.trainers.Trainer`.
 
-    ``batch_process``: per-episode feedback from the fresh batch -> ``curriculum.update``.
+    ``batch_process``: per-episode feedback from the fresh batch -> ``curriculum.update``
+    (with ``feedback_at="pre_epoch"``: at the first ``pre_epoch`` instead, see below).
     ``post_steps``: ``curriculum.step(frames)``, then push the decision to the envs (refresh
     the transform for curricula that change mid-episode; sync worker replicas).
-    ``post_steps_log``: the curriculum's metrics, through the trainer's logger.
+    ``post_steps_log``: the curriculum's metrics, through the trainer's logger, at most once
+    every ``log_interval`` frames.
 
     Args:
         curriculum (Curriculum): the authoritative curriculum.
@@ -338,7 +340,20 @@ class CurriculumHook(TrainerHookBase):
         worker_path (str, optional): path of the transform in a worker (see :func:`transform_path`).
         refresh_every_iteration (bool, optional): re-sample every env's task after each
             iteration. Default: ``not curriculum.per_episode`` (True for ``ScheduledCurriculum``).
+        feedback_at (str): ``"batch_process"`` (default) reads the batch as collected.
+            ``"pre_epoch"`` reads it at the first epoch's ``pre_epoch``, after the ops
+            registered there before this hook: register it after TorchRL's
+            ``ValueEstimatorHook`` and curricula that score episodes from advantages (PLR)
+            read the GAE that PPO computes anyway, with no extra pass over the batch. If no
+            epoch runs (``init_random_frames``), the update happens at ``post_steps``.
+        log_interval (int): frames between two metric reports, with the ``Trainer``'s rule (a
+            report once more than ``log_interval`` frames were collected since the last one);
+            0 reports every iteration. The metrics of a large task distribution cost
+            ``O(num_tasks)``: match the trainer's ``log_interval`` to skip the reports it
+            would not write.
     """
+
+    FEEDBACK_POINTS = ("batch_process", "pre_epoch")
 
     def __init__(
         self,
@@ -349,11 +364,17 @@ class CurriculumHook(TrainerHookBase):
         collector: Any = None,
         worker_path: str | None = None,
         refresh_every_iteration: bool | None = None,
+        feedback_at: str = "batch_process",
+        log_interval: int = 0,
     ) -> None:
         if not isinstance(curriculum, Curriculum):
             raise TypeError(f"curriculum must be a currlearn Curriculum, got {type(curriculum).__name__}.")
         if collector is not None and worker_path is None:
             raise ValueError("collector is given but worker_path is not: pass worker_path=transform_path(make_env()).")
+        if feedback_at not in self.FEEDBACK_POINTS:
+            raise ValueError(f"feedback_at must be one of {list(self.FEEDBACK_POINTS)}, got {feedback_at!r}.")
+        if isinstance(log_interval, bool) or not isinstance(log_interval, int) or log_interval < 0:
+            raise ValueError(f"log_interval must be an int >= 0 (frames; 0: every iteration), got {log_interval!r}.")
         self.curriculum = curriculum
         self.transform = transform
         self.tracker = (
@@ -366,16 +387,42 @@ class CurriculumHook(TrainerHookBase):
         self.refresh_every_iteration = (
             not curriculum.per_episode if refresh_every_iteration is None else refresh_every_iteration
         )
+        self.feedback_at = feedback_at
+        self.log_interval = log_interval
         self._frames = 0
+        self._total_frames = 0
+        self._last_log = 0
+        self._pending: TensorDictBase | None = None  # batch awaiting its pre_epoch feedback
 
     def process_batch(self, batch: TensorDictBase) -> TensorDictBase:
-        """``batch_process`` op: update the curriculum from the batch's finished episodes."""
+        """``batch_process`` op: update the curriculum from the batch's finished episodes (or,
+        with ``feedback_at="pre_epoch"``, keep the batch for the first epoch)."""
         self._frames = batch.numel()
-        self.curriculum.update(self.tracker(batch))
+        self._total_frames += self._frames
+        if self.feedback_at == "pre_epoch":
+            self._pending = batch
+        else:
+            self.curriculum.update(self.tracker(batch))
+        return batch
+
+    def first_epoch(self, batch: TensorDictBase) -> TensorDictBase:
+        """``pre_epoch`` op (``feedback_at="pre_epoch"``): update the curriculum once per
+        iteration, from the batch as the ops before this one left it."""
+        if self._pending is not None:
+            if batch.batch_size != self._pending.batch_size:
+                raise ValueError(
+                    f"The pre_epoch batch has shape {list(batch.batch_size)}, the collected one "
+                    f"{list(self._pending.batch_size)}: an op registered before the curriculum hook reshaped it "
+                    "(ReplayBufferTrainer.extend flattens it); register the hook right after the ValueEstimatorHook."
+                )
+            self._pending = None
+            self.curriculum.update(self.tracker(batch))
         return batch
 
     def end_iteration(self) -> None:
         """``post_steps`` op: advance the curriculum's iteration and apply its decision."""
+        if self._pending is not None:  # no epoch ran on this batch
+            self.first_epoch(self._pending)
         self.curriculum.step(self._frames)
         self._frames = 0
         if self.transform is not None and self.refresh_every_iteration:
@@ -383,8 +430,12 @@ class CurriculumHook(TrainerHookBase):
         if self.collector is not None:
             sync_workers(self.collector, self.curriculum, self.worker_path, refresh=self.refresh_every_iteration)  # type: ignore[arg-type]
 
-    def log(self, batch: TensorDictBase | None = None) -> dict[str, float]:
-        """``post_steps_log`` op: the curriculum's metrics (logged by the trainer)."""
+    def log(self, batch: TensorDictBase | None = None) -> dict[str, float] | None:
+        """``post_steps_log`` op: the curriculum's metrics (logged by the trainer), or None
+        while fewer than ``log_interval`` frames passed since the last report."""
+        if self._total_frames - self._last_log <= self.log_interval and self.log_interval:
+            return None
+        self._last_log = self._total_frames
         return self.curriculum.metrics()
 
     def state_dict(self) -> dict[str, Any]:  # noqa: D102
@@ -393,10 +444,14 @@ class CurriculumHook(TrainerHookBase):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # noqa: D102
         self.curriculum.load_state_dict(state_dict["curriculum"])
         self.tracker.reset()
+        self._pending = None
 
     def register(self, trainer: Any, name: str = "curriculum") -> None:
-        """Register the ops on ``trainer`` and the hook as the trainer module ``name``."""
+        """Register the ops on ``trainer`` (after those already there) and the hook as the
+        trainer module ``name``."""
         trainer.register_op("batch_process", self.process_batch)
+        if self.feedback_at == "pre_epoch":
+            trainer.register_op("pre_epoch", self.first_epoch)
         trainer.register_op("post_steps", self.end_iteration)
         trainer.register_op("post_steps_log", self.log)
         trainer.register_module(name, self)
