@@ -25,6 +25,7 @@ Where the transform sits:
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -41,6 +42,25 @@ from currlearn.base import Curriculum
 from currlearn.feedback import EpisodeTracker
 
 __all__ = ["CurriculumHook", "CurriculumTransform", "sync_workers", "transform_path"]
+
+
+@dataclass(slots=True)
+class _Bookkeeping:
+    """Plain counters of a :class:`CurriculumTransform` (kept off ``nn.Module.__setattr__``).
+
+    ``version`` moves whenever the envs' parameters change; ``written`` is the version last
+    written into a tensordict (a step input that carries the current parameters needs no new
+    copy); ``pool`` holds prefetched ``(tasks, parameter leaves)``, ``pool_pos`` the next unused
+    row and ``pool_version`` the curriculum's ``decision_version`` it was drawn at; ``covers``
+    says whether the curriculum sets all of the env's parameters (None: not known yet).
+    """
+
+    version: int = 0
+    written: int = -1
+    pool: tuple[Tensor, list[Tensor]] | None = None
+    pool_pos: int = 0
+    pool_version: int = -1
+    covers: bool | None = None
 
 
 class CurriculumTransform(Transform):
@@ -83,11 +103,14 @@ class CurriculumTransform(Transform):
         if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
             raise ValueError(f"prefetch must be an int >= 0 (0: no prefetch), got {prefetch!r}.")
         self.prefetch = prefetch
-        self._pool: Tensor | None = None
-        self._pool_pos = 0
-        self._pool_version = -1
         self._tasks: Tensor | None = None  # [*batch, *task_shape]
         self._params: TensorDictBase | None = None  # [*batch]
+        # Flat [n, ...] views of the tasks and of every parameter leaf (in ``_leaf_keys`` order):
+        # partial resets write into them with one indexed copy per tensor.
+        self._flat_tasks: Tensor | None = None
+        self._leaf_keys: list[NestedKey] = []
+        self._leaves: list[Tensor] = []
+        self._book = _Bookkeeping()
         self._checked = False
         self._reset_again = False
         self._env_params: TensorDictBase | None = None  # the env's full parameter set
@@ -103,47 +126,58 @@ class CurriculumTransform(Transform):
         n = batch_shape.numel()
         if self._tasks is None or self._tasks.shape[: len(batch_shape)] != batch_shape:
             self._tasks = torch.zeros((*batch_shape, *space.task_shape), dtype=space.task_dtype, device=device)
+            self._flat_tasks = self._tasks.view(n, *space.task_shape)
             mask = None
-        flat = self._tasks.reshape(n, *space.task_shape)
-        if mask is None:
-            env_ids = torch.arange(n, device=self.curriculum.device)
-        else:
-            env_ids = mask.reshape(n).nonzero().squeeze(-1).to(self.curriculum.device)
         if mask is None or self._params is None:
-            flat.copy_(self.curriculum.sample(env_ids=env_ids).to(flat.device, flat.dtype))
+            env_ids = torch.arange(n, device=self.curriculum.device)
+            self._flat_tasks.copy_(self.curriculum.sample(env_ids=env_ids))
             self._refresh_params()
-        elif env_ids.numel():
-            # Partial reset: sample and look up parameters for the reset envs only.
-            new = self._draw(env_ids).to(flat.device, flat.dtype)
-            ids = env_ids.to(flat.device)
-            flat[ids] = new
-            flat_params = self._params.reshape(n)
-            for key, value in self.curriculum.params(new).items(True, True):
-                flat_params.get(key)[ids] = value.to(flat.device)
+            return
+        # Partial reset: new tasks and parameters for the reset envs only.
+        ids = mask.reshape(n).nonzero().squeeze(-1)
+        if ids.numel():
+            tasks, leaves = self._draw(ids)
+            ids = ids.to(self._flat_tasks.device)
+            self._flat_tasks[ids] = tasks
+            for leaf, value in zip(self._leaves, leaves):
+                leaf[ids] = value
+            self._book.version += 1
 
-    def _draw(self, env_ids: Tensor) -> Tensor:
+    def _lookup(self, tasks: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """``tasks`` and their parameter leaves, on the envs' device, in ``_leaf_keys`` order."""
+        assert self._flat_tasks is not None
+        params = self.curriculum.params(tasks)
+        dev = self._flat_tasks.device
+        return tasks.to(dev, self._flat_tasks.dtype), [params.get(k).to(dev) for k in self._leaf_keys]
+
+    def _draw(self, env_ids: Tensor) -> tuple[Tensor, list[Tensor]]:
         cur = self.curriculum
         k = env_ids.numel()
         if self.prefetch == 0 or cur.num_envs is not None:
-            return cur.sample(env_ids=env_ids)
-        pool = self._pool
-        if pool is None or self._pool_version != cur.decision_version or self._pool_pos + k > pool.shape[0]:
-            pool = self._pool = cur.sample(max(self.prefetch, k))
-            self._pool_pos, self._pool_version = 0, cur.decision_version
-        out = pool[self._pool_pos : self._pool_pos + k]
-        self._pool_pos += k
-        return out
+            return self._lookup(cur.sample(env_ids=env_ids.to(cur.device)))
+        book = self._book
+        if book.pool is None or book.pool_version != cur.decision_version or book.pool_pos + k > len(book.pool[0]):
+            book.pool = self._lookup(cur.sample(max(self.prefetch, k)))
+            book.pool_pos, book.pool_version = 0, cur.decision_version
+        lo = book.pool_pos
+        hi = book.pool_pos = lo + k
+        tasks, leaves = book.pool
+        return tasks[lo:hi], [leaf[lo:hi] for leaf in leaves]
 
     def _env_shape(self) -> torch.Size:
         assert self._tasks is not None
         return self._tasks.shape[: self._tasks.dim() - len(self.curriculum.space.task_shape)]
 
     def _refresh_params(self) -> None:
-        assert self._tasks is not None
+        assert self._tasks is not None and self._flat_tasks is not None
         shape = self._env_shape()
-        flat = self._tasks.reshape(shape.numel(), *self.curriculum.space.task_shape)
         # clone: a box space's parameters are views of the tasks, which change in place later
-        self._params = self.curriculum.params(flat).reshape(shape).to(self._tasks.device).clone()
+        self._params = self.curriculum.params(self._flat_tasks).reshape(shape).to(self._tasks.device).clone()
+        self._leaf_keys = list(self._params.keys(True, True))
+        n = shape.numel()
+        self._leaves = [(leaf := self._params.get(k)).view(n, *leaf.shape[len(shape) :]) for k in self._leaf_keys]
+        self._book.pool = None  # drawn for the previous leaves
+        self._book.version += 1
 
     def refresh(self) -> None:
         """Re-sample the tasks of all envs now (for curricula whose decision changes mid-episode,
@@ -183,15 +217,22 @@ class CurriculumTransform(Transform):
     def _write(self, td: TensorDictBase, with_task: bool = True) -> TensorDictBase:
         assert self._params is not None and self._tasks is not None
         current = td.get(self.param_key, None)
-        if current is None:
+        book = self._book
+        if current is not None and book.covers is None:
+            # Does the curriculum set every parameter the env has? (asked once per env)
+            book.covers = set(current.keys(True, True)) <= set(self._leaf_keys)
+        if current is None or (book.covers and current.device == self._params.device):
             td.set(self.param_key, self._params.clone())
         else:
+            # A shallow copy: the sub-tensordict may be shared with an earlier step's output.
             current = current.clone(False)
-            for name, value in self._params.items():
-                current.set(name, value.to(current.device).clone() if current.device is not None else value.clone())
+            device = current.device
+            for key, value in zip(self._leaf_keys, self._params.values(True, True)):
+                current.set(key, value.clone() if device is None else value.to(device).clone())
             td.set(self.param_key, current)
         if with_task:
             td.set(self.task_key, self._tasks.clone())
+            self._book.written = self._book.version
         return td
 
     # ------------------------------------------------------------------ Transform hooks
@@ -240,7 +281,7 @@ class CurriculumTransform(Transform):
             self._check_env_params(tensordict_reset)
         tensordict_reset = self._write(tensordict_reset)
         params = tensordict_reset.get(self.param_key, None)
-        self._env_params = params.clone() if params is not None else None
+        self._env_params = params  # cloned where it is used
         if self._reset_again and self._env_params is not None and self.parent is not None:
             # Now the full set is known: reset the envs below this transform again, handing them
             # the sampled parameters, so the first episodes play the tasks they are tagged with.
@@ -272,9 +313,17 @@ class CurriculumTransform(Transform):
             )
 
     def _inv_call(self, tensordict: TensorDictBase) -> TensorDictBase:
-        if self._params is not None:
-            tensordict = self._write(tensordict)
-        return tensordict
+        if self._params is None:
+            return tensordict
+        if (
+            self._book.written == self._book.version
+            and self.param_key in tensordict.keys(True)
+            and self.task_key in tensordict.keys(True)
+        ):
+            # Nothing changed since the parameters were last written (a reset's output, or a
+            # step input the env echoed into its output): the input carries them already.
+            return tensordict
+        return self._write(tensordict)
 
     def _step(self, tensordict: TensorDictBase, next_tensordict: TensorDictBase) -> TensorDictBase:
         if self._tasks is not None:
