@@ -1,28 +1,28 @@
 """The curriculum's share of a real TorchRL PPO iteration, at 1e5 tasks.
 
-``make_ppo_trainer`` (TorchRL ``Collector`` + ``ClipPPOLoss`` + ``Trainer``) on
+``make_ppo_trainer`` (TorchRL ``Collector`` + ``ClipPPOLoss`` + ``GAE`` + ``Trainer``) on
 ``PointMassGateEnv`` wrapped in a ``CurriculumTransform``, with ``PrioritizedLevelReplay``
 (rank prioritisation, L1 value loss scores) over a ``DiscreteSpace`` of 100_000 gates (a
 400 x 250 grid of gate widths in [0.5, 8] and positions in [-4, 4]).
 
 Timed per iteration (the first ``--warmup`` iterations are dropped):
 
-- ``hook/process_batch`` and ``hook/end_iteration``: TorchRL's ``Trainer`` wraps every
-  registered op in ``torchrl._utils.timeit("hook/<name>")``; these are the curriculum hook's
-  ops (episode tracking + PLR scores per episode + ``curriculum.update``; ``curriculum.step``);
+- the curriculum hook, from the trainer's own op timing: TorchRL's ``Trainer`` wraps every
+  registered op in ``torchrl._utils.timeit("hook/<name>")``; the hook's ops are
+  ``process_batch`` (``batch_process``), ``first_epoch`` (``pre_epoch``: episode tracking, PLR
+  scores per episode from PPO's own GAE, ``curriculum.update``), ``end_iteration``
+  (``post_steps``: ``curriculum.step``) and ``log`` (``post_steps_log``: the curriculum's
+  metrics, at most every ``--log-interval`` frames as the trainer's logger);
 - transform sampling: ``CurriculumTransform._assign`` (``curriculum.sample`` for the envs being
-  reset + the gate parameters of the sampled tasks), timed with ``perf_counter``;
-- transform plumbing (reported apart, not in the share): the transform's per-step writes of the
-  task id and parameters into the tensordicts (``_step``, ``_inv_call``, ``_reset``);
+  reset and the parameters of the sampled tasks), timed with ``perf_counter``;
+- transform writes: the task ids and parameters the transform copies into the reset and step
+  tensordicts (``_write``, ``_step``);
 - the iteration: ``perf_counter`` between consecutive ``post_steps`` (collection of
   ``--frames-per-batch`` frames, GAE, ``--epochs`` epochs of minibatch updates, hooks).
 
-Not in the curriculum share: the GAE pass that ``make_ppo_trainer`` adds at ``batch_process``
-for PLR (``hook/ValueEstimatorHook`` / ``hook/GAE``, printed apart): it is PPO's own advantage
-computation, done earlier than usual so the curriculum can read it.
-
-Run ``python benchmarks/bench_ppo_share.py``; the last line is
-``curriculum_share_of_ppo_iteration_1e5=<x>`` (a fraction; target < 0.01).
+Run ``python benchmarks/bench_ppo_share.py``; the last lines are
+``curriculum_share_of_ppo_iteration_1e5=<x>`` (the hook's ops, a fraction; target < 0.01) and
+``curriculum_share_with_transform_1e5=<x>`` (hook + transform sampling + transform writes).
 """
 
 from __future__ import annotations
@@ -92,6 +92,9 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
+        "--log-interval", type=int, default=10_000, help="trainer log_interval in frames (TorchRL's default 10000)"
+    )
+    p.add_argument(
         "--prefetch", type=int, default=64, help="CurriculumTransform prefetch (0: one sample call per reset)"
     )
     args = p.parse_args()
@@ -110,37 +113,34 @@ def main() -> None:
         num_epochs=args.epochs,
         minibatch_size=args.minibatch,
     )
-    trainer, hook = make_ppo_trainer(env, plr, settings)
+    trainer, hook = make_ppo_trainer(env, plr, settings, log_interval=args.log_interval)
     assert hook is not None
 
     sampling, plumbing = Timer(), Timer()
     transform._assign = sampling.wrap(transform._assign)  # type: ignore[method-assign]
-    for name in ("_step", "_inv_call", "_reset"):
+    for name in ("_write", "_step"):
         setattr(transform, name, plumbing.wrap(getattr(transform, name)))
 
-    hook_keys = ("hook/process_batch", "hook/end_iteration")
+    hook_keys = ("hook/process_batch", "hook/first_epoch", "hook/end_iteration", "hook/log")
     rows: list[dict[str, float]] = []
-    last = {"t": time.perf_counter(), "hooks": 0.0, "sampling": 0.0, "plumbing": 0.0, "gae": 0.0}
+    last = {"t": time.perf_counter(), "hooks": 0.0, "sampling": 0.0, "plumbing": 0.0}
 
     def reg_total(prefix: tuple[str, ...]) -> float:
         return sum(v[1] for k, v in timeit._REG.items() if k in prefix)
 
-    gae_keys = tuple(k for k in ("hook/ValueEstimatorHook", "hook/GAE", "hook/__call__"))
-
     def on_iteration() -> None:
         now = time.perf_counter()
-        hooks, gae = reg_total(hook_keys), reg_total(gae_keys)
+        hooks = reg_total(hook_keys)
         rows.append(
             {
                 "iteration_s": now - last["t"],
                 "hooks_s": hooks - last["hooks"],
                 "sampling_s": sampling.total - last["sampling"],
                 "plumbing_s": plumbing.total - last["plumbing"],
-                "gae_s": gae - last["gae"],
-                "episodes": float(plr.metrics()["curriculum/episodes"]),
+                "episodes": float(plr.counters["episodes"]),
             }
         )
-        last.update(t=now, hooks=hooks, sampling=sampling.total, plumbing=plumbing.total, gae=gae)
+        last.update(t=now, hooks=hooks, sampling=sampling.total, plumbing=plumbing.total)
 
     timeit._REG.clear()
     trainer.register_op("post_steps", on_iteration)  # after the curriculum hook's end_iteration
@@ -159,31 +159,35 @@ def main() -> None:
         return statistics.median(r[key] for r in keep)
 
     it_s = sum(r["iteration_s"] for r in keep)
-    cur_s = sum(r["hooks_s"] + r["sampling_s"] for r in keep)
-    share = cur_s / it_s
+    hook_s = sum(r["hooks_s"] for r in keep)
+    all_s = sum(r["hooks_s"] + r["sampling_s"] + r["plumbing_s"] for r in keep)
     print(
         f"PPO on PointMassGateEnv x{args.num_envs}, PrioritizedLevelReplay over {space.num_tasks} gates; "
         f"{args.frames_per_batch} frames/iteration, {args.epochs} epochs x minibatch {args.minibatch}, "
-        f"torch threads {torch.get_num_threads()}; {len(keep)} iterations timed after {args.warmup} warm-up"
+        f"log_interval {args.log_interval} frames, prefetch {args.prefetch}, torch threads {torch.get_num_threads()}; "
+        f"{len(keep)} iterations timed after {args.warmup} warm-up"
     )
-    print(f"{'':38s}{'median ms/iter':>16s}{'share':>10s}")
+    print(f"{'':44s}{'median ms/iter':>16s}{'share':>10s}")
     for label, key in (
         ("whole PPO iteration", "iteration_s"),
-        ("curriculum hook (process_batch+end_it.)", "hooks_s"),
-        ("transform sampling (_assign)", "sampling_s"),
-        ("transform per-step writes (not counted)", "plumbing_s"),
-        ("GAE at batch_process (PPO's, not counted)", "gae_s"),
+        ("curriculum hook ops (trainer's timing)", "hooks_s"),
+        ("transform sampling at resets (_assign)", "sampling_s"),
+        ("transform writes (_write, _step)", "plumbing_s"),
     ):
         total = sum(r[key] for r in keep)
-        print(f"{label:38s}{1e3 * med(key):16.3f}{total / it_s:10.4%}")
+        print(f"{label:44s}{1e3 * med(key):16.3f}{total / it_s:10.4%}")
+    for name in hook_keys:
+        if name in timeit._REG:
+            print(f"  {name:42s}{1e3 * timeit._REG[name][0]:16.3f} ms per call, {timeit._REG[name][2]} calls")
+    episodes = statistics.median(b["episodes"] - a["episodes"] for a, b in zip(rows, rows[1:]))
+    print(f"episodes scored per iteration (median): {episodes:.0f}")
     print(
-        f"episodes scored per iteration (median): {statistics.median(b['episodes'] - a['episodes'] for a, b in zip(rows, rows[1:])):.0f}"
-    )
-    print(
-        f"transform sampling calls: {sampling.calls} ({1e6 * sampling.total / max(sampling.calls, 1):.0f} us each); num_seen={int(plr.state['num_seen'])} of {space.num_tasks}"
+        f"transform sampling calls: {sampling.calls} ({1e6 * sampling.total / max(sampling.calls, 1):.0f} us each); "
+        f"num_seen={int(plr.state['num_seen'])} of {space.num_tasks}"
     )
     size = "1e5" if space.num_tasks == 100_000 else str(space.num_tasks)
-    print(f"curriculum_share_of_ppo_iteration_{size}={share:.5f}")
+    print(f"curriculum_share_of_ppo_iteration_{size}={hook_s / it_s:.5f}")
+    print(f"curriculum_share_with_transform_{size}={all_s / it_s:.5f}")
 
 
 if __name__ == "__main__":

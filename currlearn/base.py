@@ -484,6 +484,6 @@ class DiscreteCurriculum(Curriculum):
         out = super().metrics()
         p = self.weights()
         out["curriculum/entropy"] = float(-(p * torch.log(p.clamp_min(1e-30))).sum())
-        out["curriculum/support"] = float((p > 0).sum())
+        out["curriculum/support"] = float(torch.count_nonzero(p))
         out["curriculum/top10_mass"] = float(p.topk(min(10, p.numel())).values.sum())
         return out

@@ -41,6 +41,7 @@ __all__ = [
     "sample_from_cdf",
     "staleness_weights",
     "update_sorted_order",
+    "update_topk",
 ]
 
 
@@ -63,8 +64,10 @@ def normalize(weights: Tensor, mask: Tensor | None = None) -> Tensor:
         tensor([0.5000, 0.0000, 0.5000])
     """
     if mask is not None:
-        weights = torch.where(mask, weights, torch.zeros((), dtype=weights.dtype, device=weights.device))
+        # weights are finite: a product (a ``where`` over an irregular mask is several times
+        # slower on CPU)
         support = mask.to(weights.dtype)
+        weights = weights * support
     else:
         support = torch.ones_like(weights)
     total = weights.sum()
@@ -212,6 +215,48 @@ def inverse_permutation(order: Tensor) -> Tensor:
     inv = torch.empty_like(order)
     inv.scatter_(0, order, torch.arange(order.numel(), device=order.device, dtype=order.dtype))
     return inv
+
+
+def update_topk(top: Tensor, old_kth: Tensor, keys: Tensor, index: Tensor) -> Tensor:
+    """The ``k`` largest keys after some keys changed, from the old top-``k`` and the changed
+    entries only, falling back to a full ``topk`` when that cannot be exact.
+
+    An entry outside the old top-``k`` whose key did not change is at most ``old_kth``; so when
+    the ``k``-th largest new key among the candidates (old top-``k`` and changed entries) is at
+    least ``old_kth``, no other entry can displace one of them. Otherwise (a top entry's key
+    fell below the old ``k``-th) the result is ``torch.topk(keys, k)``.
+
+    Args:
+        top (Tensor): shape ``[k]``, int64: the old top-``k`` ids, by descending old key.
+        old_kth (Tensor): scalar: the ``k``-th largest old key (``old_keys[top[-1]]``).
+        keys (Tensor): shape ``[n]``, the new keys (``-inf`` allowed, no NaN).
+        index (Tensor): shape ``[m]``, int64: the entries whose key changed.
+
+    Returns:
+        Shape ``[k]``, int64: ids of the ``k`` largest new keys, by descending key (ties in any
+        order, as ``torch.topk``).
+
+    Note:
+        One host synchronisation (the exactness test).
+
+    Examples:
+        >>> import torch
+        >>> keys = torch.tensor([5.0, 4.0, 3.0, 2.0])
+        >>> top = torch.tensor([0, 1])
+        >>> old_kth = keys[1].clone()
+        >>> keys[3] = 9.0
+        >>> update_topk(top, old_kth, keys, torch.tensor([3]))
+        tensor([3, 0])
+        >>> keys[3], keys[0] = 0.0, 1.0  # both fall: only a full search is exact
+        >>> update_topk(torch.tensor([3, 0]), torch.tensor(5.0), keys, torch.tensor([0, 3]))
+        tensor([1, 2])
+    """
+    k = top.numel()
+    candidates = torch.unique(torch.cat([top, index]))
+    values, pos = keys.index_select(0, candidates).topk(k)
+    if bool(values[-1] >= old_kth):
+        return candidates.index_select(0, pos)
+    return keys.topk(k).indices
 
 
 def update_sorted_order(order: Tensor, keys: Tensor, index: Tensor, *, assume_unique: bool = False) -> Tensor:

@@ -13,6 +13,7 @@ from tensordict import TensorDict
 
 from currlearn import functional as F
 from currlearn.base import Curriculum
+from currlearn.curricula import alp_gmm
 from currlearn.curricula.adr import ADRCurriculum
 from currlearn.curricula.alp_gmm import ALPGMMCurriculum, fit_gmm
 from currlearn.curricula.difficulty import CompetenceCurriculum, EasyFirstCurriculum
@@ -100,6 +101,22 @@ class TestFunctional:
         assert sorted(out.tolist()) == list(range(n)), "not a permutation"
         s = keys[out]
         assert bool((s[:-1] >= s[1:]).all()), f"not sorted: {s.tolist()}"
+
+    @settings(max_examples=80, deadline=None)
+    @given(st.integers(1, 40), st.integers(1, 40), st.lists(st.integers(0, 39), max_size=60), st.integers(0, 2**31))
+    def test_update_topk_matches_a_full_topk(self, n, k, changes, seed):
+        k = min(k, n)
+        g = torch.Generator().manual_seed(seed)
+        keys = torch.randint(-3, 4, (n,), generator=g).float()
+        keys[torch.rand(n, generator=g) < 0.3] = -math.inf
+        top = keys.topk(k).indices
+        old_kth = keys[top[-1]].clone()
+        idx = torch.tensor([c % n for c in changes], dtype=torch.long)
+        keys[idx] = torch.randint(-3, 4, (idx.numel(),), generator=g).float()
+        out = F.update_topk(top, old_kth, keys, idx)
+        assert out.unique().numel() == k, "ids repeat"
+        # the same multiset of keys as a full search, in descending order
+        assert keys[out].tolist() == keys.topk(k).values.tolist()
 
     @settings(max_examples=40, deadline=None)
     @given(st.integers(1, 30), st.data())
@@ -470,6 +487,51 @@ class TestALPGMMCurriculum:
         for x, r in [(0.0, 0.0), (1.0, 1.0), (0.9, 0.2)]:
             seq.update(_fb(torch.tensor([[x]]), [r]))
         _close(seq.state["alp"][:3], [0.0, 1.0, 0.8])
+
+    @pytest.mark.parametrize("device", DEVICES)
+    @pytest.mark.parametrize("dim", [1, 2, 3])
+    @pytest.mark.parametrize("small_blocks", [False, True])
+    def test_nearest_matches_brute_force(self, device, dim, small_blocks, monkeypatch):
+        if small_blocks:  # many blocks and chunks, with chunk edges inside blocks
+            monkeypatch.setattr(alp_gmm, "_NN_BLOCK", 8)
+            monkeypatch.setattr(alp_gmm, "_NN_CHUNK_CPU", 7 * 8 * 20)
+            monkeypatch.setattr(alp_gmm, "_NN_CHUNK_DEVICE", 7 * 8 * 20)
+        g = torch.Generator().manual_seed(dim)
+        box = BoxSpace({f"p{i}": -1.0 for i in range(dim)}, {f"p{i}": 3.0 for i in range(dim)}, device=device)
+        for capacity, filled, m in [(100, 37, 45), (100, 0, 30), (40, 95, 35)]:  # partly filled, empty, wrapped
+            cur = ALPGMMCurriculum(
+                box, fit_interval=10_000, fit_window=2, max_components=2, history_capacity=capacity, seed=0
+            )
+            returns = torch.randperm(filled + m, generator=g).float()  # distinct: the return names the neighbour
+            if filled:
+                cur.update(_fb(torch.rand(filled, dim, generator=g) * 4 - 1, returns[:filled]))
+            tasks = torch.rand(m, dim, generator=g) * 4 - 1
+            tasks[5] = tasks[2]  # an exact duplicate inside the batch
+            x, r = cur._normalise(tasks.to(device)), returns[filled:].to(device)
+            got, has_old = cur._nearest_returns(x, r)
+            # Reference: cdist + argmin over the filled history and the earlier rows of the batch.
+            size = int(cur.state["size"])
+            cand = torch.cat([cur.state["tasks"][:size], x]).double()
+            dist = torch.cdist(x.double(), cand, compute_mode="donot_use_mm_for_euclid_dist")
+            later = torch.arange(size + m, device=device) >= size + torch.arange(m, device=device).unsqueeze(1)
+            best, idx = dist.masked_fill(later, math.inf).min(1)
+            expected = torch.cat([cur.state["returns"][:size], r])[idx]
+            assert torch.equal(has_old, torch.isfinite(best))
+            assert torch.equal(got[has_old], expected[has_old]), f"capacity={capacity} filled={filled}"
+            assert float(got[5]) == float(r[2])  # an exact duplicate is the nearest earlier task
+            # A curriculum restored from the state dict searches the same history.
+            fresh = ALPGMMCurriculum(
+                box, fit_interval=10_000, fit_window=2, max_components=2, history_capacity=capacity, seed=0
+            )
+            fresh.load_state_dict(cur.state_dict())
+            assert torch.equal(fresh._nearest_returns(x, r)[0], got)
+
+    def test_nearest_ties_prefer_history(self):
+        box = BoxSpace({"x": 0.0}, {"x": 1.0})
+        cur = ALPGMMCurriculum(box, fit_interval=100, fit_window=2, max_components=2, history_capacity=10, seed=0)
+        cur.update(_fb(torch.tensor([[0.5]]), [1.0]))
+        cur.update(_fb(torch.tensor([[0.5], [0.5], [0.25]]), [2.0, 4.0, 8.0]))
+        _close(cur.state["alp"][:4], [0.0, 1.0, 3.0, 7.0])  # ties at distance 0: the history task (return 1)
 
     def test_ring_buffer_wraps(self):
         cur = ALPGMMCurriculum(

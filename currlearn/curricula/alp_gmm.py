@@ -14,9 +14,9 @@ coordinate of its mean, and the task is drawn from that component's Gaussian (ov
 dimensions), clipped to the box. Until the first fit, all tasks are random.
 
 Everything is tensors: the history is a preallocated ring buffer (capacity + size), the
-nearest-neighbour search is a batched ``cdist``, and the EM fits all candidate mixtures at
-once (a batch of models, padded to ``max_components``), so no host synchronisation is needed
-to pick the best model.
+nearest-neighbour search is an exact brute force in chunks of episodes, and the EM fits all
+candidate mixtures at once (a batch of models, padded to ``max_components``), so no host
+synchronisation is needed to pick the best model.
 
 Examples:
     >>> import torch
@@ -42,6 +42,12 @@ from currlearn.base import Curriculum, check_metric, check_positive_int, check_p
 from currlearn.spaces import BoxSpace, TaskSpace
 
 __all__ = ["ALPGMMCurriculum", "fit_gmm"]
+
+# Nearest-neighbour search: candidates per block (a multiple of the SIMD width), and distances
+# per chunk of episodes on CPU (about the cache) and on other devices.
+_NN_BLOCK = 256
+_NN_CHUNK_CPU = 2**21
+_NN_CHUNK_DEVICE = 2**24
 
 
 def _log_gaussian(x: Tensor, means: Tensor, chol: Tensor) -> Tensor:
@@ -220,9 +226,11 @@ class ALPGMMCurriculum(Curriculum):
             device=self.device,
         )
         self._since_fit = 0  # host mirror of state["since_fit"]: the fit decision needs no sync
+        self._size = 0  # host mirror of state["size"]: the search reads the filled prefix, no sync
 
     def _on_load(self) -> None:
         self._since_fit = int(self.state["since_fit"])
+        self._size = int(self.state["size"])
 
     # ------------------------------------------------------------------ helpers
     def _normalise(self, tasks: Tensor) -> Tensor:
@@ -253,28 +261,58 @@ class ALPGMMCurriculum(Curriculum):
 
     # ------------------------------------------------------------------ learning
     def _nearest_returns(self, x: Tensor, r: Tensor) -> tuple[Tensor, Tensor]:
-        """Return of the nearest earlier task for each row of ``x`` (history, then the batch)."""
+        """Return of the nearest earlier task for each row of ``x`` (history, then the batch).
+
+        An exact brute-force search: the squared distances are summed from the coordinate
+        differences (no ``|x|^2 - 2 x.y + |y|^2`` expansion, whose rounding can swap close
+        neighbours), over the filled part of the history and the batch rows before each row only.
+        The candidates are laid out as ``[history | batch]`` columns padded with ``inf`` to whole
+        blocks of ``_NN_BLOCK``; episodes go in chunks of rows that stay in cache, and the argmin
+        is taken on block minima, then inside the winning block (``amin`` is much cheaper than
+        ``argmin`` on the full rows). Ties go to the first candidate: the history before the batch.
+
+        Returns:
+            The returns ``[m]`` and whether an earlier task exists ``[m]`` (bool).
+        """
         st = self.state
-        m = x.shape[0]
-        h = self.history_capacity
-        hist_valid = torch.arange(h, device=self.device) < st["size"]
-        best_d = torch.full((m,), math.inf, device=self.device)
-        best_r = torch.zeros(m, device=self.device)
-        chunk = max(1, 2**22 // max(h, m))
+        m, d = x.shape
+        n, block = self._size, _NN_BLOCK
+        device, dtype = x.device, x.dtype
+        n_pad, m_pad = -(-n // block) * block, -(-m // block) * block
+        ref = torch.full((d, n_pad + m_pad), math.inf, device=device, dtype=dtype)  # candidates, one row per coordinate
+        ref[:, :n] = st["tasks"][:n].T
+        ref[:, n_pad : n_pad + m] = x.T
+        values = torch.zeros(n_pad + m_pad, device=device, dtype=r.dtype)
+        values[:n] = st["returns"][:n]
+        values[n_pad : n_pad + m] = r
+        budget = _NN_CHUNK_CPU if device.type == "cpu" else _NN_CHUNK_DEVICE
+        chunk = min(m, max(1, budget // (n_pad + m_pad)))
+        buf = torch.empty(2 * chunk * (n_pad + m_pad), device=device, dtype=dtype)
+        queries = x.T.unsqueeze(-1)  # [d, m, 1]
+        best_d = torch.empty(m, device=device, dtype=dtype)
+        best_i = torch.empty(m, device=device, dtype=torch.int64)
         for start in range(0, m, chunk):  # chunks of episodes (bounded memory), not a loop over tasks
-            rows = slice(start, start + chunk)
-            dh = torch.cdist(x[rows], st["tasks"]).masked_fill_(~hist_valid, math.inf)
-            db = torch.cdist(x[rows], x)
-            earlier = torch.arange(m, device=self.device).unsqueeze(0) < torch.arange(
-                start, min(start + chunk, m), device=self.device
-            ).unsqueeze(1)
-            db = db.masked_fill_(~earlier, math.inf)
-            vh, ih = dh.min(1)
-            vb, ib = db.min(1)
-            use_batch = vb < vh
-            best_d[rows] = torch.minimum(vh, vb)
-            best_r[rows] = torch.where(use_batch, r[ib], st["returns"][ih])
-        return best_r, torch.isfinite(best_d)
+            stop = min(start + chunk, m)
+            c = stop - start
+            width = n_pad + -(-stop // block) * block  # the history and the batch up to the chunk's end
+            dist = buf[: c * width].view(c, width)
+            diff = buf[c * width : 2 * c * width].view(c, width)
+            q = queries[:, start:stop]
+            torch.sub(q[0], ref[0, :width], out=dist).square_()
+            for k in range(1, d):
+                dist.addcmul_(torch.sub(q[k], ref[k, :width], out=diff), diff)
+            # Batch rows from the chunk's first block on: only those before each episode count.
+            first = start // block * block
+            rows = torch.arange(start, stop, device=device).unsqueeze(1)
+            later = torch.arange(first, width - n_pad, device=device) >= rows
+            dist[:, n_pad + first :].masked_fill_(later, math.inf)
+            blocks = dist.view(c, -1, block)
+            blk = blocks.amin(-1).argmin(1, keepdim=True)  # [c, 1]
+            inner = blocks.gather(1, blk.unsqueeze(-1).expand(c, 1, block)).squeeze(1)  # [c, block]
+            pos = inner.argmin(1, keepdim=True)
+            best_d[start:stop] = inner.gather(1, pos).squeeze(1)
+            best_i[start:stop] = (blk * block + pos).squeeze(1)
+        return values[best_i], torch.isfinite(best_d)
 
     def _update(self, feedback: TensorDictBase) -> None:
         values, valid = self._metric_values(feedback)
@@ -295,6 +333,7 @@ class ALPGMMCurriculum(Curriculum):
         st["alp"].index_copy_(0, slots, alp)
         st["cursor"].copy_((st["cursor"] + m) % h)
         st["size"].copy_((st["size"] + m).clamp_max(h))
+        self._size = min(self._size + m, h)
         self._since_fit += m
         st["since_fit"] += m
         if self._since_fit >= self.fit_interval:

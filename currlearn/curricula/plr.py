@@ -375,8 +375,9 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
         ``state["order"]`` lists the seen levels first, then the unseen ones. Rank
         prioritisation draws a rank ``r`` from the rank distribution, truncated where its
         float64 cdf stops growing (``k`` ranks: 39 for β = 0.1), and plays the level of rank
-        ``r``: when ``k <= 1024`` the top-``k`` levels come from one ``topk`` per update
-        (``O(num_tasks)``), otherwise ``order`` is kept sorted by score
+        ``r``: when ``k <= 1024`` the top-``k`` levels are kept per update from the old top-``k``
+        and the updated levels (:func:`currlearn.functional.update_topk`; ``O(num_tasks)`` only
+        when a top level's score fell), otherwise ``order`` is kept sorted by score
         (:func:`currlearn.functional.update_sorted_order`). Power prioritisation keeps the
         cumulative weights. Unseen levels are promoted in ``O(batch)`` swaps.
         """
@@ -484,7 +485,7 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
         unseen = ~st["seen"]
         num_unseen = n - st["num_seen"]
         p = self.replay_probability()
-        p_new = torch.where(unseen, 1.0, 0.0).double() / num_unseen.clamp_min(1)
+        p_new = unseen.double() / num_unseen.clamp_min(1)
         if self.robust:
             p_new = torch.where(num_unseen > 0, p_new, torch.full_like(p_new, 1.0 / n))
         w = p * self._replay_distribution() + (1 - p) * p_new
@@ -566,6 +567,8 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
         if ids.numel() == 0:
             return
         was_seen = st["seen"].index_select(0, ids)
+        if self.prioritization == "rank" and not self._sorted:
+            old_kth = st["score"][self._top[-1]]
         new = F.batch_ema(st["score"].index_select(0, ids), mean, count, self.smoothing, was_seen)
         st["score"].index_copy_(0, ids, new)
         st["seen"].index_fill_(0, ids, True)
@@ -577,7 +580,7 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
             newly_seen = ids[~was_seen]
             F.partition_promote(st["order"], self._position, newly_seen, self._num_seen)
             if self.prioritization == "rank":
-                self._top = torch.topk(st["score"], self._rank_cdf.numel()).indices
+                self._top = F.update_topk(self._top, old_kth, st["score"], ids)
         self._num_seen += int((~was_seen).sum())
         if self.prioritization == "power":
             self._power_w.index_copy_(0, ids, F.power_weights(new.double(), self.temperature))
@@ -587,11 +590,13 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
         st = self.state
         seen = st["seen"]
         num_seen = st["num_seen"]
-        mean_score = torch.where(seen, st["score"], 0.0).sum() / num_seen.clamp_min(1)
+        score = st["score"]  # -inf for unseen levels
+        # products over the seen mask: a `where` over an irregular mask is slower on CPU
+        mean_score = (score.clamp_min(torch.finfo(score.dtype).min) * seen).sum() / num_seen.clamp_min(1)
         return {
             "num_seen": num_seen,
             "proportion_seen": num_seen / self.space.num_tasks,
             "replay_probability": self.replay_probability(),
             "score_mean": mean_score,
-            "score_max": torch.where(seen, st["score"], -math.inf).max(),
+            "score_max": score.max(),
         }
