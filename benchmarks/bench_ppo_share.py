@@ -28,6 +28,7 @@ Run ``python benchmarks/bench_ppo_share.py``; the last lines are
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import time
 import warnings
@@ -179,7 +180,7 @@ def main() -> None:
     for name in hook_keys:
         if name in timeit._REG:
             print(f"  {name:42s}{1e3 * timeit._REG[name][0]:16.3f} ms per call, {timeit._REG[name][2]} calls")
-    episodes = statistics.median(b["episodes"] - a["episodes"] for a, b in zip(rows, rows[1:]))
+    episodes = statistics.median(b["episodes"] - a["episodes"] for a, b in itertools.pairwise(rows))
     print(f"episodes scored per iteration (median): {episodes:.0f}")
     print(
         f"transform sampling calls: {sampling.calls} ({1e6 * sampling.total / max(sampling.calls, 1):.0f} us each); "

@@ -160,13 +160,22 @@ class PPOLightningModule(pl.LightningModule):
 
     @override
     def training_step(self, batch: TensorDictBase, batch_idx: int) -> None:
-        """GAE on the collected batch, then ``num_epochs`` passes of minibatch PPO updates."""
+        """GAE on the collected batch, then ``num_epochs`` passes of minibatch PPO updates.
+
+        Transitions flagged ``"level_replay"`` False (robust PLR's new levels, written by a
+        :class:`~currlearn.integrations.replay.ReplayDecisionTransform`) get no gradient.
+        """
         s = self.settings
         optimizer = self.optimizers()
         with torch.no_grad():
             batch = self.advantage(batch)
         flat = batch.reshape(-1)
-        num = flat.numel()
+        if "level_replay" in flat.keys():
+            flat = flat[flat["level_replay"]]
+        num = flat.shape[0]
+        if num == 0:  # no replayed level in this batch: nothing to train on
+            self.log("train/reward", batch["next", "reward"].mean(), on_step=True, on_epoch=False, batch_size=1)
+            return
         size = min(s.minibatch_size, num)
         totals: dict[str, torch.Tensor] = {}
         for _ in range(s.num_epochs):

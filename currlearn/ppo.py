@@ -27,6 +27,7 @@ from torchrl.objectives.value import GAE
 from torchrl.trainers import ReplayBufferTrainer, Trainer, UpdateWeights, ValueEstimatorHook
 
 from currlearn.base import Curriculum
+from currlearn.integrations.replay import ReplayDecisionTransform
 from currlearn.integrations.torchrl import CurriculumHook, CurriculumTransform
 
 __all__ = ["FlattenObservation", "PPOSettings", "find_curriculum_transform", "make_actor_critic", "make_ppo_trainer"]
@@ -140,6 +141,45 @@ def make_actor_critic(env: EnvBase, hidden: int = 64) -> tuple[ProbabilisticActo
     return actor, critic
 
 
+class ReplayedOnly:
+    """``pre_epoch`` op for robust PLR (PLR⊥): fills the PPO replay buffer with the transitions
+    of replayed levels only (``batch[replay_key]`` True), so the epoch's gradient steps skip the
+    episodes of new levels; they were collected to score those levels.
+
+    The advantages are computed before, on the whole batch (GAE needs whole trajectories).
+    With no replayed transition in the batch, the epoch makes no gradient step.
+
+    Args:
+        rbt (ReplayBufferTrainer): the trainer's replay-buffer hook (``iterate=True``).
+        replay_key (NestedKey): the per-transition decision written by
+            :class:`~currlearn.integrations.replay.ReplayDecisionTransform`.
+    """
+
+    def __init__(self, rbt: ReplayBufferTrainer, replay_key: Any = "level_replay") -> None:
+        self.rbt = rbt
+        self.replay_key = replay_key
+
+    def __call__(self, batch: Any) -> Any:
+        flat = batch.reshape(-1)
+        kept = flat[flat.get(self.replay_key).reshape(-1)]
+        rb = self.rbt.replay_buffer
+        rb.empty()
+        if kept.shape[0]:  # (TensorDict.numel() is 1 for an empty batch)
+            rb.extend(kept.cpu())
+            self.rbt.replay_buffer_iter = iter(rb)
+        else:
+            self.rbt.replay_buffer_iter = iter(())  # the epoch ends at once
+        return kept
+
+
+def _replay_decision_key(env: EnvBase) -> Any:
+    transform = getattr(env, "transform", None)
+    for t in [transform, *getattr(transform, "transforms", [])]:
+        if isinstance(t, ReplayDecisionTransform):
+            return t.out_key
+    return None
+
+
 def find_curriculum_transform(env: EnvBase) -> CurriculumTransform | None:
     """The :class:`CurriculumTransform` of a TransformedEnv, or None."""
     transform = getattr(env, "transform", None)
@@ -224,7 +264,17 @@ def make_ppo_trainer(
         storage=LazyTensorStorage(s.frames_per_batch), sampler=SamplerWithoutReplacement(), batch_size=s.minibatch_size
     )
     rbt = ReplayBufferTrainer(rb, flatten_tensordicts=True, iterate=True)
-    trainer.register_op("pre_epoch", rbt.extend)
+    if curriculum is not None and getattr(curriculum, "robust", False):
+        # PLR⊥: no gradient on the episodes of new levels (they are played for their scores).
+        replay_key = _replay_decision_key(env)
+        if replay_key is None:
+            raise ValueError(
+                "robust PLR trains on replayed levels only: add a ReplayDecisionTransform after the CurriculumTransform "
+                "(TransformedEnv(env, Compose(CurriculumTransform(cur), ReplayDecisionTransform(cur))))."
+            )
+        trainer.register_op("pre_epoch", ReplayedOnly(rbt, replay_key))
+    else:
+        trainer.register_op("pre_epoch", rbt.extend)
     trainer.register_op("process_optim_batch", rbt.sample)
     trainer.register_op("post_steps", UpdateWeights(collector, 1))
     return trainer, hook

@@ -195,11 +195,29 @@ def _gym_target_curriculum(cfg: Mapping[str, Any], seed: int, *, training: bool 
     return DomainRandomization(DiscreteSpace({k: [env[k]] for k in env["ladder"]}), seed=seed)
 
 
+def _curriculum_transforms(curriculum: Any) -> list[Any]:
+    """The transforms that play ``curriculum``: a CurriculumTransform, and for robust PLR the
+    ReplayDecisionTransform whose flags keep new levels' episodes out of the PPO loss.
+    """
+    from currlearn.integrations.replay import ReplayDecisionTransform
+    from currlearn.integrations.torchrl import CurriculumTransform
+
+    out = [CurriculumTransform(curriculum)]
+    if getattr(curriculum, "robust", False):
+        out.append(ReplayDecisionTransform(curriculum))
+    return out
+
+
+def _with_curriculum(base: Any, curriculum: Any) -> Any:
+    from torchrl.envs import Compose, TransformedEnv
+
+    transforms = _curriculum_transforms(curriculum)
+    return TransformedEnv(base, transforms[0] if len(transforms) == 1 else Compose(*transforms))
+
+
 def _build_gym_env(cfg: Mapping[str, Any], curriculum: Any, *, target: bool, num_envs: int, seed: int) -> Any:
     from hydra.utils import instantiate
-    from torchrl.envs import ParallelEnv, SerialEnv, TransformedEnv
-
-    from currlearn.integrations.torchrl import CurriculumTransform
+    from torchrl.envs import ParallelEnv, SerialEnv
 
     env_cfg = cfg["env"]
     make_one = instantiate(dict(env_cfg["factory"]))
@@ -211,7 +229,7 @@ def _build_gym_env(cfg: Mapping[str, Any], curriculum: Any, *, target: bool, num
     if batched not in ("serial", "parallel"):
         raise TrainError(f"env.batched={batched!r} is invalid: allowed values: serial, parallel.")
     base = (ParallelEnv if batched == "parallel" else SerialEnv)(num_envs, make_one)
-    env = TransformedEnv(base, CurriculumTransform(curriculum))
+    env = _with_curriculum(base, curriculum)
     env.set_seed(seed)
     return env
 
@@ -290,7 +308,6 @@ def build_env(
     from torchrl.envs import Compose, StepCounter, TransformedEnv
 
     from currlearn.envs import PointMassGateEnv, make_pendulum
-    from currlearn.integrations.torchrl import CurriculumTransform
 
     env_cfg = cfg["env"]
     n = num_envs if num_envs is not None else env_cfg["num_envs"]
@@ -308,11 +325,11 @@ def build_env(
         )
         if curriculum is None:
             return base
-        return TransformedEnv(base, CurriculumTransform(curriculum))
+        return _with_curriculum(base, curriculum)
     base = make_pendulum(n, device=cfg["device"], seed=seed)
     if target:
         curriculum = _fixed_task_curriculum(cfg, seed)
-    transforms = [CurriculumTransform(curriculum)] if curriculum is not None else []
+    transforms = _curriculum_transforms(curriculum) if curriculum is not None else []
     return TransformedEnv(base, Compose(*transforms, StepCounter(env_cfg["max_steps"]), _pendulum_obs()))
 
 

@@ -199,3 +199,54 @@ def test_adaptive_curriculum_in_ppo_loop(name):
     changed = [k for k, v in cur.state.items() if not torch.equal(v, before[k])]
     assert changed, f"{name}: the PPO batches changed nothing in the curriculum's state"
     check(cur, seen)
+
+
+def _robust_plr() -> PrioritizedLevelReplay:
+    return PrioritizedLevelReplay(
+        _grid(), score_function="positive_value_loss", robust=True, replay_schedule="fixed", num_envs=NUM_ENVS, seed=0
+    )
+
+
+def test_robust_plr_trains_on_replayed_levels_only():
+    """PLR⊥ in make_ppo_trainer: the minibatches hold replayed transitions only, every one of
+    them in every epoch; the episodes of new levels still reach the curriculum."""
+    torch.manual_seed(0)
+    cur = _robust_plr()
+    env = TransformedEnv(
+        PointMassGateEnv(NUM_ENVS, max_steps=MAX_STEPS, seed=0),
+        Compose(CurriculumTransform(cur), ReplayDecisionTransform(cur)),
+    )
+    settings = PPOSettings(frames_per_batch=512, minibatch_size=128, total_frames=2048, num_epochs=2, hidden=16)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        trainer, _ = make_ppo_trainer(env, cur, settings)
+    replayed, trained = [], []
+
+    def on_batch(batch):
+        replayed.append(int(batch["level_replay"].sum()))
+        return batch
+
+    def on_minibatch(sub):
+        trained.append(sub["level_replay"].clone())
+        return sub
+
+    trainer.register_op("batch_process", on_batch)
+    trainer.register_op("process_optim_batch", on_minibatch)
+    try:
+        trainer.train()
+    finally:
+        trainer.shutdown()
+    assert replayed[0] == 0, "nothing is seen before the first batch: no replay"
+    assert sum(replayed) > 0, "no level was replayed in four iterations"
+    assert sum(replayed) < 4 * 512, "every transition was a replay: the mask was never tested"
+    flags = torch.cat(trained)
+    assert bool(flags.all()), "a transition of a new level reached the loss"
+    assert flags.numel() == settings.num_epochs * sum(replayed)
+    assert int(cur.counters["episodes"]) > 0
+
+
+def test_robust_plr_needs_the_replay_decision():
+    cur = _robust_plr()
+    env = TransformedEnv(PointMassGateEnv(NUM_ENVS, max_steps=MAX_STEPS, seed=0), CurriculumTransform(cur))
+    with pytest.raises(ValueError, match="robust PLR trains on replayed levels only: add a ReplayDecisionTransform"):
+        make_ppo_trainer(env, cur, SETTINGS)

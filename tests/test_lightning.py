@@ -236,6 +236,41 @@ class TestCurriculumCallback:
         assert CurriculumCallback(cur, name="gates").state_key == "CurriculumCallback{'name': 'gates'}"
 
 
+def test_robust_plr_trains_on_replayed_levels_only():
+    """PLR⊥ with Lightning: the PPO loss sees replayed transitions only; the curriculum still
+    scores every episode (from the GAE the module computed on the whole batch)."""
+    from currlearn import PrioritizedLevelReplay
+    from currlearn.integrations.replay import ReplayDecisionTransform
+
+    torch.manual_seed(0)
+    cur = PrioritizedLevelReplay(
+        DiscreteSpace(GATES), robust=True, replay_schedule="fixed", replay_prob=0.5, num_envs=NUM_ENVS, seed=0
+    )
+    module = PPOLightningModule(_make_env(CurriculumTransform(cur), ReplayDecisionTransform(cur)), SETTINGS)
+    seen, forward = [], module.loss_module.forward
+
+    def recording(td):
+        seen.append(td["level_replay"].clone())
+        return forward(td)
+
+    module.loss_module.forward = recording
+    batches = []
+
+    class Count(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            batches.append(int(batch["level_replay"].sum()))
+
+    # 6 optimiser steps; a batch with no replayed transition makes none
+    _make_trainer(6, [Count(), CurriculumCallback(cur, tracker=cur.make_tracker())]).fit(module)
+    assert batches[0] == 0, "nothing is seen before the first batch: no replay"
+    assert 0 < sum(batches) < len(batches) * FRAMES, batches
+    assert len(seen) == 6
+    flags = torch.cat(seen)
+    assert bool(flags.all()), "a transition of a new level reached the loss"
+    assert flags.numel() == sum(batches)  # one epoch, one minibatch of all replayed transitions
+    assert int(cur.counters["episodes"]) == len(batches) * FRAMES // MAX_STEPS
+
+
 class TestCurriculumCallbackErrors:
     def test_constructor_arguments(self):
         cur = DomainRandomization(DiscreteSpace(GATES), seed=0)

@@ -202,7 +202,9 @@ def _gate_batch(env_steps=24, seed=0):
     """A real collected batch on 4 point-mass envs with a uniform curriculum over GATES."""
     cur = DomainRandomization(DiscreteSpace(GATES), seed=seed)
     env = TransformedEnv(PointMassGateEnv(4, max_steps=8, seed=seed), CurriculumTransform(cur))
-    collector = Collector(env, None, frames_per_batch=4 * env_steps, total_frames=-1, auto_register_policy_transforms=False)
+    collector = Collector(
+        env, None, frames_per_batch=4 * env_steps, total_frames=-1, auto_register_policy_transforms=False
+    )
     try:
         batch = next(iter(collector))
     finally:
@@ -287,7 +289,10 @@ class TestHook:
     @pytest.mark.parametrize(
         ("kwargs", "match"),
         [
-            ({"feedback_at": "post_steps"}, r"feedback_at must be one of \['batch_process', 'pre_epoch'\], got 'post_steps'"),
+            (
+                {"feedback_at": "post_steps"},
+                r"feedback_at must be one of \['batch_process', 'pre_epoch'\], got 'post_steps'",
+            ),
             ({"log_interval": -1}, r"log_interval must be an int >= 0.*-1"),
             ({"log_interval": 1.5}, r"log_interval must be an int >= 0.*1.5"),
         ],

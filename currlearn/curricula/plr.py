@@ -457,38 +457,56 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
             p = torch.where(num_seen >= math.ceil(self.min_seen_fraction * n), p, 0.0)
         return p
 
-    def _replay_distribution(self) -> Tensor:
+    def _score_weights(self) -> Tensor:
+        """Unnormalised ``P_S`` weights, float64, shape ``[num_tasks]``, zero for unseen levels."""
         st = self.state
         seen = st["seen"]
         if self.prioritization == "rank" and self._sorted:
             ranks = F.inverse_permutation(st["order"]) + 1
-            w = torch.where(seen, ranks.double().pow(-1.0 / self.temperature), 0.0)
-        elif self.prioritization == "rank":
+            return ranks.double().pow_(-1.0 / self.temperature).mul_(seen)
+        if self.prioritization == "rank":
             # Exactly what `_sample` draws: ranks past the truncation point have weight 0 (their
             # true weights are below float64 resolution relative to rank 1).
             k = min(self._num_seen, self._rank_cdf.numel())
             top_w = torch.arange(1, k + 1, device=self.device, dtype=torch.float64).pow(-1.0 / self.temperature)
-            w = torch.zeros(seen.numel(), device=self.device, dtype=torch.float64).index_copy_(0, self._top[:k], top_w)
-        else:
-            w = F.power_weights(st["score"].double(), self.temperature, seen)
-        p_score = F.normalize(w, seen)
-        if self.staleness_coef == 0:
-            return p_score
-        stale = F.staleness_weights(st["timestamp"], st["episode_count"]).double()
-        p_stale = stale / stale.sum().clamp_min(1)
-        return F.mix_staleness(p_score, p_stale, self.staleness_coef)
+            return torch.zeros(seen.numel(), device=self.device, dtype=torch.float64).index_copy_(
+                0, self._top[:k], top_w
+            )
+        return F.power_weights(st["score"].double(), self.temperature, seen)
 
     def _compute_weights(self) -> Tensor:
-        """The distribution of the next draw: ``p P_replay + (1 - p) P_new``, shape ``[num_tasks]``."""
+        """The distribution of the next draw, shape ``[num_tasks]``:
+        ``p ((1 - ρ) P_S + ρ P_C) + (1 - p) P_new``.
+
+        ``p`` is :meth:`replay_probability`; ``ρ`` is ``staleness_coef`` once some level is stale
+        (``P_C`` all zero before: ``ρ = 0``); ``P_S`` is uniform over the seen levels while all
+        their weights are 0; ``P_new`` is uniform over the unseen levels (PLR⊥ once all are seen:
+        over all levels). Every normalisation is a scalar coefficient of one in-place weighted
+        sum, a handful of passes over ``num_tasks``.
+        """
         st = self.state
         n = self.space.num_tasks
-        unseen = ~st["seen"]
-        num_unseen = n - st["num_seen"]
+        seen = st["seen"].double()
+        num_seen = st["num_seen"]
+        num_unseen = n - num_seen
         p = self.replay_probability()
-        p_new = unseen.double() / num_unseen.clamp_min(1)
-        if self.robust:
-            p_new = torch.where(num_unseen > 0, p_new, torch.full_like(p_new, 1.0 / n))
-        w = p * self._replay_distribution() + (1 - p) * p_new
+        score_w = self._score_weights()
+        total = score_w.sum()
+        rho = torch.zeros((), dtype=torch.float64, device=self.device)
+        if self.staleness_coef > 0:
+            stale = F.staleness_weights(st["timestamp"], st["episode_count"]).double()
+            stale_sum = stale.sum()
+            rho = torch.where(stale_sum > 0, self.staleness_coef, 0.0).double()
+        p_score = p * (1 - rho)
+        has_score = total > 0
+        w = score_w.mul_(torch.where(has_score, p_score / total.clamp_min(torch.finfo(total.dtype).tiny), 0.0))
+        w.addcmul_(seen, torch.where(has_score, 0.0, p_score / num_seen.clamp_min(1)))
+        if self.staleness_coef > 0:
+            w.addcmul_(stale, p * rho / stale_sum.clamp_min(1))
+        c_unseen = torch.where(num_unseen > 0, (1 - p) / num_unseen.clamp_min(1), 0.0)
+        w.addcmul_(seen.neg_().add_(1), c_unseen)  # seen -> unseen, in place
+        if self.robust:  # all levels seen: PLR⊥ explores uniformly over all of them
+            w.add_(torch.where(num_unseen > 0, 0.0, (1 - p) / n))
         return w.to(torch.get_default_dtype())
 
     def _sample(self, num: int, env_ids: Tensor | None) -> Tensor:

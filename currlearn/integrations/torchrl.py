@@ -169,7 +169,8 @@ class CurriculumTransform(Transform):
         return self._tasks.shape[: self._tasks.dim() - len(self.curriculum.space.task_shape)]
 
     def _refresh_params(self) -> None:
-        assert self._tasks is not None and self._flat_tasks is not None
+        assert self._tasks is not None
+        assert self._flat_tasks is not None
         shape = self._env_shape()
         # clone: a box space's parameters are views of the tasks, which change in place later
         self._params = self.curriculum.params(self._flat_tasks).reshape(shape).to(self._tasks.device).clone()
@@ -215,7 +216,8 @@ class CurriculumTransform(Transform):
             self.refresh()
 
     def _write(self, td: TensorDictBase, with_task: bool = True) -> TensorDictBase:
-        assert self._params is not None and self._tasks is not None
+        assert self._params is not None
+        assert self._tasks is not None
         current = td.get(self.param_key, None)
         book = self._book
         if current is not None and book.covers is None:
@@ -445,7 +447,8 @@ class CurriculumHook(TrainerHookBase):
 
     def process_batch(self, batch: TensorDictBase) -> TensorDictBase:
         """``batch_process`` op: update the curriculum from the batch's finished episodes (or,
-        with ``feedback_at="pre_epoch"``, keep the batch for the first epoch)."""
+        with ``feedback_at="pre_epoch"``, keep the batch for the first epoch).
+        """
         self._frames = batch.numel()
         self._total_frames += self._frames
         if self.feedback_at == "pre_epoch":
@@ -456,7 +459,8 @@ class CurriculumHook(TrainerHookBase):
 
     def first_epoch(self, batch: TensorDictBase) -> TensorDictBase:
         """``pre_epoch`` op (``feedback_at="pre_epoch"``): update the curriculum once per
-        iteration, from the batch as the ops before this one left it."""
+        iteration, from the batch as the ops before this one left it.
+        """
         if self._pending is not None:
             if batch.batch_size != self._pending.batch_size:
                 raise ValueError(
@@ -481,7 +485,8 @@ class CurriculumHook(TrainerHookBase):
 
     def log(self, batch: TensorDictBase | None = None) -> dict[str, float] | None:
         """``post_steps_log`` op: the curriculum's metrics (logged by the trainer), or None
-        while fewer than ``log_interval`` frames passed since the last report."""
+        while fewer than ``log_interval`` frames passed since the last report.
+        """
         if self._total_frames - self._last_log <= self.log_interval and self.log_interval:
             return None
         self._last_log = self._total_frames
@@ -497,7 +502,8 @@ class CurriculumHook(TrainerHookBase):
 
     def register(self, trainer: Any, name: str = "curriculum") -> None:
         """Register the ops on ``trainer`` (after those already there) and the hook as the
-        trainer module ``name``."""
+        trainer module ``name``.
+        """
         trainer.register_op("batch_process", self.process_batch)
         if self.feedback_at == "pre_epoch":
             trainer.register_op("pre_epoch", self.first_epoch)
