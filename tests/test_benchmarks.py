@@ -44,3 +44,21 @@ def test_syllabus_rows_run(bench):
     assert secs > 0
     assert extrapolated
     assert bench.time_syllabus_dr(50, repeats=1, episodes=16) > 0
+
+
+def test_ppo_share_runs_at_a_tiny_size():
+    """bench_ppo_share.py end to end (a real PPO trainer, a few iterations): every hook op is
+    timed and both headline lines are printed with fractions in (0, 1)."""
+    import subprocess
+    import sys
+
+    script = BENCH.parent / "bench_ppo_share.py"
+    args = ["--tasks", "1000", "--num-envs", "8", "--max-steps", "16", "--frames-per-batch", "256"]
+    args += ["--iterations", "4", "--warmup", "1", "--epochs", "1", "--minibatch", "128", "--log-interval", "0"]
+    out = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=300, check=True)
+    lines = dict(line.split("=", 1) for line in out.stdout.splitlines() if line.startswith("curriculum_share"))
+    hook = float(lines["curriculum_share_of_ppo_iteration_1000"])
+    total = float(lines["curriculum_share_with_transform_1000"])
+    assert 0 < hook < total < 1, (hook, total)
+    for op in ("hook/process_batch", "hook/first_epoch", "hook/end_iteration", "hook/log"):
+        assert op in out.stdout, f"{op} was not timed:\n{out.stdout}"

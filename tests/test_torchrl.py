@@ -88,6 +88,30 @@ class TestCurriculumTransform:
         finally:
             collector.shutdown()
 
+    def test_step_input_without_parameters_gets_them(self):
+        cur = DomainRandomization(DiscreteSpace(GATES), seed=0)
+        env = self._make_env(cur, num_envs=4)
+        td = env.reset()
+        expected = cur.space.params(td["task_id"])["gate_width"]
+        out = env.rand_step(td.exclude("params", "task_id"))
+        torch.testing.assert_close(out["next", "params", "gate_width"], expected)
+        torch.testing.assert_close(out["next", "task_id"], td["task_id"])
+
+    def test_partial_reset_parameters_reach_the_next_steps(self):
+        """After a partial reset, the following steps play the new task of the reset env (the
+        step input is not rewritten while nothing changes: the reset output carries it)."""
+        cur = RecordingCurriculum(DiscreteSpace(GATES))
+        env = self._make_env(cur, num_envs=4)
+        td = env.reset()
+        td["_reset"] = torch.tensor([[False], [True], [False], [False]])
+        td = env.reset(td)
+        for _ in range(3):
+            td = env.rand_step(td)
+            expected = cur.space.params(td["next", "task_id"])["gate_width"]
+            torch.testing.assert_close(td["next", "params", "gate_width"], expected)
+            torch.testing.assert_close(td["next", "observation"][:, 5], expected)
+            td = td["next"].exclude("done", "terminated", "truncated")
+
     def test_unknown_parameter_lists_env_parameters(self):
         cur = DomainRandomization(DiscreteSpace({"mass": [1.0, 2.0]}), seed=0)
         env = TransformedEnv(make_pendulum(2, seed=0), CurriculumTransform(cur))

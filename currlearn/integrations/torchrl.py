@@ -1,9 +1,10 @@
 """TorchRL integration: an env transform, a trainer hook and collector helpers.
 
 - :class:`CurriculumTransform` samples a task for every env being reset, writes the task's
-  parameters into the env's TensorDict (under ``param_key``) on the reset output *and* on the
-  input of every step, so they apply from the first step and a pushed change applies at once,
-  and tags every transition with its task (``task_key`` at the root and under ``"next"``).
+  parameters into the env's TensorDict (under ``param_key``) on the reset input and output, and
+  on the input of a step whenever they changed since they were last written (or the input
+  lacks them), so they apply from the first step and a pushed change applies at once, and tags
+  every transition with its task (``task_key`` at the root and under ``"next"``).
 - :class:`CurriculumHook` registers on a :class:`torchrl.trainers.Trainer`: it turns each
   collected batch into per-episode feedback (``batch_process``), updates the curriculum and
   refreshes the envs after the optimisation steps (``post_steps``), logs the curriculum's
