@@ -153,6 +153,11 @@ class TestPrioritizedLevelReplay:
         plr.update(_fb([0, 1, 2], score=[0.2, 0.5, 0.0]))
         _close(plr.weights(), [0.04 / 0.29, 0.25 / 0.29, 0.0])
 
+    def test_power_with_zero_scores_replays_uniformly_over_seen_levels(self):
+        plr = self._make(prioritization="power", replay_schedule="fixed", replay_prob=0.8, staleness_coef=0.0)
+        plr.update(_fb([0, 1], score=[0.0, -1.0]))  # weights max(S, 0)^(1/T) are all 0
+        _close(plr.weights(), [0.4, 0.4, 0.2])
+
     def test_proportionate_replay_against_unseen(self):
         plr = self._make(n=4, staleness_coef=0.0)
         plr.update(_fb([0], score=[1.0]))
