@@ -140,6 +140,22 @@ class TestCurriculumCallback:
         csv = (Path(trainer.logger.log_dir) / "metrics.csv").read_text()
         assert "curriculum/episodes" in csv.splitlines()[0]
 
+    def test_log_interval(self, tmp_path: Path):
+        """Metrics are reported once more than log_interval frames passed since the last report."""
+        cur = DomainRandomization(DiscreteSpace(GATES), seed=0)
+        calls = []
+        metrics = cur.metrics
+
+        def counting():
+            calls.append(int(cur.counters["frames"]))
+            return metrics()
+
+        cur.metrics = counting
+        _make_trainer(5, [CurriculumCallback(cur, log_interval=2 * FRAMES)]).fit(_make_module(cur))
+        assert calls == [3 * FRAMES], calls  # frames 40, 80, 120 (> 80 since 0: report), 160, 200
+        with pytest.raises(ValueError, match=r"log_interval must be an int >= 0.*-5"):
+            CurriculumCallback(cur, log_interval=-5)
+
     def test_schedule_reaches_the_envs_before_the_next_collection(self):
         # ScheduledCurriculum changes mid-episode: after step k, batch k + 1 must be played
         # entirely at the scheduled value for iteration k (no batch fetched ahead).

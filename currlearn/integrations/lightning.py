@@ -63,6 +63,8 @@ class CurriculumCallback(pl.Callback):
             distinct names.
         refresh_every_iteration (bool, optional): re-sample every env's task after each batch.
             Default: ``not curriculum.per_episode``.
+        log_interval (int): frames between two metric reports (0: every batch); the metrics of
+            a large task distribution cost ``O(num_tasks)``.
 
     Raises:
         TypeError: ``curriculum`` is not a Curriculum, or a training batch is not a TensorDict.
@@ -86,6 +88,7 @@ class CurriculumCallback(pl.Callback):
         tracker: EpisodeTracker | None = None,
         name: str | None = None,
         refresh_every_iteration: bool | None = None,
+        log_interval: int = 0,
     ) -> None:
         if not isinstance(curriculum, Curriculum):
             raise TypeError(f"curriculum must be a currlearn Curriculum, got {type(curriculum).__name__}.")
@@ -100,6 +103,9 @@ class CurriculumCallback(pl.Callback):
         self.tracker = tracker
         self.name = name
         self.refresh_every_iteration = refresh_every_iteration
+        if isinstance(log_interval, bool) or not isinstance(log_interval, int) or log_interval < 0:
+            raise ValueError(f"log_interval must be an int >= 0 (frames; 0: every batch), got {log_interval!r}.")
+        self.log_interval = log_interval
         self._hook: CurriculumHook | None = None
         self._pending_tasks: torch.Tensor | None = None  # tasks to re-apply after a restore
 
@@ -157,6 +163,7 @@ class CurriculumCallback(pl.Callback):
                 transform=transform,
                 tracker=self.tracker,
                 refresh_every_iteration=self.refresh_every_iteration,
+                log_interval=self.log_interval,
             )
             self.tracker = self._hook.tracker
         return self._hook
@@ -179,7 +186,9 @@ class CurriculumCallback(pl.Callback):
         batch: Any,
         batch_idx: int,
     ) -> None:
-        """Update from the batch's finished episodes, step, refresh the envs and log metrics."""
+        """Update from the batch's finished episodes, step, refresh the envs and log metrics
+        (at most every ``log_interval`` frames).
+        """
         if not isinstance(batch, TensorDictBase):
             raise TypeError(
                 "CurriculumCallback needs TensorDict training batches from a TorchRL collector "
@@ -188,8 +197,11 @@ class CurriculumCallback(pl.Callback):
         hook = self._ensure_hook(pl_module)
         hook.process_batch(batch)
         hook.end_iteration()
+        report = hook.log()
+        if report is None:  # fewer than log_interval frames since the last report
+            return
         prefix = "curriculum/" if self.name is None else f"curriculum/{self.name}/"
-        metrics = {prefix + k.removeprefix("curriculum/"): v for k, v in hook.log().items()}
+        metrics = {prefix + k.removeprefix("curriculum/"): v for k, v in report.items()}
         pl_module.log_dict(metrics, on_step=True, on_epoch=False, batch_size=1)
 
     @override
