@@ -62,3 +62,19 @@ def test_ppo_share_runs_at_a_tiny_size():
     assert 0 < hook < total < 1, (hook, total)
     for op in ("hook/process_batch", "hook/first_epoch", "hook/end_iteration", "hook/log"):
         assert op in out.stdout, f"{op} was not timed:\n{out.stdout}"
+
+
+def test_replay_benchmark_runs_at_a_tiny_size():
+    """bench_replay.py end to end: every row timed, the three headline lines printed."""
+    import subprocess
+    import sys
+
+    script = BENCH.parent / "bench_replay.py"
+    args = ["--items", "5000", "--tasks", "10", "--batch", "32", "--repeats", "5", "--warmup", "1"]
+    out = subprocess.run([sys.executable, str(script), *args], capture_output=True, text=True, timeout=300, check=True)
+    lines = dict(line.split("=", 1) for line in out.stdout.splitlines() if "=" in line and " " not in line)
+    assert float(lines["curriculum_sampler_step_ms"]) > 0
+    assert float(lines["ratio_to_torchrl_prioritized"]) > 0
+    assert float(lines["speedup_vs_dense"]) > 0
+    for row in ("RandomSampler", "TorchRL PrioritizedSampler", "dense recompute", "new task weights"):
+        assert row in out.stdout, out.stdout

@@ -14,7 +14,7 @@ from currlearn.curricula.adr import ADRCurriculum
 from currlearn.curricula.plr import PrioritizedLevelReplay
 from currlearn.envs.point_mass import PointMassGateEnv
 from currlearn.feedback import episode_feedback
-from currlearn.integrations.replay import CurriculumSampler, ReplayDecisionTransform
+from currlearn.integrations.replay import CurriculumSampler, ReplayDecisionTransform, SumTree
 from currlearn.integrations.torchrl import CurriculumTransform
 from currlearn.spaces import BoxSpace, DiscreteSpace
 from currlearn.testing import get_default_devices
@@ -34,6 +34,45 @@ def _frequencies(rb: ReplayBuffer, num_tasks: int, draws: int = 100) -> torch.Te
     for _ in range(draws):
         counts += torch.bincount(rb.sample()["task_id"].cpu(), minlength=num_tasks)
     return counts / counts.sum()
+
+
+class TestSumTree:
+    @pytest.mark.parametrize("capacity", [1, 2, 5, 64, 1000])
+    def test_find_matches_a_cumulative_sum(self, capacity):
+        g = torch.Generator().manual_seed(capacity)
+        w = torch.randint(0, 4, (capacity,), generator=g).double()  # integers: exact sums, zeros included
+        w[0] = 1.0
+        tree = SumTree(capacity)
+        tree.build(w)
+        assert float(tree.total) == float(w.sum())
+        mass = torch.arange(int(w.sum())).double() + 0.5  # the middle of every unit of mass
+        expected = torch.searchsorted(torch.cumsum(w, 0), mass, right=True)
+        assert tree.find(mass).tolist() == expected.tolist()
+        torch.testing.assert_close(tree.leaves(torch.arange(capacity)), w)
+
+    def test_never_returns_a_zero_weight_leaf(self):
+        g = torch.Generator().manual_seed(0)
+        w = torch.rand(1000, generator=g, dtype=torch.float64) * (torch.rand(1000, generator=g) < 0.1)
+        tree = SumTree(1024)
+        tree.build(w)
+        edges = torch.cumsum(w, 0)  # the boundaries, where rounding decides
+        mass = torch.cat([edges, edges * (1 - 1e-15), torch.rand(10_000, generator=g).double() * tree.total])
+        mass = mass.clamp_max(float(tree.total) * (1 - 1e-16))
+        assert bool((w[tree.find(mass)] > 0).all())
+
+    def test_update_equals_a_rebuild(self):
+        g = torch.Generator().manual_seed(1)
+        w = torch.rand(300, generator=g, dtype=torch.float64)
+        tree = SumTree(300)
+        tree.build(w)
+        idx = torch.randint(0, 300, (80,), generator=g)  # with duplicates
+        new = torch.rand(80, generator=g, dtype=torch.float64)
+        tree.update(idx, new)
+        w[idx] = tree.leaves(idx)  # duplicates: the value the tree kept, which must be one of those given
+        assert all(float(v) in new.tolist() for v in tree.leaves(idx))
+        fresh = SumTree(300)
+        fresh.build(w)
+        torch.testing.assert_close(tree.nodes, fresh.nodes)
 
 
 class TestCurriculumSampler:
@@ -130,6 +169,33 @@ class TestCurriculumSampler:
         assert torch.equal(before["rng"], small.generator.get_state())
         with pytest.raises(ValueError, match="num_tasks=3, this sampler has num_tasks=4"):
             CurriculumSampler(num_tasks=4, capacity=50).load_state_dict(sampler.state_dict())
+
+    def test_tree_follows_every_change(self):
+        """After extends past the capacity (a ring buffer), priority and difficulty updates and a
+        new curriculum decision, the drawn items' weights are the current ones."""
+        plr = PrioritizedLevelReplay(DiscreteSpace(num_tasks=5), temperature=1.0, staleness_coef=0.0, seed=0)
+        plr.update(episode_feedback(torch.arange(5), torch.zeros(5), score=torch.arange(5.0)))
+        sampler = CurriculumSampler(plr, capacity=64, alpha=0.7, seed=0)
+        storage = LazyTensorStorage(64)
+        rb = ReplayBuffer(storage=storage, sampler=sampler, batch_size=32)
+        g = torch.Generator().manual_seed(0)
+
+        def check():
+            _, info = rb.sample(return_info=True)
+            dense = sampler.item_weights(storage).double()
+            torch.testing.assert_close(info["probability"].double(), dense[info["index"]] / dense.sum(), rtol=1e-5, atol=0)
+            assert bool((dense[info["index"]] > 0).all())
+
+        for step in range(12):
+            rb.extend(TensorDict({"task_id": torch.randint(5, (20,), generator=g)}, [20]))  # wraps after 3 extends
+            check()
+            idx = torch.randint(0, len(storage), (16,), generator=g)
+            rb.update_priority(idx, torch.rand(16, generator=g) * 5)
+            sampler.update_difficulty(idx[:8], torch.rand(8, generator=g))
+            check()
+            if step % 4 == 3:  # a new decision: other task weights
+                plr.update(episode_feedback(torch.arange(5), torch.zeros(5), score=torch.rand(5, generator=g)))
+                check()
 
     def test_empty(self):
         sampler = CurriculumSampler(num_tasks=2, capacity=5, alpha=1.0, seed=0)

@@ -17,9 +17,12 @@ probability of stored item ``i`` with task ``t(i)`` is proportional to
   TD-error prioritised replay.
 
 All per-item state lives in preallocated tensors of size ``capacity`` on the sampler's device
-and is updated in batches; a draw is one ``cumsum`` and one ``searchsorted`` (no
-``torch.multinomial``, whose limit is 2**24 categories). The sampler owns its generator and
-checkpoints it with the rest (``state_dict``/``dumps``).
+and is updated in batches. The item weights are the leaves of a sum tree (:class:`SumTree`,
+float64): a draw of ``batch_size`` items descends it in ``log2(capacity)`` vectorised steps, and
+the items whose difficulty, priority or storage slot changed are re-weighted in
+``O(k log capacity)`` before the next draw; the whole tree is rebuilt (``O(capacity)``) only
+when the task weights change (a new curriculum decision, :meth:`CurriculumSampler.set_task_weights`).
+The sampler owns its generator and checkpoints it with the rest (``state_dict``/``dumps``).
 
 :class:`ReplayDecisionTransform` carries the robust-PLR decision "replayed level or not" into
 every transition, so that the loss can skip the episodes played on new levels.
@@ -58,10 +61,88 @@ from currlearn.base import (
     check_probability,
 )
 
-__all__ = ["CurriculumSampler", "ReplayDecisionTransform"]
+__all__ = ["CurriculumSampler", "ReplayDecisionTransform", "SumTree"]
 
 _STATE_VERSION = 1
 _FILE = "curriculum_sampler.pt"
+
+
+class SumTree:
+    """A sum tree over ``capacity`` non-negative weights, in one float64 tensor.
+
+    Node ``j`` holds the sum of its children ``2j`` and ``2j + 1``; the root is node 1 and leaf
+    ``i`` is node ``size + i`` (``size``: ``capacity`` rounded up to a power of two). Every
+    operation is a handful of tensor ops per tree level, batched over the items it touches.
+
+    Args:
+        capacity (int): number of leaves.
+        device: where the tree lives.
+
+    Examples:
+        >>> import torch
+        >>> tree = SumTree(4)
+        >>> tree.build(torch.tensor([1.0, 0.0, 3.0]))  # leaf 3 stays 0
+        >>> float(tree.total)
+        4.0
+        >>> tree.find(torch.tensor([0.5, 1.0, 3.9])).tolist()
+        [0, 2, 2]
+        >>> tree.update(torch.tensor([1]), torch.tensor([4.0]))
+        >>> tree.find(torch.tensor([1.0, 4.9])).tolist()
+        [1, 1]
+    """
+
+    def __init__(self, capacity: int, device: torch.device | str | None = None) -> None:
+        self.capacity = check_positive_int("capacity", capacity)
+        self.depth = max(1, (capacity - 1).bit_length())
+        self.size = 1 << self.depth
+        self.nodes = torch.zeros(2 * self.size, dtype=torch.float64, device=device)
+
+    @property
+    def total(self) -> Tensor:
+        """Sum of all weights (scalar tensor)."""
+        return self.nodes[1]
+
+    def leaves(self, index: Tensor) -> Tensor:
+        """Weights of leaves ``index``."""
+        return self.nodes.index_select(0, index + self.size)
+
+    def build(self, weights: Tensor) -> None:
+        """Set leaves ``0..len(weights)-1`` to ``weights`` and every other leaf to 0."""
+        nodes, size = self.nodes, self.size
+        nodes[size:].zero_()
+        nodes[size : size + weights.numel()] = weights.reshape(-1)
+        lo = size
+        while lo > 1:  # one level up: parents [lo/2, lo) from children [lo, 2 lo)
+            # (a strided add: a sum over a dim of size 2 is many times slower on CPU)
+            torch.add(nodes[lo : 2 * lo : 2], nodes[lo + 1 : 2 * lo : 2], out=nodes[lo // 2 : lo])
+            lo //= 2
+
+    def update(self, index: Tensor, weights: Tensor) -> None:
+        """Set leaves ``index`` to ``weights`` (duplicates: any of their values) and the sums above."""
+        nodes = self.nodes
+        node = index + self.size
+        nodes.index_copy_(0, node, weights.to(nodes.dtype))
+        pairs = nodes.view(-1, 2)
+        for _ in range(self.depth):
+            node = node.bitwise_right_shift_(1)  # (in place: node is this call's own tensor)
+            children = pairs.index_select(0, node)
+            nodes.index_copy_(0, node, torch.add(children[:, 0], children[:, 1]))
+
+    def find(self, mass: Tensor) -> Tensor:
+        """Leaf index for every value of ``mass`` in ``[0, total)``: the leaf ``i`` whose cumulative
+        range ``[sum(w[:i]), sum(w[:i+1]))`` holds it. Only leaves of positive weight are returned
+        (a child of zero weight is never entered, whatever the rounding), unless the tree is empty.
+        """
+        pairs = self.nodes.view(-1, 2)
+        node = torch.ones_like(mass, dtype=torch.long)
+        u = mass.to(torch.float64, copy=True)
+        for _ in range(self.depth):  # in place on this call's own tensors: fewer allocations
+            children = pairs.index_select(0, node)  # [n, 2]: the sums of 2 node and 2 node + 1
+            left = children[:, 0]
+            right = (u >= left).logical_and_(children[:, 1] > 0)
+            u.sub_(left.mul_(right))
+            node.mul_(2).add_(right)
+        return node.sub_(self.size)
 
 
 class CurriculumSampler(Sampler):
@@ -140,6 +221,13 @@ class CurriculumSampler(Sampler):
         self.priority = torch.ones(cap, device=dev)
         self.max_priority = torch.ones((), device=dev)
         self.skipped_nonfinite = torch.zeros((), dtype=torch.int64, device=dev)
+        # The item weights as a sum tree; rebuilt when the task weights or the stored length
+        # change, else updated at the items marked dirty since the last draw.
+        self._tree = SumTree(cap, device=dev)
+        self._tree_key: tuple[int, int] | None = None  # (task-weight version, stored length) it was built for
+        self._dirty: list[Tensor] = []
+        self._dirty_count = 0
+        self._weights_version = 0  # bumped by set_task_weights and load_state_dict
 
     # ------------------------------------------------------------------ weights
     def set_task_weights(self, weights: Tensor) -> None:
@@ -159,6 +247,20 @@ class CurriculumSampler(Sampler):
         if not torch.isfinite(weights).all() or (weights < 0).any():
             raise ValueError("weights must be finite and >= 0.")
         self.task_weights.copy_(weights)
+        self._weights_version += 1
+
+    def _task_weights_version(self) -> int:
+        if self.curriculum is not None:
+            return self.curriculum.decision_version
+        return self._weights_version
+
+    def _mark(self, idx: Tensor) -> None:
+        """Items ``idx`` changed weight: re-weight them in the tree before the next draw."""
+        self._dirty.append(idx)
+        self._dirty_count += idx.numel()
+        if self._dirty_count > self.capacity // 4:  # cheaper to rebuild
+            self._tree_key = None
+            self._dirty, self._dirty_count = [], 0
 
     def _task_weights(self) -> Tensor:
         if self.curriculum is not None:
@@ -187,6 +289,7 @@ class CurriculumSampler(Sampler):
         self.priority.index_fill_(0, idx, 1.0)
         if self.alpha > 0:
             self.priority.index_copy_(0, idx, self.max_priority.expand(idx.numel()))
+        self._mark(idx)
 
     def update_priority(self, index: int | Tensor, priority: float | Tensor, *, storage: Storage | None = None) -> None:
         """Prioritised replay: ``q_i = (|priority_i| + eps)^alpha`` at ``index`` (shape ``[n]``).
@@ -202,6 +305,7 @@ class CurriculumSampler(Sampler):
         q = (p + self.eps).pow(self.alpha)
         self.max_priority.copy_(torch.maximum(self.max_priority, torch.where(ok, q, 0.0).max()))
         self.priority.index_copy_(0, idx, torch.where(ok, q, self.priority.index_select(0, idx)))
+        self._mark(idx)
 
     def update_difficulty(self, index: int | Tensor, value: float | Tensor) -> None:
         """Move the difficulty factor of items ``index`` towards ``value`` (>= 0), by EMA.
@@ -219,6 +323,7 @@ class CurriculumSampler(Sampler):
         new = torch.where(rated, (1 - a) * old + a * v, v)
         self.difficulty.index_copy_(0, idx, torch.where(ok, new, old))
         self.rated.index_copy_(0, idx, rated | ok)
+        self._mark(idx)
 
     def _stored_tasks(self, storage: Storage, n: int) -> Tensor:
         tasks = None
@@ -255,6 +360,20 @@ class CurriculumSampler(Sampler):
         w = self._task_weights().index_select(0, tasks)
         return w * self.difficulty[:n] * self.priority[:n]
 
+    def _sync_tree(self, storage: Storage, n: int) -> SumTree:
+        key = (self._task_weights_version(), n)
+        if self._tree_key is None or self._tree_key[0] != key[0] or n < self._tree_key[1]:
+            self._tree.build(self.item_weights(storage))
+        elif self._dirty:
+            idx = torch.cat(self._dirty)
+            idx = idx[idx < n]
+            tasks = self._stored_tasks(storage, n).index_select(0, idx)
+            w = self._task_weights().index_select(0, tasks)
+            self._tree.update(idx, w * self.difficulty.index_select(0, idx) * self.priority.index_select(0, idx))
+        self._tree_key = key
+        self._dirty, self._dirty_count = [], 0
+        return self._tree
+
     def sample(self, storage: Storage, batch_size: int) -> tuple[Tensor, dict[str, Any]]:
         """Draw ``batch_size`` item indices (with replacement) by ``task weight x difficulty x priority``.
 
@@ -268,14 +387,13 @@ class CurriculumSampler(Sampler):
         n = len(storage)
         if n == 0:
             raise RuntimeError("Cannot sample from an empty storage.")
-        w = self.item_weights(storage).double()
-        cdf = torch.cumsum(w, 0)
-        total = cdf[-1]
+        tree = self._sync_tree(storage, n)
+        total = tree.total
         u = torch.rand(batch_size, generator=self.generator, device=self.device, dtype=torch.float64)
-        by_weight = torch.searchsorted(cdf, u * total, right=True).clamp_max(n - 1)
+        by_weight = tree.find(u * total).clamp_max(n - 1)
         uniform = (u * n).long().clamp_max(n - 1)
         index = torch.where(total > 0, by_weight, uniform)
-        prob = torch.where(total > 0, w.index_select(0, index) / total.clamp_min(1e-300), torch.full_like(u, 1.0 / n))
+        prob = torch.where(total > 0, tree.leaves(index) / total.clamp_min(1e-300), torch.full_like(u, 1.0 / n))
         if self.beta > 0:
             iw = (n * prob).clamp_min(1e-300).pow(-self.beta)
             iw = iw / iw.max()
@@ -313,6 +431,8 @@ class CurriculumSampler(Sampler):
             getattr(self, key).copy_(torch.as_tensor(state_dict[key]).to(self.device))
         if "rng" in state_dict:
             self.generator.set_state(torch.as_tensor(state_dict["rng"]).clone())
+        self._tree_key = None
+        self._weights_version += 1
 
     def _empty(self) -> None:
         self._alloc()
