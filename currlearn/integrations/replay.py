@@ -149,8 +149,10 @@ class CurriculumSampler(Sampler):
     """A TorchRL replay sampler with probabilities ``task weight x difficulty x priority``.
 
     Args:
-        curriculum (DiscreteCurriculum, optional): its :meth:`weights` give the task weights at
-            every draw. Without it, use :meth:`set_task_weights` (default: all ones).
+        curriculum (DiscreteCurriculum, optional): its :meth:`weights` give the task weights,
+            read again whenever its decision changes (``update``, ``step``, a load: its
+            ``decision_version``; not after each of its own ``sample`` calls). Without it, use
+            :meth:`set_task_weights` (default: all ones).
         num_tasks (int, optional): number of tasks when no curriculum is given.
         capacity (int): number of items the storage can hold (its ``max_size``). Default 1e6.
         task_key (NestedKey): where stored items keep their task id. Default ``"task_id"``
@@ -163,6 +165,10 @@ class CurriculumSampler(Sampler):
         eps (float): ``ε > 0`` added to ``|δ|``. Default 1e-6.
         seed (int, optional): seed of the sampler's generator (checkpointed).
         device: device of the per-item tensors (and of the returned indices). Default CPU.
+
+    Change the per-item factors through :meth:`update_priority`, :meth:`update_difficulty` and
+    the buffer (``extend``): the sum tree follows those calls, not direct writes into
+    :attr:`priority` or :attr:`difficulty`.
 
     Raises:
         ValueError: neither ``curriculum`` nor ``num_tasks``, a continuous curriculum, bad
