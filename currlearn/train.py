@@ -24,7 +24,9 @@ import math
 import os
 import re
 import shutil
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Mapping
@@ -193,6 +195,39 @@ def _gym_target_curriculum(cfg: Mapping[str, Any], seed: int, *, training: bool 
         train, test, _ = seed_spaces(env["num_train_seeds"], env["num_test_seeds"])
         return DomainRandomization(train if training else test, seed=seed)
     return DomainRandomization(DiscreteSpace({k: [env[k]] for k in env["ladder"]}), seed=seed)
+
+
+class StopAtIterationEnd:
+    """Context manager: the first Ctrl-C (SIGINT) asks training to stop at the end of the current
+    iteration (:attr:`requested`); a second one interrupts at once (``KeyboardInterrupt``).
+
+    An interrupt in the middle of an optimisation step can leave TorchRL's loss half-way through
+    a parameter swap (it then fails with another error than ``KeyboardInterrupt``); stopping at
+    an iteration boundary keeps the checkpoint consistent. Outside the main thread (where signal
+    handlers cannot be set) it does nothing.
+    """
+
+    def __init__(self, message: str = "") -> None:
+        self.message = message
+        self.requested = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        if self.message:
+            print(self.message, file=sys.stderr)
+
+    def __enter__(self) -> StopAtIterationEnd:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
 
 def _curriculum_transforms(curriculum: Any) -> list[Any]:
@@ -566,9 +601,18 @@ def run(cfg: DictConfig | Mapping[str, Any], run_dir: str | os.PathLike) -> dict
     trainer.register_op("batch_process", on_batch)
     trainer.register_op("post_steps", on_iteration)
 
+    stop = StopAtIterationEnd(f"{PROG}: stopping at the end of this iteration (Ctrl-C again to stop at once)")
+
+    def stop_if_asked() -> None:
+        if stop.requested:
+            raise KeyboardInterrupt
+
+    trainer.register_op("post_steps", stop_if_asked)  # after on_iteration: the row is written
+
     interrupted = False
     try:
-        trainer.train()
+        with stop:
+            trainer.train()
     except KeyboardInterrupt:
         interrupted = True
     finally:

@@ -286,6 +286,22 @@ def test_full_error_shows_traceback(tmp_path):
     assert "Traceback" in r.stderr
 
 
+def test_first_ctrl_c_waits_for_the_iteration_end_second_interrupts():
+    import os
+
+    from currlearn.train import StopAtIterationEnd
+
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt), StopAtIterationEnd() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the handler runs between bytecodes
+        assert stop.requested, "the first Ctrl-C was not recorded"
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        pytest.fail("the second Ctrl-C did not interrupt")
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 def test_ctrl_c_saves_checkpoint(tmp_path):
     run_dir = tmp_path / "run"
     p = subprocess.Popen(
@@ -305,11 +321,20 @@ def test_ctrl_c_saves_checkpoint(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
-    deadline = time.time() + 30
-    while not (run_dir / "metrics.csv").exists() and time.time() < deadline:
+    # Interrupt once training runs (the first iteration's row is written); a loaded machine
+    # may need a while to import torch in a fresh process.
+    deadline = time.time() + 120
+    while not (run_dir / "metrics.csv").exists() and time.time() < deadline and p.poll() is None:
         time.sleep(0.2)
+    if not (run_dir / "metrics.csv").exists():
+        p.kill()
+        pytest.fail(f"the run wrote no metrics.csv within 120 s (exit code {p.poll()}): {p.communicate()[1][-2000:]}")
     p.send_signal(signal.SIGINT)
-    _, err = p.communicate(timeout=30)
+    try:
+        _, err = p.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        p.kill()
+        pytest.fail(f"the run did not stop within 120 s of SIGINT: {p.communicate()[1][-2000:]}")
     assert p.returncode == 130, err
     assert (run_dir / "checkpoints" / "last.pt").is_file()
     assert "checkpoint saved" in err
