@@ -152,9 +152,9 @@ def power_weights(scores: Tensor, temperature: float, mask: Tensor | None = None
         >>> power_weights(torch.tensor([-1.0, 2.0, 3.0]), temperature=0.5)
         tensor([0., 4., 9.])
     """
-    w = scores.clamp_min(0).pow(1.0 / temperature)
+    w = scores.clamp_min(0).pow_(1.0 / temperature)
     if mask is not None:
-        w = torch.where(mask, w, torch.zeros_like(w))
+        w = w.mul_(mask)  # finite weights: a product (a `where` over an irregular mask is slower on CPU)
     return w
 
 

@@ -269,8 +269,9 @@ def make_ppo_trainer(
         replay_key = _replay_decision_key(env)
         if replay_key is None:
             raise ValueError(
-                "robust PLR trains on replayed levels only: add a ReplayDecisionTransform after the CurriculumTransform "
-                "(TransformedEnv(env, Compose(CurriculumTransform(cur), ReplayDecisionTransform(cur))))."
+                "robust PLR trains on replayed levels only: add a ReplayDecisionTransform after the "
+                "CurriculumTransform (TransformedEnv(env, Compose(CurriculumTransform(cur), "
+                "ReplayDecisionTransform(cur))))."
             )
         trainer.register_op("pre_epoch", ReplayedOnly(rbt, replay_key))
     else:

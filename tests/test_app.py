@@ -286,19 +286,27 @@ def test_full_error_shows_traceback(tmp_path):
     assert "Traceback" in r.stderr
 
 
-def test_first_ctrl_c_waits_for_the_iteration_end_second_interrupts():
+def _interrupt_twice(seen: list) -> None:
     import os
 
     from currlearn.train import StopAtIterationEnd
 
-    before = signal.getsignal(signal.SIGINT)
-    with pytest.raises(KeyboardInterrupt), StopAtIterationEnd() as stop:
+    with StopAtIterationEnd() as stop:
+        seen.append(stop)
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.05)  # the handler runs between bytecodes
         assert stop.requested, "the first Ctrl-C was not recorded"
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.05)
         pytest.fail("the second Ctrl-C did not interrupt")
+
+
+def test_first_ctrl_c_waits_for_the_iteration_end_second_interrupts():
+    before = signal.getsignal(signal.SIGINT)
+    seen: list = []
+    with pytest.raises(KeyboardInterrupt):
+        _interrupt_twice(seen)
+    assert seen[0].requested
     assert signal.getsignal(signal.SIGINT) is before
 
 

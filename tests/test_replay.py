@@ -183,7 +183,9 @@ class TestCurriculumSampler:
         def check():
             _, info = rb.sample(return_info=True)
             dense = sampler.item_weights(storage).double()
-            torch.testing.assert_close(info["probability"].double(), dense[info["index"]] / dense.sum(), rtol=1e-5, atol=0)
+            torch.testing.assert_close(
+                info["probability"].double(), dense[info["index"]] / dense.sum(), rtol=1e-5, atol=0
+            )
             assert bool((dense[info["index"]] > 0).all())
 
         for step in range(12):
