@@ -55,7 +55,15 @@ from currlearn.functional import sample_from_cdf
 from currlearn.spaces import TaskSpace
 from currlearn.stats import TaskStats
 
-__all__ = ["METRICS", "Curriculum", "DiscreteCurriculum", "check_metric", "check_positive_int", "check_probability"]
+__all__ = [
+    "METRICS",
+    "Curriculum",
+    "DiscreteCurriculum",
+    "check_choice",
+    "check_metric",
+    "check_positive_int",
+    "check_probability",
+]
 
 STATE_VERSION = 1
 
@@ -64,11 +72,16 @@ METRICS = ("return", "success", "metric")
 """Per-episode feedback entries a curriculum can learn from (``metric=`` arguments)."""
 
 
+def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of ``choices``, else raise naming ``name`` and listing them."""
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not one of {list(choices)}.")
+    return value  # type: ignore[return-value]
+
+
 def check_metric(metric: object) -> str:
     """Return ``metric`` if it names a per-episode feedback entry (:data:`METRICS`), else raise."""
-    if metric not in METRICS:
-        raise ValueError(f"metric={metric!r} is not one of {list(METRICS)}.")
-    return metric  # type: ignore[return-value]
+    return check_choice("metric", metric, METRICS)
 
 
 def check_positive_int(name: str, value: object, minimum: int = 1) -> int:

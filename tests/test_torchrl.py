@@ -315,7 +315,7 @@ class TestHook:
         [
             (
                 {"feedback_at": "post_steps"},
-                r"feedback_at must be one of \['batch_process', 'pre_epoch'\], got 'post_steps'",
+                r"feedback_at='post_steps' is not one of \['batch_process', 'pre_epoch'\]",
             ),
             ({"log_interval": -1}, r"log_interval must be an int >= 0.*-1"),
             ({"log_interval": 1.5}, r"log_interval must be an int >= 0.*1.5"),

@@ -44,7 +44,14 @@ from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
 from currlearn import functional as F
-from currlearn.base import DiscreteCurriculum, check_finite, check_metric, check_positive_int, check_probability
+from currlearn.base import (
+    DiscreteCurriculum,
+    check_choice,
+    check_finite,
+    check_metric,
+    check_positive_int,
+    check_probability,
+)
 from currlearn.spaces import TaskSpace
 
 __all__ = ["CompetenceCurriculum", "EasyFirstCurriculum"]
@@ -277,9 +284,7 @@ class CompetenceCurriculum(_DifficultyCurriculum):
         seed: int | None = None,
         device: torch.device | str | None = None,
     ) -> None:
-        if schedule not in self.SCHEDULES:
-            raise ValueError(f"schedule={schedule!r} is not one of {list(self.SCHEDULES)}.")
-        self.schedule = schedule
+        self.schedule = check_choice("schedule", schedule, self.SCHEDULES)
         self.initial_competence = check_probability("initial_competence", initial_competence, open_low=True)
         super().__init__(
             space,

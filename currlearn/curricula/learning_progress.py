@@ -34,7 +34,7 @@ from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
 from currlearn import functional as F
-from currlearn.base import DiscreteCurriculum, check_metric, check_positive_int, check_probability
+from currlearn.base import DiscreteCurriculum, check_choice, check_metric, check_positive_int, check_probability
 from currlearn.spaces import TaskSpace
 
 __all__ = ["LearnabilityCurriculum", "LearningProgressCurriculum"]
@@ -214,9 +214,7 @@ class LearnabilityCurriculum(_CachedCDFCurriculum):
         device: torch.device | str | None = None,
     ) -> None:
         self.metric = check_metric(metric)
-        if sampling not in self.SAMPLINGS:
-            raise ValueError(f"sampling={sampling!r} is not one of {list(self.SAMPLINGS)}.")
-        self.sampling = sampling
+        self.sampling = check_choice("sampling", sampling, self.SAMPLINGS)
         self.topk = check_positive_int("topk", topk)
         self.learnable_prob = check_probability("learnable_prob", learnable_prob)
         self.smoothing = check_probability("smoothing", smoothing, open_low=True)

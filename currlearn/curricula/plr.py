@@ -47,7 +47,7 @@ from tensordict.utils import NestedKey
 from torch import Tensor
 
 from currlearn import functional as F
-from currlearn.base import DiscreteCurriculum, check_finite, check_probability
+from currlearn.base import DiscreteCurriculum, check_choice, check_finite, check_probability
 from currlearn.feedback import EpisodeTracker
 from currlearn.spaces import TaskSpace
 
@@ -77,12 +77,6 @@ PRIORITIZATIONS = ("rank", "power")
 REPLAY_SCHEDULES = ("proportionate", "fixed")
 _UNSEEN = 2**62  # timestamp of levels never scored: in the future, so their staleness is 0
 _TOPK_MAX = 1024  # rank prioritisation draws among the top-k levels when k (see below) <= this
-
-
-def _check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name}={value!r} is not one of {list(choices)}.")
-    return value  # type: ignore[return-value]
 
 
 def _nested_key(key: Any) -> Any:
@@ -168,7 +162,7 @@ class StepScore:
         entropy_key: NestedKey | None = None,
         gamma: float = 0.99,
     ) -> None:
-        self.score_function = _check_choice("score_function", score_function, SCORE_FUNCTIONS)
+        self.score_function = check_choice("score_function", score_function, SCORE_FUNCTIONS)
         # nested keys given as lists (Hydra / YAML) are tuples for tensordict
         self.advantage_key = _nested_key(advantage_key)
         self.value_target_key = _nested_key(value_target_key)
@@ -338,9 +332,9 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
         seed: int | None = None,
         device: torch.device | str | None = None,
     ) -> None:
-        self.score_function = _check_choice("score_function", score_function, SCORE_FUNCTIONS)
-        self.prioritization = _check_choice("prioritization", prioritization, PRIORITIZATIONS)
-        self.replay_schedule = _check_choice("replay_schedule", replay_schedule, REPLAY_SCHEDULES)
+        self.score_function = check_choice("score_function", score_function, SCORE_FUNCTIONS)
+        self.prioritization = check_choice("prioritization", prioritization, PRIORITIZATIONS)
+        self.replay_schedule = check_choice("replay_schedule", replay_schedule, REPLAY_SCHEDULES)
         self.temperature = _check_temperature("temperature", temperature)
         self.staleness_coef = check_probability("staleness_coef", staleness_coef)
         self.replay_prob = check_probability("replay_prob", replay_prob)

@@ -12,7 +12,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
-from currlearn.base import Curriculum, check_positive_int
+from currlearn.base import Curriculum, check_choice, check_positive_int
 from currlearn.spaces import DiscreteSpace
 
 __all__ = ["SequentialCurriculum", "Stage", "register_predicate"]
@@ -186,8 +186,7 @@ class SequentialCurriculum(Curriculum):
         if s.max_wall_time is not None and s.max_wall_time <= 0:
             raise ValueError(f"stages[{i}].max_wall_time must be > 0 seconds, got {s.max_wall_time}.")
         check_positive_int(f"stages[{i}].reward_window", s.reward_window)
-        if s.mode not in ("any", "all"):
-            raise ValueError(f"stages[{i}].mode={s.mode!r} is not one of ['any', 'all'].")
+        check_choice(f"stages[{i}].mode", s.mode, ("any", "all"))
         for p in s.predicates:
             if isinstance(p, str) and p not in _PREDICATES:
                 raise ValueError(

@@ -28,7 +28,7 @@ import torch
 from tensordict import TensorDictBase
 from typing_extensions import override
 
-from currlearn.base import Curriculum
+from currlearn.base import Curriculum, check_positive_int
 from currlearn.feedback import EpisodeTracker
 from currlearn.integrations.torchrl import CurriculumHook, CurriculumTransform
 
@@ -103,9 +103,7 @@ class CurriculumCallback(pl.Callback):
         self.tracker = tracker
         self.name = name
         self.refresh_every_iteration = refresh_every_iteration
-        if isinstance(log_interval, bool) or not isinstance(log_interval, int) or log_interval < 0:
-            raise ValueError(f"log_interval must be an int >= 0 (frames; 0: every batch), got {log_interval!r}.")
-        self.log_interval = log_interval
+        self.log_interval = check_positive_int("log_interval", log_interval, minimum=0)
         self._hook: CurriculumHook | None = None
         self._pending_tasks: torch.Tensor | None = None  # tasks to re-apply after a restore
 

@@ -39,7 +39,7 @@ from torchrl.envs.batched_envs import BatchedEnvBase
 from torchrl.envs.transforms import Compose, Transform
 from torchrl.trainers import TrainerHookBase
 
-from currlearn.base import Curriculum
+from currlearn.base import Curriculum, check_choice, check_positive_int
 from currlearn.feedback import EpisodeTracker
 
 __all__ = ["CurriculumHook", "CurriculumTransform", "sync_workers", "transform_path"]
@@ -101,9 +101,7 @@ class CurriculumTransform(Transform):
         self.param_key = param_key
         self.task_key = task_key
         self.check_params = check_params
-        if isinstance(prefetch, bool) or not isinstance(prefetch, int) or prefetch < 0:
-            raise ValueError(f"prefetch must be an int >= 0 (0: no prefetch), got {prefetch!r}.")
-        self.prefetch = prefetch
+        self.prefetch = check_positive_int("prefetch", prefetch, minimum=0)
         self._tasks: Tensor | None = None  # [*batch, *task_shape]
         self._params: TensorDictBase | None = None  # [*batch]
         # Flat [n, ...] views of the tasks and of every parameter leaf (in ``_leaf_keys`` order):
@@ -423,10 +421,8 @@ class CurriculumHook(TrainerHookBase):
             raise TypeError(f"curriculum must be a currlearn Curriculum, got {type(curriculum).__name__}.")
         if collector is not None and worker_path is None:
             raise ValueError("collector is given but worker_path is not: pass worker_path=transform_path(make_env()).")
-        if feedback_at not in self.FEEDBACK_POINTS:
-            raise ValueError(f"feedback_at must be one of {list(self.FEEDBACK_POINTS)}, got {feedback_at!r}.")
-        if isinstance(log_interval, bool) or not isinstance(log_interval, int) or log_interval < 0:
-            raise ValueError(f"log_interval must be an int >= 0 (frames; 0: every iteration), got {log_interval!r}.")
+        check_choice("feedback_at", feedback_at, self.FEEDBACK_POINTS)
+        check_positive_int("log_interval", log_interval, minimum=0)
         self.curriculum = curriculum
         self.transform = transform
         self.tracker = (
