@@ -28,7 +28,7 @@ from torchrl.trainers import ReplayBufferTrainer, Trainer, UpdateWeights, ValueE
 
 from currlearn.base import Curriculum
 from currlearn.integrations.replay import ReplayDecisionTransform
-from currlearn.integrations.torchrl import CurriculumHook, CurriculumTransform
+from currlearn.integrations.torchrl import CurriculumHook, CurriculumTransform, find_transforms
 
 __all__ = ["FlattenObservation", "PPOSettings", "find_curriculum_transform", "make_actor_critic", "make_ppo_trainer"]
 
@@ -173,22 +173,14 @@ class ReplayedOnly:
 
 
 def _replay_decision_key(env: EnvBase) -> Any:
-    transform = getattr(env, "transform", None)
-    for t in [transform, *getattr(transform, "transforms", [])]:
-        if isinstance(t, ReplayDecisionTransform):
-            return t.out_key
-    return None
+    found = find_transforms(env, ReplayDecisionTransform)
+    return found[0].out_key if found else None
 
 
 def find_curriculum_transform(env: EnvBase) -> CurriculumTransform | None:
     """The :class:`CurriculumTransform` of a TransformedEnv, or None."""
-    transform = getattr(env, "transform", None)
-    if isinstance(transform, CurriculumTransform):
-        return transform
-    for t in getattr(transform, "transforms", []):
-        if isinstance(t, CurriculumTransform):
-            return t
-    return None
+    found = find_transforms(env, CurriculumTransform)
+    return found[0] if found else None
 
 
 def make_ppo_trainer(

@@ -30,19 +30,11 @@ from typing_extensions import override
 
 from currlearn.base import Curriculum, check_positive_int
 from currlearn.feedback import EpisodeTracker
-from currlearn.integrations.torchrl import CurriculumHook, CurriculumTransform
+from currlearn.integrations.torchrl import CurriculumHook, CurriculumTransform, find_transforms
 
 __all__ = ["CurriculumCallback"]
 
 STATE_VERSION = 1
-
-
-def _curriculum_transforms(env: Any) -> list[CurriculumTransform]:
-    """Every CurriculumTransform of a TransformedEnv (one, or inside a Compose)."""
-    transform = getattr(env, "transform", None)
-    if isinstance(transform, CurriculumTransform):
-        return [transform]
-    return [t for t in getattr(transform, "transforms", []) if isinstance(t, CurriculumTransform)]
 
 
 class CurriculumCallback(pl.Callback):
@@ -135,7 +127,7 @@ class CurriculumCallback(pl.Callback):
                     "(a TransformedEnv with a CurriculumTransform) or a `collector` attribute, or pass "
                     "CurriculumCallback(curriculum, transform=...)."
                 )
-        found = _curriculum_transforms(env)
+        found = find_transforms(env, CurriculumTransform)
         mine = [t for t in found if t.curriculum is self.curriculum]
         if not mine:
             what = (

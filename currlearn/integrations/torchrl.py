@@ -42,7 +42,7 @@ from torchrl.trainers import TrainerHookBase
 from currlearn.base import Curriculum, check_choice, check_positive_int
 from currlearn.feedback import EpisodeTracker
 
-__all__ = ["CurriculumHook", "CurriculumTransform", "sync_workers", "transform_path"]
+__all__ = ["CurriculumHook", "CurriculumTransform", "find_transforms", "sync_workers", "transform_path"]
 
 
 @dataclass(slots=True)
@@ -337,6 +337,14 @@ class CurriculumTransform(Transform):
             shape=(*observation_spec.shape, *space.task_shape), dtype=space.task_dtype, device=observation_spec.device
         )
         return observation_spec
+
+
+def find_transforms(env: EnvBase, cls: type[Transform]) -> list[Transform]:
+    """The transforms of type ``cls`` of a TransformedEnv (its transform, or inside its Compose),
+    in order; empty for an env without one.
+    """
+    transform = getattr(env, "transform", None)
+    return [t for t in [transform, *getattr(transform, "transforms", [])] if isinstance(t, cls)]
 
 
 def transform_path(env: EnvBase, prefix: str = "env") -> str:
