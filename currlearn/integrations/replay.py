@@ -233,7 +233,7 @@ class CurriculumSampler(Sampler):
         self._tree_key: tuple[int, int] | None = None  # (task-weight version, stored length) it was built for
         self._dirty: list[Tensor] = []
         self._dirty_count = 0
-        self._weights_version = 0  # bumped by set_task_weights and load_state_dict
+        self._weights_version = 0  # bumped by set_task_weights
 
     # ------------------------------------------------------------------ weights
     def set_task_weights(self, weights: Tensor) -> None:
@@ -437,8 +437,7 @@ class CurriculumSampler(Sampler):
             getattr(self, key).copy_(torch.as_tensor(state_dict[key]).to(self.device))
         if "rng" in state_dict:
             self.generator.set_state(torch.as_tensor(state_dict["rng"]).clone())
-        self._tree_key = None
-        self._weights_version += 1
+        self._tree_key = None  # rebuilt from the loaded factors at the next draw
 
     def _empty(self) -> None:
         self._alloc()
