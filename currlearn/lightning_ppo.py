@@ -53,6 +53,8 @@ from torchrl.objectives.value import GAE
 from typing_extensions import override
 
 from currlearn.base import check_positive_int
+from currlearn.integrations.replay import ReplayDecisionTransform
+from currlearn.integrations.torchrl import find_transforms
 from currlearn.ppo import PPOSettings, make_actor_critic
 
 __all__ = ["CollectorDataset", "PPOLightningModule", "identity"]
@@ -123,6 +125,9 @@ class PPOLightningModule(pl.LightningModule):
         self.advantage = GAE(gamma=s.gamma, lmbda=s.lmbda, value_network=critic, average_gae=True)
         if env.device is not None:
             self.to(env.device)  # the collector's policy runs where the env is
+        # Transitions of robust PLR's new levels (flagged by a ReplayDecisionTransform) get no gradient.
+        deciders = find_transforms(env, ReplayDecisionTransform)
+        self.replay_key = deciders[0].out_key if deciders else None
         # Plain attributes, not submodules: Lightning must not move or checkpoint them.
         object.__setattr__(self, "env", env)
         object.__setattr__(
@@ -162,16 +167,17 @@ class PPOLightningModule(pl.LightningModule):
     def training_step(self, batch: TensorDictBase, batch_idx: int) -> None:
         """GAE on the collected batch, then ``num_epochs`` passes of minibatch PPO updates.
 
-        Transitions flagged ``"level_replay"`` False (robust PLR's new levels, written by a
-        :class:`~currlearn.integrations.replay.ReplayDecisionTransform`) get no gradient.
+        Transitions flagged False by the env's
+        :class:`~currlearn.integrations.replay.ReplayDecisionTransform` (robust PLR's new levels)
+        get no gradient.
         """
         s = self.settings
         optimizer = self.optimizers()
         with torch.no_grad():
             batch = self.advantage(batch)
         flat = batch.reshape(-1)
-        if "level_replay" in flat.keys():
-            flat = flat[flat["level_replay"]]
+        if self.replay_key is not None:
+            flat = flat[flat.get(self.replay_key).reshape(-1)]
         num = flat.shape[0]
         if num == 0:  # no replayed level in this batch: nothing to train on
             self.log("train/reward", batch["next", "reward"].mean(), on_step=True, on_epoch=False, batch_size=1)

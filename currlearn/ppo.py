@@ -172,11 +172,6 @@ class ReplayedOnly:
         return kept
 
 
-def _replay_decision_key(env: EnvBase) -> Any:
-    found = find_transforms(env, ReplayDecisionTransform)
-    return found[0].out_key if found else None
-
-
 def find_curriculum_transform(env: EnvBase) -> CurriculumTransform | None:
     """The :class:`CurriculumTransform` of a TransformedEnv, or None."""
     found = find_transforms(env, CurriculumTransform)
@@ -208,6 +203,17 @@ def make_ppo_trainer(
         ``(trainer, hook)``; ``hook`` is None without a curriculum. Call ``trainer.train()``.
     """
     s = settings if settings is not None else PPOSettings()
+    replay_key = None
+    if curriculum is not None and getattr(curriculum, "robust", False):
+        # PLR⊥ trains on replayed levels only: the batch must say which transitions those are.
+        deciders = find_transforms(env, ReplayDecisionTransform)
+        if not deciders:
+            raise ValueError(
+                "robust PLR trains on replayed levels only: add a ReplayDecisionTransform after the "
+                "CurriculumTransform (TransformedEnv(env, Compose(CurriculumTransform(cur), "
+                "ReplayDecisionTransform(cur))))."
+            )
+        replay_key = deciders[0].out_key
     actor, critic = make_actor_critic(env, s.hidden)
     collector = Collector(
         env,
@@ -256,15 +262,8 @@ def make_ppo_trainer(
         storage=LazyTensorStorage(s.frames_per_batch), sampler=SamplerWithoutReplacement(), batch_size=s.minibatch_size
     )
     rbt = ReplayBufferTrainer(rb, flatten_tensordicts=True, iterate=True)
-    if curriculum is not None and getattr(curriculum, "robust", False):
+    if replay_key is not None:
         # PLR⊥: no gradient on the episodes of new levels (they are played for their scores).
-        replay_key = _replay_decision_key(env)
-        if replay_key is None:
-            raise ValueError(
-                "robust PLR trains on replayed levels only: add a ReplayDecisionTransform after the "
-                "CurriculumTransform (TransformedEnv(env, Compose(CurriculumTransform(cur), "
-                "ReplayDecisionTransform(cur))))."
-            )
         trainer.register_op("pre_epoch", ReplayedOnly(rbt, replay_key))
     else:
         trainer.register_op("pre_epoch", rbt.extend)
