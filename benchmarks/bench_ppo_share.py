@@ -41,7 +41,7 @@ from torchrl.envs import TransformedEnv
 from currlearn import DiscreteSpace, PrioritizedLevelReplay
 from currlearn.envs.point_mass import PointMassGateEnv
 from currlearn.integrations.torchrl import CurriculumTransform
-from currlearn.ppo import PPOSettings, make_ppo_trainer
+from currlearn.integrations.ppo import PPOSettings, make_ppo_trainer
 
 
 def gate_space(num_tasks: int) -> DiscreteSpace:

@@ -361,9 +361,9 @@ class DiscreteSpaceConfig:
 
 @dataclass
 class PPOSettingsConfig:
-    """:class:`currlearn.ppo.PPOSettings`."""
+    """:class:`currlearn.integrations.ppo.PPOSettings`."""
 
-    _target_: str = "currlearn.ppo.PPOSettings"
+    _target_: str = "currlearn.integrations.ppo.PPOSettings"
     frames_per_batch: int = 1024
     total_frames: int = 20_480
     num_epochs: int = 4

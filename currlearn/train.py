@@ -476,7 +476,7 @@ def run(cfg: DictConfig | Mapping[str, Any], run_dir: str | os.PathLike) -> dict
     from tqdm import tqdm
 
     from currlearn.feedback import EpisodeTracker
-    from currlearn.ppo import PPOSettings, find_curriculum_transform, make_ppo_trainer
+    from currlearn.integrations.ppo import PPOSettings, find_curriculum_transform, make_ppo_trainer
 
     warnings.filterwarnings("ignore", message=".*hook stage will be replaced.*", category=FutureWarning)
     run_dir = Path(run_dir)

@@ -813,7 +813,7 @@ def test_plr_scores_a_real_ppo_loop():
     from currlearn.envs.point_mass import PointMassGateEnv
     from currlearn.integrations.replay import ReplayDecisionTransform
     from currlearn.integrations.torchrl import CurriculumHook, CurriculumTransform
-    from currlearn.ppo import PPOSettings, make_ppo_trainer
+    from currlearn.integrations.ppo import PPOSettings, make_ppo_trainer
 
     torch.manual_seed(0)
     plr = PrioritizedLevelReplay(

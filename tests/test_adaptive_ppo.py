@@ -33,7 +33,7 @@ from currlearn.base import Curriculum
 from currlearn.envs.point_mass import PointMassGateEnv
 from currlearn.integrations.replay import ReplayDecisionTransform
 from currlearn.integrations.torchrl import CurriculumTransform
-from currlearn.ppo import PPOSettings, make_ppo_trainer
+from currlearn.integrations.ppo import PPOSettings, make_ppo_trainer
 
 NUM_ENVS = 8
 MAX_STEPS = 16  # 512 frames / 8 envs = 64 steps per env: 4 episodes per env per iteration

@@ -256,7 +256,7 @@ class TestLevelSeeds:
 
 
 def _doorkey_ppo(total_frames: int, frames_per_batch: int, threshold: float, min_episodes: int):
-    from currlearn.ppo import PPOSettings, make_ppo_trainer
+    from currlearn.integrations.ppo import PPOSettings, make_ppo_trainer
 
     torch.manual_seed(0)
     cur = LevelCurriculum({"env_index": [0, 1, 2]}, threshold=threshold, metric="success", min_episodes=min_episodes)

@@ -16,6 +16,6 @@ def test_import_currlearn_imports_no_optional_framework():
     assert out == "", f"import currlearn pulled in: {out}"
 
 
-@pytest.mark.parametrize("name", ["currlearn.integrations.torchrl", "currlearn.envs", "currlearn.ppo"])
+@pytest.mark.parametrize("name", ["currlearn.integrations.torchrl", "currlearn.envs", "currlearn.integrations.ppo"])
 def test_integration_modules_import(name):
     __import__(name)

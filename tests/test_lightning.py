@@ -31,8 +31,8 @@ from currlearn import (
 from currlearn.envs import PointMassGateEnv
 from currlearn.integrations.lightning import CurriculumCallback
 from currlearn.integrations.torchrl import CurriculumTransform
-from currlearn.lightning_ppo import CollectorDataset, PPOLightningModule
-from currlearn.ppo import PPOSettings
+from currlearn.integrations.lightning_ppo import CollectorDataset, PPOLightningModule
+from currlearn.integrations.ppo import PPOSettings
 
 pytestmark = [
     pytest.mark.filterwarnings("ignore:.*IterableDataset. has .__len__. defined"),

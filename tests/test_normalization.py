@@ -104,7 +104,7 @@ class TestTaskRewardNormalizer:
         from currlearn import DiscreteSpace, DomainRandomization
         from currlearn.envs import PointMassGateEnv
         from currlearn.integrations.torchrl import CurriculumTransform
-        from currlearn.ppo import PPOSettings, make_ppo_trainer
+        from currlearn.integrations.ppo import PPOSettings, make_ppo_trainer
 
         cur = DomainRandomization(DiscreteSpace({"gate_width": [8.0, 2.0]}), seed=0)
         env = TransformedEnv(PointMassGateEnv(num_envs=4, seed=0), CurriculumTransform(cur))

@@ -100,7 +100,7 @@ def _tiny_trainer(logger, curriculum):
 
     from currlearn.envs import PointMassGateEnv
     from currlearn.integrations.torchrl import CurriculumTransform
-    from currlearn.ppo import PPOSettings, make_ppo_trainer
+    from currlearn.integrations.ppo import PPOSettings, make_ppo_trainer
 
     env = TransformedEnv(PointMassGateEnv(4, max_steps=5, seed=0), CurriculumTransform(curriculum))
     settings = PPOSettings(frames_per_batch=40, total_frames=80, num_epochs=1, minibatch_size=40, hidden=8)
@@ -153,8 +153,8 @@ def test_metrics_through_lightning_logger(tmp_path: Path):
     from currlearn.envs import PointMassGateEnv
     from currlearn.integrations.lightning import CurriculumCallback
     from currlearn.integrations.torchrl import CurriculumTransform
-    from currlearn.lightning_ppo import PPOLightningModule
-    from currlearn.ppo import PPOSettings
+    from currlearn.integrations.lightning_ppo import PPOLightningModule
+    from currlearn.integrations.ppo import PPOSettings
 
     cur = LevelCurriculum(GATES, threshold=0.5, metric="success", seed=0)
     env = TransformedEnv(PointMassGateEnv(4, max_steps=5, seed=0), CurriculumTransform(cur))

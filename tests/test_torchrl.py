@@ -19,7 +19,7 @@ from currlearn import (
 )
 from currlearn.envs import PointMassGateEnv, make_pendulum
 from currlearn.integrations.torchrl import CurriculumHook, CurriculumTransform, sync_workers, transform_path
-from currlearn.ppo import PPOSettings, make_ppo_trainer
+from currlearn.integrations.ppo import PPOSettings, make_ppo_trainer
 from currlearn.testing import make_pendulum_with_step_counter, make_scheduled_pendulum
 
 GATES = {"gate_width": [8.0, 4.0, 2.0, 1.0, 0.5], "gate_position": [0.0, 1.0, 2.0, 2.5, 2.5]}

@@ -3,7 +3,7 @@
 The callback drives a currlearn curriculum from an RL ``LightningModule`` whose training
 batches are TorchRL collector batches (an ``IterableDataset`` over a collector, loaded with
 ``DataLoader(batch_size=None, collate_fn=...)`` that keeps the TensorDict; see
-:mod:`currlearn.lightning_ppo` for a complete example). It is a thin adapter around
+:mod:`currlearn.integrations.lightning_ppo` for a complete example). It is a thin adapter around
 :class:`~currlearn.integrations.torchrl.CurriculumHook`, which does the work:
 
 - ``on_train_batch_end``: per-episode feedback from the batch -> ``curriculum.update``, then

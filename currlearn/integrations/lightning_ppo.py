@@ -25,7 +25,7 @@ Examples:
     >>> from currlearn.envs import PointMassGateEnv
     >>> from currlearn.integrations.lightning import CurriculumCallback
     >>> from currlearn.integrations.torchrl import CurriculumTransform
-    >>> from currlearn.ppo import PPOSettings
+    >>> from currlearn.integrations.ppo import PPOSettings
     >>> cur = DomainRandomization(DiscreteSpace({"gate_width": [8.0, 4.0, 1.0]}), seed=0)
     >>> env = TransformedEnv(PointMassGateEnv(4, max_steps=5, seed=0), CurriculumTransform(cur))
     >>> module = PPOLightningModule(env, PPOSettings(frames_per_batch=40, total_frames=80, num_epochs=1,
@@ -55,7 +55,7 @@ from typing_extensions import override
 from currlearn.base import check_positive_int
 from currlearn.integrations.replay import ReplayDecisionTransform
 from currlearn.integrations.torchrl import find_transforms
-from currlearn.ppo import PPOSettings, make_actor_critic
+from currlearn.integrations.ppo import PPOSettings, make_actor_critic
 
 __all__ = ["CollectorDataset", "PPOLightningModule", "identity"]
 
@@ -99,7 +99,7 @@ class PPOLightningModule(pl.LightningModule):
     """PPO with a tanh-Gaussian actor, TorchRL's ``ClipPPOLoss`` and ``GAE``.
 
     Args:
-        env (EnvBase): the (batched) env, one that :func:`currlearn.ppo.make_actor_critic`
+        env (EnvBase): the (batched) env, one that :func:`currlearn.integrations.ppo.make_actor_critic`
             accepts, with a CurriculumTransform among its transforms for a curriculum.
         settings (PPOSettings, optional): hyper-parameters; defaults if None.
 
