@@ -4,7 +4,7 @@ The callback drives a currlearn curriculum from an RL ``LightningModule`` whose 
 batches are TorchRL collector batches (an ``IterableDataset`` over a collector, loaded with
 ``DataLoader(batch_size=None, collate_fn=...)`` that keeps the TensorDict; see
 :mod:`currlearn.integrations.lightning_ppo` for a complete example). It is a thin adapter around
-:class:`~currlearn.integrations.torchrl.CurriculumHook`, which does the work:
+:class:`~currlearn.driver.CurriculumDriver`, which does the work:
 
 - ``on_train_batch_end``: per-episode feedback from the batch -> ``curriculum.update``, then
   ``curriculum.step(frames)`` and, for curricula whose decision changes mid-episode
@@ -24,17 +24,15 @@ from __future__ import annotations
 from typing import Any
 
 import lightning.pytorch as pl
-import torch
 from tensordict import TensorDictBase
 from typing_extensions import override
 
-from currlearn.base import Curriculum, check_positive_int
+from currlearn.base import Curriculum
+from currlearn.driver import CurriculumDriver
 from currlearn.feedback import EpisodeTracker
-from currlearn.integrations.torchrl import CurriculumHook, CurriculumTransform, find_transforms
+from currlearn.integrations.torchrl import CurriculumTransform, find_transforms
 
 __all__ = ["CurriculumCallback"]
-
-STATE_VERSION = 1
 
 
 class CurriculumCallback(pl.Callback):
@@ -91,13 +89,24 @@ class CurriculumCallback(pl.Callback):
         if name is not None and (not isinstance(name, str) or not name or "/" in name):
             raise ValueError(f"name must be None or a non-empty string without '/', got {name!r}.")
         self.curriculum = curriculum
-        self.transform = transform
-        self.tracker = tracker
         self.name = name
-        self.refresh_every_iteration = refresh_every_iteration
-        self.log_interval = check_positive_int("log_interval", log_interval, minimum=0)
-        self._hook: CurriculumHook | None = None
-        self._pending_tasks: torch.Tensor | None = None  # tasks to re-apply after a restore
+        self.driver = CurriculumDriver(
+            curriculum,
+            transform,
+            tracker=tracker,
+            refresh_every_iteration=refresh_every_iteration,
+            log_interval=log_interval,
+        )
+
+    @property
+    def transform(self) -> CurriculumTransform | None:
+        """The transform the curriculum drives (found at the start of training when not given)."""
+        return self.driver.transform
+
+    @property
+    def tracker(self) -> EpisodeTracker:
+        """How per-episode feedback is read from a batch."""
+        return self.driver.tracker
 
     # ------------------------------------------------------------------ identity
     @property
@@ -105,11 +114,6 @@ class CurriculumCallback(pl.Callback):
     def state_key(self) -> str:
         """``CurriculumCallback{'name': <name>}``: where the checkpoint holds this callback's state."""
         return self._generate_state_key(name=self.name)
-
-    @property
-    def hook(self) -> CurriculumHook | None:
-        """The :class:`CurriculumHook` doing the work (None before training starts)."""
-        return self._hook
 
     # ------------------------------------------------------------------ wiring
     def _find_transform(self, pl_module: pl.LightningModule) -> CurriculumTransform:
@@ -144,28 +148,14 @@ class CurriculumCallback(pl.Callback):
             raise ValueError(f"{source} of {module_name} has {len(mine)} CurriculumTransforms for this curriculum.")
         return mine[0]
 
-    def _ensure_hook(self, pl_module: pl.LightningModule) -> CurriculumHook:
-        if self._hook is None:
-            transform = self.transform if self.transform is not None else self._find_transform(pl_module)
-            self.transform = transform
-            self._hook = CurriculumHook(
-                self.curriculum,
-                transform=transform,
-                tracker=self.tracker,
-                refresh_every_iteration=self.refresh_every_iteration,
-                log_interval=self.log_interval,
-            )
-            self.tracker = self._hook.tracker
-        return self._hook
-
     # ------------------------------------------------------------------ hooks
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Find the transform and, after a restore, re-apply the checkpointed tasks to the envs."""
-        self._ensure_hook(pl_module)
-        if self._pending_tasks is not None:
-            self._apply_tasks(self._pending_tasks)
-            self._pending_tasks = None
+        if self.driver.transform is None:
+            self.driver.attach(self._find_transform(pl_module))
+        else:
+            self.driver.restore_tasks()
 
     @override
     def on_train_batch_end(
@@ -184,10 +174,9 @@ class CurriculumCallback(pl.Callback):
                 "CurriculumCallback needs TensorDict training batches from a TorchRL collector "
                 f"(DataLoader(batch_size=None, collate_fn=identity)), got {type(batch).__name__}."
             )
-        hook = self._ensure_hook(pl_module)
-        hook.process_batch(batch)
-        hook.end_iteration()
-        report = hook.log()
+        if self.driver.transform is None:
+            self.driver.attach(self._find_transform(pl_module))
+        report = self.driver.process(batch)
         if report is None:  # fewer than log_interval frames since the last report
             return
         prefix = "curriculum/" if self.name is None else f"curriculum/{self.name}/"
@@ -213,71 +202,21 @@ class CurriculumCallback(pl.Callback):
     @override
     def state_dict(self) -> dict[str, Any]:
         """The curriculum's state and the current task of every env (None before the first reset)."""
-        tasks = self.transform.tasks if self.transform is not None else None
-        return {
-            "_version": STATE_VERSION,
-            "curriculum": self.curriculum.state_dict(),
-            "tasks": tasks.clone() if tasks is not None else None,
-        }
+        return self.driver.state_dict()
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restore the curriculum (with its generator); the tasks are re-applied when training starts.
+        """Restore the curriculum (with its generator); the tasks are re-applied to the envs now,
+        or when training starts if they were not reset yet.
 
         Raises:
             ValueError: the state is not a CurriculumCallback's, or comes from another
                 curriculum or env batch; nothing is changed then.
         """
-        if not isinstance(state_dict, dict) or "curriculum" not in state_dict:
-            raise ValueError(
-                f"{self.state_key}: the checkpoint state is not a CurriculumCallback's (no 'curriculum' key); "
-                f"got {sorted(state_dict) if isinstance(state_dict, dict) else type(state_dict).__name__}."
-            )
-        # The curriculum's own checks first (its error names the mismatch best), then the tasks',
-        # all before anything changes.
-        self.curriculum.check_state_dict(state_dict["curriculum"])
-        tasks = state_dict.get("tasks")
-        if tasks is not None:
-            self._check_tasks(tasks)
-        self.curriculum.load_state_dict(state_dict["curriculum"])
-        if self.tracker is not None:
-            self.tracker.reset()
-        self._pending_tasks = tasks.clone() if tasks is not None else None
-        if self._pending_tasks is not None and self.transform is not None and self.transform.tasks is not None:
-            # envs already built (and reset with fresh samples): restore their tasks now
-            self._apply_tasks(self._pending_tasks)
-            self._pending_tasks = None
-
-    def _check_tasks(self, tasks: Any) -> None:
-        space = self.curriculum.space
-        if not isinstance(tasks, torch.Tensor):
-            raise ValueError(f"{self.state_key}: checkpointed tasks must be a tensor, got {type(tasks).__name__}.")
-        task_dims = len(space.task_shape)
-        if task_dims and tuple(tasks.shape[-task_dims:]) != tuple(space.task_shape):
-            raise ValueError(
-                f"{self.state_key}: checkpointed tasks have shape {list(tasks.shape)}, whose task shape does not "
-                f"match the curriculum's {list(space.task_shape)}."
-            )
-        space.check_tasks(tasks.reshape(-1, *space.task_shape).to(space.device), "checkpointed tasks")
-        current = self.transform.tasks if self.transform is not None else None
-        if current is not None and current.shape != tasks.shape:
-            raise ValueError(
-                f"{self.state_key}: the checkpoint's envs had tasks of shape {list(tasks.shape)}, the envs now have "
-                f"{list(current.shape)}; resume with the same number of envs."
-            )
-
-    def _apply_tasks(self, tasks: torch.Tensor) -> None:
-        """Put ``tasks`` back on the envs: they apply from the next step (written on the input side)."""
-        transform = self.transform
-        current = transform.tasks if transform is not None else None
-        if transform is None or current is None:
-            return  # no reset yet: the first reset samples from the restored curriculum
-        if current.shape != tasks.shape:
-            raise ValueError(
-                f"{self.state_key}: the checkpoint's envs had tasks of shape {list(tasks.shape)}, the envs now have "
-                f"{list(current.shape)}; resume with the same number of envs."
-            )
-        transform.set_tasks(tasks)
+        try:
+            self.driver.load_state_dict(state_dict)
+        except ValueError as e:
+            raise ValueError(f"{self.state_key}: {e}") from None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(curriculum={self.curriculum!r}, name={self.name!r})"

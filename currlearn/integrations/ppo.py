@@ -27,6 +27,7 @@ from torchrl.objectives.value import GAE
 from torchrl.trainers import ReplayBufferTrainer, Trainer, UpdateWeights, ValueEstimatorHook
 
 from currlearn.base import Curriculum
+from currlearn.feedback import EpisodeTracker
 from currlearn.integrations.replay import ReplayDecisionTransform
 from currlearn.integrations.torchrl import CurriculumHook, CurriculumTransform, find_transforms
 
@@ -187,6 +188,7 @@ def make_ppo_trainer(
     log_interval: int = 0,
     save_path: str | None = None,
     progress_bar: bool = False,
+    tracker: EpisodeTracker | None = None,
 ) -> tuple[Trainer, CurriculumHook | None]:
     """Build a TorchRL PPO ``Trainer`` on ``env`` with ``curriculum`` hooked in.
 
@@ -198,11 +200,22 @@ def make_ppo_trainer(
         log_interval (int): frames between log writes (0: every iteration).
         save_path (str, optional): the trainer's checkpoint file.
         progress_bar (bool): TorchRL's progress bar.
+        tracker (EpisodeTracker, optional): how the hook reads per-episode feedback from a
+            batch; default ``curriculum.make_tracker(...)`` (see :class:`CurriculumHook`).
 
     Returns:
         ``(trainer, hook)``; ``hook`` is None without a curriculum. Call ``trainer.train()``.
+
+    Raises:
+        TypeError: ``tracker`` is not an EpisodeTracker.
+        ValueError: ``tracker`` is given without a curriculum; no CurriculumTransform on
+            ``env`` for ``curriculum``; robust PLR without a ReplayDecisionTransform.
     """
     s = settings if settings is not None else PPOSettings()
+    if tracker is not None and not isinstance(tracker, EpisodeTracker):
+        raise TypeError(f"tracker must be an EpisodeTracker or None, got {type(tracker).__name__}.")
+    if tracker is not None and curriculum is None:
+        raise ValueError("tracker is given but curriculum is not: the tracker feeds the curriculum's hook.")
     replay_key = None
     if curriculum is not None and getattr(curriculum, "robust", False):
         # PLR⊥ trains on replayed levels only: the batch must say which transitions those are.
@@ -254,6 +267,7 @@ def make_ppo_trainer(
         hook = CurriculumHook(
             curriculum,
             transform=transform,
+            tracker=tracker,
             feedback_at="pre_epoch" if curriculum.needs_value_estimates else "batch_process",
             log_interval=log_interval,
         )

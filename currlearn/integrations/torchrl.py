@@ -5,10 +5,12 @@
   on the input of a step whenever they changed since they were last written (or the input
   lacks them), so they apply from the first step and a pushed change applies at once, and tags
   every transition with its task (``task_key`` at the root and under ``"next"``).
-- :class:`CurriculumHook` registers on a :class:`torchrl.trainers.Trainer`: it turns each
-  collected batch into per-episode feedback (``batch_process``), updates the curriculum and
-  refreshes the envs after the optimisation steps (``post_steps``), logs the curriculum's
-  metrics, and is registered as a trainer module so checkpoints hold the curriculum.
+- :class:`CurriculumHook` registers a :class:`~currlearn.driver.CurriculumDriver` on a
+  :class:`torchrl.trainers.Trainer`: it turns each collected batch into per-episode feedback
+  (``batch_process``), updates the curriculum and refreshes the envs after the optimisation
+  steps (``post_steps``), logs the curriculum's metrics, and is registered as a trainer module
+  so checkpoints hold the curriculum. Without a curriculum it drives the one of the
+  transform on the trainer's env (what TorchRL's ``PPOTrainerConfig(hooks=[...])`` needs).
 - :func:`sync_workers` pushes the curriculum's decision to transforms living in collector
   worker processes (``MultiSyncCollector``); :func:`transform_path` finds the transform in an
   env for that purpose.
@@ -37,9 +39,10 @@ from torchrl.data import Composite, Unbounded
 from torchrl.envs import EnvBase, TransformedEnv
 from torchrl.envs.batched_envs import BatchedEnvBase
 from torchrl.envs.transforms import Compose, Transform
-from torchrl.trainers import TrainerHookBase
+from torchrl.trainers import ReplayBufferTrainer, TrainerHookBase, ValueEstimatorHook
 
 from currlearn.base import Curriculum, check_choice, check_positive_int
+from currlearn.driver import CurriculumDriver
 from currlearn.feedback import EpisodeTracker
 
 __all__ = ["CurriculumHook", "CurriculumTransform", "find_transforms", "sync_workers", "transform_path"]
@@ -380,18 +383,26 @@ def sync_workers(collector: Any, curriculum: Curriculum, path: str, refresh: boo
 
 
 class CurriculumHook(TrainerHookBase):
-    """Drives a curriculum from a TorchRL :class:`~torchrl.trainers.Trainer`.
+    """Drives a curriculum from a TorchRL :class:`~torchrl.trainers.Trainer` (an adapter on
+    :class:`~currlearn.driver.CurriculumDriver`).
 
     ``batch_process``: per-episode feedback from the fresh batch -> ``curriculum.update``
     (with ``feedback_at="pre_epoch"``: at the first ``pre_epoch`` instead, see below).
     ``post_steps``: ``curriculum.step(frames)``, then push the decision to the envs (refresh
     the transform for curricula that change mid-episode; sync worker replicas).
     ``post_steps_log``: the curriculum's metrics, through the trainer's logger, at most once
-    every ``log_interval`` frames.
+    every ``log_interval`` frames. Checkpoints (the trainer module ``"curriculum"``) hold the
+    curriculum and the envs' current tasks.
 
     Args:
-        curriculum (Curriculum): the authoritative curriculum.
-        transform (CurriculumTransform, optional): the in-process transform (to refresh it).
+        curriculum (Curriculum, optional): the authoritative curriculum. Default: the
+            curriculum of the :class:`CurriculumTransform` found on ``trainer.collector.env``
+            at :meth:`register`, so a config that builds the env's transform and this hook
+            drives one object. Given, and the trainer's env has CurriculumTransforms for other
+            curricula only, :meth:`register` raises.
+        transform (CurriculumTransform, optional): the in-process transform (to refresh it and
+            restore its tasks). Default: the one for ``curriculum`` on ``trainer.collector.env``
+            (found at :meth:`register`).
         tracker (EpisodeTracker, optional): how feedback is read from batches; default
             ``curriculum.make_tracker(task_key=("next", transform.task_key))``.
         collector (optional): a multi-process collector whose workers hold replicas.
@@ -399,23 +410,21 @@ class CurriculumHook(TrainerHookBase):
         refresh_every_iteration (bool, optional): re-sample every env's task after each
             iteration. Default: ``not curriculum.per_episode`` (True for ``ScheduledCurriculum``).
         feedback_at (str): ``"batch_process"`` (default) reads the batch as collected.
-            ``"pre_epoch"`` reads it at the first epoch's ``pre_epoch``, after the ops
-            registered there before this hook: register it after TorchRL's
-            ``ValueEstimatorHook`` and curricula that score episodes from advantages (PLR)
-            read the GAE that PPO computes anyway, with no extra pass over the batch. If no
-            epoch runs (``init_random_frames``), the update happens at ``post_steps``.
+            ``"pre_epoch"`` reads it at the first epoch's ``pre_epoch``, placed right after
+            TorchRL's ``ValueEstimatorHook`` (or before the op that fills the replay buffer,
+            which flattens the batch) whatever the order of registration: curricula that score
+            episodes from advantages (PLR) read the GAE that PPO computes anyway. If no epoch
+            runs (``init_random_frames``), the update happens at ``post_steps``.
         log_interval (int): frames between two metric reports, with the ``Trainer``'s rule (a
             report once more than ``log_interval`` frames were collected since the last one);
-            0 reports every iteration. The metrics of a large task distribution cost
-            ``O(num_tasks)``: match the trainer's ``log_interval`` to skip the reports it
-            would not write.
+            0 reports every iteration.
     """
 
     FEEDBACK_POINTS = ("batch_process", "pre_epoch")
 
     def __init__(
         self,
-        curriculum: Curriculum,
+        curriculum: Curriculum | None = None,
         *,
         transform: CurriculumTransform | None = None,
         tracker: EpisodeTracker | None = None,
@@ -425,97 +434,138 @@ class CurriculumHook(TrainerHookBase):
         feedback_at: str = "batch_process",
         log_interval: int = 0,
     ) -> None:
-        if not isinstance(curriculum, Curriculum):
-            raise TypeError(f"curriculum must be a currlearn Curriculum, got {type(curriculum).__name__}.")
+        if curriculum is not None and not isinstance(curriculum, Curriculum):
+            raise TypeError(f"curriculum must be a currlearn Curriculum or None, got {type(curriculum).__name__}.")
+        if transform is not None and not isinstance(transform, CurriculumTransform):
+            raise TypeError(f"transform must be a CurriculumTransform or None, got {type(transform).__name__}.")
+        if transform is not None and curriculum is not None and transform.curriculum is not curriculum:
+            raise ValueError("transform drives another curriculum object than curriculum: give one of the two.")
         if collector is not None and worker_path is None:
             raise ValueError("collector is given but worker_path is not: pass worker_path=transform_path(make_env()).")
-        check_choice("feedback_at", feedback_at, self.FEEDBACK_POINTS)
-        check_positive_int("log_interval", log_interval, minimum=0)
-        self.curriculum = curriculum
-        self.transform = transform
-        self.tracker = (
-            tracker
-            if tracker is not None
-            else curriculum.make_tracker(task_key=_next_key(transform.task_key if transform else "task_id"))
-        )
+        self.feedback_at = check_choice("feedback_at", feedback_at, self.FEEDBACK_POINTS)
         self.collector = collector
         self.worker_path = worker_path
-        self.refresh_every_iteration = (
-            not curriculum.per_episode if refresh_every_iteration is None else refresh_every_iteration
-        )
-        self.feedback_at = feedback_at
-        self.log_interval = log_interval
-        self._frames = 0
-        self._total_frames = 0
-        self._last_log = 0
-        self._pending: TensorDictBase | None = None  # batch awaiting its pre_epoch feedback
+        sync = [self._sync] if collector is not None else []
+        self._args = {"tracker": tracker, "refresh_every_iteration": refresh_every_iteration, "on_decision": sync}
+        self._args["log_interval"] = check_positive_int("log_interval", log_interval, minimum=0)
+        self.driver: CurriculumDriver | None = None
+        if curriculum is not None or transform is not None:
+            self._drive(curriculum if curriculum is not None else transform.curriculum, transform)  # type: ignore[union-attr]
+
+    def _drive(self, curriculum: Curriculum, transform: CurriculumTransform | None) -> CurriculumDriver:
+        self.driver = CurriculumDriver(curriculum, transform, **self._args)
+        return self.driver
+
+    def _sync(self, refresh: bool) -> None:
+        sync_workers(self.collector, self.curriculum, self.worker_path, refresh=refresh)  # type: ignore[arg-type]
+
+    def _run(self) -> CurriculumDriver:
+        if self.driver is None:
+            raise RuntimeError("CurriculumHook has no curriculum yet: register it on a trainer or pass curriculum=.")
+        return self.driver
+
+    curriculum = property(lambda self: self.driver.curriculum if self.driver else None, doc="The driven curriculum.")
+    transform = property(lambda self: self.driver.transform if self.driver else None, doc="The in-process transform.")
+    tracker = property(lambda self: self._run().tracker, doc="The feedback tracker.")
+    refresh_every_iteration = property(lambda self: self._run().refresh_every_iteration)
+    log_interval = property(lambda self: self._args["log_interval"])
 
     def process_batch(self, batch: TensorDictBase) -> TensorDictBase:
         """``batch_process`` op: update the curriculum from the batch's finished episodes (or,
         with ``feedback_at="pre_epoch"``, keep the batch for the first epoch).
         """
-        self._frames = batch.numel()
-        self._total_frames += self._frames
-        if self.feedback_at == "pre_epoch":
-            self._pending = batch
-        else:
-            self.curriculum.update(self.tracker(batch))
-        return batch
+        return self._run().observe(batch, defer=self.feedback_at == "pre_epoch")
 
     def first_epoch(self, batch: TensorDictBase) -> TensorDictBase:
         """``pre_epoch`` op (``feedback_at="pre_epoch"``): update the curriculum once per
         iteration, from the batch as the ops before this one left it.
         """
-        if self._pending is not None:
-            if batch.batch_size != self._pending.batch_size:
-                raise ValueError(
-                    f"The pre_epoch batch has shape {list(batch.batch_size)}, the collected one "
-                    f"{list(self._pending.batch_size)}: an op registered before the curriculum hook reshaped it "
-                    "(ReplayBufferTrainer.extend flattens it); register the hook right after the ValueEstimatorHook."
-                )
-            self._pending = None
-            self.curriculum.update(self.tracker(batch))
+        driver = self._run()
+        pending = driver.pending
+        if pending is not None and batch is not None and batch.batch_size != pending.batch_size:
+            raise ValueError(
+                f"The pre_epoch batch has shape {list(batch.batch_size)}, the collected one "
+                f"{list(pending.batch_size)}: an op registered before the curriculum hook reshaped it "
+                "(ReplayBufferTrainer.extend flattens it); register the hook right after the ValueEstimatorHook."
+            )
+        driver.feedback(batch)
         return batch
 
     def end_iteration(self) -> None:
         """``post_steps`` op: advance the curriculum's iteration and apply its decision."""
-        if self._pending is not None:  # no epoch ran on this batch
-            self.first_epoch(self._pending)
-        self.curriculum.step(self._frames)
-        self._frames = 0
-        if self.transform is not None and self.refresh_every_iteration:
-            self.transform.refresh()
-        if self.collector is not None:
-            sync_workers(self.collector, self.curriculum, self.worker_path, refresh=self.refresh_every_iteration)  # type: ignore[arg-type]
+        self._run().step()
 
     def log(self, batch: TensorDictBase | None = None) -> dict[str, float] | None:
         """``post_steps_log`` op: the curriculum's metrics (logged by the trainer), or None
         while fewer than ``log_interval`` frames passed since the last report.
         """
-        if self._total_frames - self._last_log <= self.log_interval and self.log_interval:
-            return None
-        self._last_log = self._total_frames
-        return self.curriculum.metrics()
+        return self._run().report()
 
     def state_dict(self) -> dict[str, Any]:  # noqa: D102
-        return {"curriculum": self.curriculum.state_dict()}
+        return self._run().state_dict()
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # noqa: D102
-        self.curriculum.load_state_dict(state_dict["curriculum"])
-        self.tracker.reset()
-        self._pending = None
+        self._run().load_state_dict(state_dict)
 
     def register(self, trainer: Any, name: str = "curriculum") -> None:
-        """Register the ops on ``trainer`` (after those already there) and the hook as the
-        trainer module ``name``.
+        """Find the curriculum (or its transform) on ``trainer.collector.env``, register the
+        ops on ``trainer`` and the hook as the trainer module ``name``.
+
+        Raises:
+            ValueError: no curriculum was given and the env has no CurriculumTransform (or
+                several), or the curriculum given is not the one the env's transform drives.
         """
+        found = find_transforms(getattr(trainer.collector, "env", None), CurriculumTransform)
+        if self.driver is None:
+            if len(found) != 1:
+                raise ValueError(
+                    f"CurriculumHook without a curriculum drives the CurriculumTransform of trainer.collector.env, "
+                    f"which has {len(found)}: pass curriculum= (and transform=) to the hook."
+                )
+            self._drive(found[0].curriculum, found[0])
+        elif self.transform is None and found:
+            mine = [t for t in found if t.curriculum is self.curriculum]
+            if not mine:
+                raise ValueError(
+                    "The trainer's env has a CurriculumTransform driving another curriculum object than the hook's "
+                    "(a config that interpolates ${curriculum} in both builds two): drop `curriculum` from the hook "
+                    "config: it drives the transform's curriculum."
+                )
+            self._run().attach(mine[0])
         trainer.register_op("batch_process", self.process_batch)
         if self.feedback_at == "pre_epoch":
             trainer.register_op("pre_epoch", self.first_epoch)
+            self._place_first_epoch(trainer)
+            trainer.register_op("setup", lambda: self._place_first_epoch(trainer))
         trainer.register_op("post_steps", self.end_iteration)
         trainer.register_op("post_steps_log", self.log)
         trainer.register_module(name, self)
 
+    def _place_first_epoch(self, trainer: Any) -> None:
+        """Move :meth:`first_epoch` right after the last value estimator among the trainer's
+        ``pre_epoch`` ops, or else before the first op that fills a replay buffer.
+        """
+        ops = getattr(trainer, "_pre_epoch_ops", None)
+        if not isinstance(ops, list):
+            return
+        inner = [_unwrap(op) for op, _ in ops]
+        mine = [i for i, op in enumerate(inner) if op == self.first_epoch]
+        if not mine:
+            return
+        entry = ops.pop(mine[0])
+        del inner[mine[0]]
+        estimators = [i for i, op in enumerate(inner) if isinstance(op, ValueEstimatorHook)]
+        fillers = [i for i, op in enumerate(inner) if _fills_buffer(op)]
+        at = estimators[-1] + 1 if estimators else fillers[0] if fillers else len(ops)
+        ops.insert(at, entry)
 
-def _next_key(key: NestedKey) -> tuple[str, ...]:
-    return ("next", key) if isinstance(key, str) else ("next", *key)
+
+def _unwrap(op: Any) -> Any:
+    while hasattr(op, "__wrapped__"):
+        op = op.__wrapped__
+    return op
+
+
+def _fills_buffer(op: Any) -> bool:
+    # ReplayBufferTrainer.extend, or an op holding one (make_ppo_trainer's robust-PLR filter)
+    return any(isinstance(getattr(op, a, None), ReplayBufferTrainer) for a in ("__self__", "rbt"))
