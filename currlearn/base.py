@@ -25,6 +25,11 @@ key        shape / dtype        meaning
 "metric"   [n], float           a user metric per episode (optional)
 ========== ==================== ============================================
 
+A curriculum with a ``metric=`` argument learns from ``"return"``, ``"success"`` or a user
+metric: a name given to :func:`~currlearn.metrics.register_metric` or a callable over the
+batch (see :mod:`currlearn.metrics`); :meth:`Curriculum.make_tracker` then builds a tracker
+that computes it into the ``"metric"`` entry.
+
 Examples:
     >>> import torch
     >>> from currlearn.base import DiscreteCurriculum
@@ -52,6 +57,7 @@ from torch import Tensor
 
 from currlearn.feedback import EpisodeTracker
 from currlearn.functional import sample_from_cdf
+from currlearn.metrics import BUILTIN_METRICS, MetricLike, StepMetric, register_metric, resolve_metric
 from currlearn.spaces import TaskSpace
 from currlearn.stats import TaskStats
 
@@ -63,13 +69,15 @@ __all__ = [
     "check_metric",
     "check_positive_int",
     "check_probability",
+    "register_metric",
 ]
 
 STATE_VERSION = 1
 
 
-METRICS = ("return", "success", "metric")
-"""Per-episode feedback entries a curriculum can learn from (``metric=`` arguments)."""
+METRICS = BUILTIN_METRICS
+"""Per-episode feedback entries a curriculum can learn from by name (``metric=`` arguments);
+:func:`~currlearn.metrics.register_metric` adds further names."""
 
 
 def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
@@ -79,9 +87,19 @@ def check_choice(name: str, value: object, choices: tuple[str, ...]) -> str:
     return value  # type: ignore[return-value]
 
 
-def check_metric(metric: object) -> str:
-    """Return ``metric`` if it names a per-episode feedback entry (:data:`METRICS`), else raise."""
-    return check_choice("metric", metric, METRICS)
+def check_metric(metric: object) -> Any:
+    """Return ``metric`` if a curriculum can learn from it, else raise.
+
+    Accepted: a name of :data:`METRICS`, a name given to
+    :func:`~currlearn.metrics.register_metric`, or a callable ``batch -> Tensor [envs, time]``
+    (see :func:`~currlearn.metrics.resolve_metric`).
+
+    Raises:
+        ValueError: an unknown name (the message lists the known ones).
+        TypeError: neither a string nor a callable.
+    """
+    resolve_metric(metric)
+    return metric
 
 
 def check_positive_int(name: str, value: object, minimum: int = 1) -> int:
@@ -121,6 +139,11 @@ class Curriculum(ABC):
         seed (int, optional): seed of the curriculum's own generator. ``None`` seeds it from
             torch's global generator once, at construction.
         device: device of the state; default: the space's device.
+        metric (optional): what a subclass learns from, read by its :meth:`_update` as
+            ``feedback[self.metric_key]``: ``"return"``, ``"success"``, a name given to
+            :func:`~currlearn.metrics.register_metric` or a callable ``batch -> Tensor [envs,
+            time]`` (see :mod:`currlearn.metrics`), which :meth:`make_tracker` computes.
+            Default None: no metric.
     """
 
     needs_value_estimates: bool = False
@@ -131,6 +154,16 @@ class Curriculum(ABC):
     """Whether a task holds for a whole episode (False: the decision changes with the
     iteration and envs should be refreshed mid-episode, as for schedules)."""
 
+    metric: Any = None
+    """The ``metric=`` argument as given (a name or a callable); None for curricula without one."""
+
+    metric_key: str | None = None
+    """The feedback entry :meth:`update` learns from: ``"return"``, ``"success"`` or
+    ``"metric"`` (a user metric); None for curricula without a ``metric`` argument."""
+
+    step_metric: StepMetric | None = None
+    """The user metric :meth:`make_tracker` computes into the ``"metric"`` entry, if any."""
+
     def __init__(
         self,
         space: TaskSpace,
@@ -138,6 +171,7 @@ class Curriculum(ABC):
         num_envs: int | None = None,
         seed: int | None = None,
         device: torch.device | str | None = None,
+        metric: MetricLike | None = None,
     ) -> None:
         if not isinstance(space, TaskSpace):
             raise TypeError(
@@ -147,6 +181,8 @@ class Curriculum(ABC):
             check_positive_int("num_envs", num_envs)
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"seed must be an int or None, got {seed!r}.")
+        if metric is not None:
+            self._set_metric(metric)
         if device is not None:
             space.to(device)
         self.space = space
@@ -266,26 +302,52 @@ class Curriculum(ABC):
 
     def make_tracker(self, task_key: NestedKey = ("next", "task_id")) -> EpisodeTracker:
         """The :class:`~currlearn.feedback.EpisodeTracker` that reads this curriculum's feedback
-        from batches. Curricula that need per-step scores (PLR) override it.
+        from batches: with a user metric (:attr:`step_metric`), it computes it into the
+        ``"metric"`` entry. Curricula that need per-step scores (PLR) override it.
         """
-        return EpisodeTracker(task_key=task_key)
+        return EpisodeTracker(task_key=task_key, step_metric=self.step_metric)
+
+    def _set_metric(self, metric: object) -> None:
+        """Validate the ``metric=`` argument and set :attr:`metric`, :attr:`metric_key` and
+        :attr:`step_metric`. Subclasses call it in ``__init__``, before or after the base's.
+
+        Raises:
+            ValueError: an unknown name (the message lists the known ones).
+            TypeError: neither a string nor a callable.
+        """
+        self.metric_key, self.step_metric = resolve_metric(metric)
+        self.metric = metric
+
+    @property
+    def metric_name(self) -> str | None:
+        """The metric's name: the built-in or registered name, else the callable's name."""
+        if self.step_metric is not None and not isinstance(self.metric, str):
+            return self.step_metric.name
+        return self.metric if isinstance(self.metric, str) else None
 
     def _check_feedback(self, feedback: TensorDictBase) -> None:
         """Raise ``ValueError`` if this curriculum cannot learn from ``feedback``; runs before
-        anything changes. Default: a curriculum with a ``metric`` attribute needs that entry.
+        anything changes. Default: a curriculum with a ``metric`` needs its feedback entry.
         """
-        metric = getattr(self, "metric", None)
-        if isinstance(metric, str) and metric not in feedback.keys():
+        key = self.metric_key
+        if key is None or key in feedback.keys():
+            return
+        has = sorted(map(str, feedback.keys()))
+        if self.step_metric is not None:
             raise ValueError(
-                f"metric={metric!r} but the feedback has no {metric!r} entry; it has "
-                f"{sorted(map(str, feedback.keys()))} (a user metric comes from EpisodeTracker(step_metric=...))."
+                f"metric={self.metric_name!r} is a user metric but the feedback has no 'metric' entry; it has {has}. "
+                "Read batches with curriculum.make_tracker() (or EpisodeTracker(step_metric=curriculum.step_metric))."
             )
+        raise ValueError(
+            f"metric={key!r} but the feedback has no {key!r} entry; it has "
+            f"{has} (a user metric comes from EpisodeTracker(step_metric=...))."
+        )
 
     def _metric_values(self, feedback: TensorDictBase, dtype: torch.dtype | None = None) -> tuple[Tensor, Tensor]:
-        """The per-episode ``self.metric`` (as ``dtype``) and its validity mask; NaN values (an
-        unknown success) are counted in ``skipped_nonfinite``.
+        """The per-episode values of :attr:`metric_key` (as ``dtype``) and their validity mask;
+        NaN values (an unknown success) are counted in ``skipped_nonfinite``.
         """
-        values = feedback[self.metric].to(torch.get_default_dtype() if dtype is None else dtype)  # type: ignore[attr-defined]
+        values = feedback[self.metric_key].to(torch.get_default_dtype() if dtype is None else dtype)
         valid = torch.isfinite(values)
         self.counters["skipped_nonfinite"] += (~valid).sum()
         return values, valid
@@ -334,9 +396,12 @@ class Curriculum(ABC):
     def state_dict(self) -> dict[str, Any]:
         """Checkpointable state: plain tensors, numbers, strings, lists and dicts.
 
-        Keys: ``_version``, ``_type``, ``space``, ``num_envs``, ``counters``, ``state``, ``rng``.
+        Keys: ``_version``, ``_type``, ``space``, ``num_envs``, ``counters``, ``state``, ``rng``,
+        and ``metric`` for curricula with a ``metric`` argument: its name when it is one
+        (built-in or registered), None for a callable, which is never stored (the constructor
+        argument is the source of truth on resume).
         """
-        return {
+        out = {
             "_version": STATE_VERSION,
             "_type": type(self).__name__,
             "space": self._space_signature(),
@@ -345,6 +410,9 @@ class Curriculum(ABC):
             "state": {".".join(k) if isinstance(k, tuple) else k: v.clone() for k, v in self.state.items(True, True)},
             "rng": self.generator.get_state(),
         }
+        if self.metric_key is not None:
+            out["metric"] = self.metric if isinstance(self.metric, str) else None
+        return out
 
     def load_state_dict(self, state_dict: dict[str, Any], *, load_rng: bool = True) -> None:
         """Restore :meth:`state_dict` output. Checks everything before changing anything.
@@ -393,6 +461,12 @@ class Curriculum(ABC):
         if state_dict.get("num_envs") != self.num_envs:
             raise ValueError(
                 f"state_dict has num_envs={state_dict.get('num_envs')}, this curriculum has num_envs={self.num_envs}."
+            )
+        saved_metric = state_dict.get("metric")
+        if isinstance(saved_metric, str) and isinstance(self.metric, str) and saved_metric != self.metric:
+            raise ValueError(
+                f"state_dict was learnt from metric={saved_metric!r}, this curriculum has metric={self.metric!r}; "
+                "its values would be read in the wrong units."
             )
         missing = [k for k in ("state", "counters", "rng") if k not in state_dict]
         if missing:
@@ -462,6 +536,10 @@ class DiscreteCurriculum(Curriculum):
 
     Subclasses implement :meth:`_compute_weights`; :meth:`weights` normalises it and
     :meth:`sample` draws from it with the curriculum's generator.
+
+    Args:
+        space, num_envs, seed, device, metric: see :class:`Curriculum`; ``space`` must be
+            discrete.
     """
 
     def __init__(
@@ -471,8 +549,9 @@ class DiscreteCurriculum(Curriculum):
         num_envs: int | None = None,
         seed: int | None = None,
         device: torch.device | str | None = None,
+        metric: MetricLike | None = None,
     ) -> None:
-        super().__init__(space, num_envs=num_envs, seed=seed, device=device)
+        super().__init__(space, num_envs=num_envs, seed=seed, device=device, metric=metric)
         if not space.is_discrete:
             raise TypeError(f"{type(self).__name__} needs a discrete task space, got {space!r}.")
 

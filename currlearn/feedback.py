@@ -31,6 +31,8 @@ from tensordict import TensorDict, TensorDictBase
 from tensordict.utils import NestedKey
 from torch import Tensor
 
+from currlearn.metrics import REDUCTIONS, StepMetric
+
 __all__ = ["EpisodeTracker", "episode_feedback"]
 
 
@@ -83,9 +85,16 @@ class EpisodeTracker:
         success_key (NestedKey): per-step success flag; an episode succeeded if any of its
             steps did. When the batch has no such key, success is NaN. Default
             ``("next", "success")``.
-        step_metric (callable, optional): ``batch -> Tensor [*envs, time]``, a per-step value
-            summed over each episode into the ``"metric"`` entry (e.g. a custom success
-            measure from ``(done, reward, transition)``).
+        step_metric (callable, optional): ``batch -> Tensor [envs, time]``, a per-step value
+            reduced over each episode into the ``"metric"`` entry (e.g. a custom success
+            measure from ``(done, reward, transition)``); a
+            :class:`~currlearn.metrics.StepMetric` brings its own reduction. The callable
+            gets the batch as the tracker sees it, with the env dims flattened to one (a
+            ``[time]`` batch as ``[1, time]``), and must return that shape (or with a
+            trailing singleton dim); bool values count as 0/1.
+        metric_reduction (str, optional): how ``step_metric`` reduces over an episode:
+            ``"sum"``, ``"mean"``, ``"max"`` or ``"last"`` (the value at the done step).
+            Default: the :class:`~currlearn.metrics.StepMetric`'s reduction, else ``"sum"``.
         mean_keys (mapping, optional): output name -> per-step key or callable, averaged over
             each episode (e.g. PLR scores such as ``{"score": "advantage"}`` for mean GAE).
 
@@ -101,7 +110,23 @@ class EpisodeTracker:
         success_key: NestedKey = ("next", "success"),
         step_metric: Callable[[TensorDictBase], Tensor] | None = None,
         mean_keys: Mapping[str, NestedKey | Callable[[TensorDictBase], Tensor]] | None = None,
+        metric_reduction: str | None = None,
     ) -> None:
+        if step_metric is not None and not callable(step_metric):
+            raise TypeError(
+                "step_metric must be None or a callable batch -> Tensor [envs, time], "
+                f"got {type(step_metric).__name__}."
+            )
+        own = getattr(step_metric, "reduction", None) if isinstance(step_metric, StepMetric) else None
+        if metric_reduction is None:
+            metric_reduction = own or "sum"
+        elif metric_reduction not in REDUCTIONS:
+            raise ValueError(f"metric_reduction={metric_reduction!r} is not one of {list(REDUCTIONS)}.")
+        elif own is not None and own != metric_reduction:
+            raise ValueError(
+                f"metric_reduction={metric_reduction!r} contradicts step_metric={step_metric!r}; give one of them."
+            )
+        self.metric_reduction = metric_reduction
         self.task_key = task_key
         self.reward_key = reward_key
         self.done_key = done_key
@@ -109,16 +134,28 @@ class EpisodeTracker:
         self.step_metric = step_metric
         self.mean_keys = dict(mean_keys or {})
         self._carry: Tensor | None = None  # [num_envs, channels]
+        self._carry_max: Tensor | None = None  # [num_envs], for metric_reduction="max"
 
     def reset(self) -> None:
         """Forget unfinished episodes (e.g. after the envs were reset by hand)."""
         self._carry = None
+        self._carry_max = None
 
     def _per_step(
         self, batch: TensorDictBase, key: NestedKey | Callable[[TensorDictBase], Tensor], name: str
     ) -> Tensor:
         if callable(key):
             value = key(batch)
+            if not isinstance(value, Tensor):
+                raise TypeError(
+                    f"{name} must return a Tensor of shape {list(batch.shape)}, got {type(value).__name__}."
+                )
+            extra = value.shape[batch.batch_dims :]
+            if value.shape[: batch.batch_dims] != batch.shape or any(d != 1 for d in extra):
+                raise ValueError(
+                    f"{name} returned shape {list(value.shape)}; it must return one value per step, "
+                    f"shape {list(batch.shape)} (the batch's [envs, time]) or {[*batch.shape, 1]}."
+                )
         else:
             if key not in batch.keys(True):
                 raise KeyError(
@@ -139,7 +176,13 @@ class EpisodeTracker:
         Returns:
             TensorDict with batch size ``[num_finished]`` and keys ``task``, ``return``,
             ``length``, ``success``, ``env_id`` (row of the flattened env dims), ``metric``
-            when ``step_metric`` is set, and one key per ``mean_keys`` entry.
+            when ``step_metric`` is set (reduced by ``metric_reduction``), and one key per
+            ``mean_keys`` entry.
+
+        Raises:
+            KeyError: a key the batch lacks.
+            TypeError, ValueError: a callable (``step_metric``, ``mean_keys``) that returns
+                no Tensor, or not one value per step.
         """
         if batch.batch_dims == 1:
             batch = batch.unsqueeze(0)
@@ -159,8 +202,11 @@ class EpisodeTracker:
         has_success = self.success_key in batch.keys(True)
         if has_success:
             channels.append(self._per_step(batch, self.success_key, "success_key").to(dtype))
+        metric_steps = None
         if self.step_metric is not None:
-            channels.append(self._per_step(batch, self.step_metric, "step_metric").to(dtype))
+            metric_steps = self._per_step(batch, self.step_metric, "step_metric").to(dtype)
+            if self.metric_reduction in ("sum", "mean"):
+                channels.append(metric_steps)
         for name, key in self.mean_keys.items():
             channels.append(self._per_step(batch, key, f"mean_keys[{name!r}]").to(dtype))
         values = torch.stack(channels, -1)  # [E, T, C]
@@ -183,10 +229,17 @@ class EpisodeTracker:
                 )
             sums[first] += self._carry.to(device)
         # Carry: the open segment at the end of each row (empty if the row ended on a done).
-        self._carry = sums[first + done_i.sum(1)]
+        open_seg = first + done_i.sum(1)
+        self._carry = sums[open_seg]
 
         ends = seg[done]  # segments that finished, in row-major order
         fin = sums[ends]
+        if metric_steps is not None and self.metric_reduction == "max":
+            maxes = torch.full((num_envs * (horizon + 1),), -torch.inf, dtype=dtype, device=device)
+            maxes.scatter_reduce_(0, seg.reshape(-1), metric_steps.reshape(-1), "amax")
+            if self._carry_max is not None:
+                maxes[first] = torch.maximum(maxes[first], self._carry_max.to(device))
+            self._carry_max = maxes[open_seg]
         task = batch.get(self.task_key)[done]
         out = {
             "task": task,
@@ -196,9 +249,14 @@ class EpisodeTracker:
             "env_id": rows.expand(num_envs, horizon)[done],
         }
         c = 3 if has_success else 2
-        if self.step_metric is not None:
-            out["metric"] = fin[:, c]
-            c += 1
+        if metric_steps is not None:
+            if self.metric_reduction == "last":
+                out["metric"] = metric_steps[done]
+            elif self.metric_reduction == "max":
+                out["metric"] = maxes[ends]
+            else:
+                out["metric"] = fin[:, c] / (fin[:, 1] if self.metric_reduction == "mean" else 1)
+                c += 1
         for name in self.mean_keys:
             out[name] = fin[:, c] / fin[:, 1]
             c += 1

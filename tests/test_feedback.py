@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from tensordict import TensorDict
 
 from currlearn.feedback import EpisodeTracker, episode_feedback
+from currlearn.metrics import StepMetric
 from currlearn.testing import get_default_devices
 
 
@@ -21,7 +22,7 @@ class RefTracker:
 
     @staticmethod
     def _fresh() -> dict:
-        return {"ret": 0.0, "len": 0, "succ": False, "metric": 0.0, "score": 0.0}
+        return {"ret": 0.0, "len": 0, "succ": False, "metric": 0.0, "metric_max": -float("inf"), "score": 0.0}
 
     def __call__(self, steps: list[list[dict]]) -> list[dict]:
         """``steps[env][t]`` holds the plain values of one transition; rows are in env order."""
@@ -33,6 +34,7 @@ class RefTracker:
                 ep["len"] += 1
                 ep["succ"] = ep["succ"] or s["success"]
                 ep["metric"] += s["metric"]
+                ep["metric_max"] = max(ep["metric_max"], s["metric"])
                 ep["score"] += s["score"]
                 if s["done"]:
                     out.append(
@@ -43,6 +45,10 @@ class RefTracker:
                             "success": 1.0 if ep["succ"] else 0.0,
                             "env_id": e,
                             "metric": ep["metric"],
+                            "metric_sum": ep["metric"],
+                            "metric_mean": ep["metric"] / ep["len"],
+                            "metric_max": ep["metric_max"],
+                            "metric_last": s["metric"],
                             "score": ep["score"] / ep["len"],
                         }
                     )
@@ -150,6 +156,72 @@ class TestEpisodeTracker:
             batch = _make_batch(steps[:1], device)[0]  # batch size [time]
             assert batch.batch_dims == 1
             _assert_matches(tracker(batch), ref(steps[:1]), device)
+
+    @settings(max_examples=25, deadline=None)
+    @given(batches=_batches())
+    @pytest.mark.parametrize("reduction", ["sum", "mean", "max", "last"])
+    def test_metric_reductions_match_reference(self, reduction, batches):
+        device = torch.device("cpu")
+        tracker = EpisodeTracker(step_metric=lambda b: b["metric_src"], metric_reduction=reduction)
+        ref = RefTracker(len(batches[0]))
+        for steps in batches:
+            fb, expected = tracker(_make_batch(steps, device)), ref(steps)
+            assert fb["metric"].tolist() == pytest.approx([r[f"metric_{reduction}"] for r in expected])
+
+    def test_step_metric_reduction_comes_from_step_metric(self):
+        steps = [
+            [
+                {"done": t == 2, "reward": 0.0, "success": False, "task": 0, "metric": float(t), "score": 0.0}
+                for t in range(3)
+            ]
+        ]
+        batch = _make_batch(steps, torch.device("cpu"))
+        fn = StepMetric(lambda b: b["metric_src"], reduction="max")
+        assert EpisodeTracker(step_metric=fn).metric_reduction == "max"
+        assert EpisodeTracker(step_metric=fn)(batch)["metric"].tolist() == [2.0]
+        assert EpisodeTracker(step_metric=fn.fn)(batch)["metric"].tolist() == [3.0]  # plain callable: sum
+        with pytest.raises(
+            ValueError,
+            match=r"metric_reduction='sum' contradicts step_metric=StepMetric\('<lambda>', reduction='max'\)",
+        ):
+            EpisodeTracker(step_metric=fn, metric_reduction="sum")
+        with pytest.raises(
+            ValueError, match=r"metric_reduction='median' is not one of \['sum', 'mean', 'max', 'last'\]"
+        ):
+            EpisodeTracker(step_metric=fn.fn, metric_reduction="median")
+        with pytest.raises(TypeError, match="step_metric must be None or a callable"):
+            EpisodeTracker(step_metric="metric_src")
+
+    def test_max_reduction_carries_across_batches_and_reset(self):
+        def mk(values, done):
+            return [
+                [
+                    {"done": d, "reward": 0.0, "success": False, "task": 0, "metric": v, "score": 0.0}
+                    for v, d in zip(values, done)
+                ]
+            ]
+
+        device = torch.device("cpu")
+        tracker = EpisodeTracker(step_metric=lambda b: b["metric_src"], metric_reduction="max")
+        assert tracker(_make_batch(mk([1.0, 5.0], [False, False]), device)).batch_size == (0,)
+        assert tracker(_make_batch(mk([2.0, 3.0], [True, False]), device))["metric"].tolist() == [5.0]
+        tracker.reset()  # forgets the open episode whose max is 3
+        assert tracker(_make_batch(mk([-1.0, -2.0], [False, True]), device))["metric"].tolist() == [-1.0]
+
+    def test_callable_output_is_checked(self):
+        steps = [[{"done": True, "reward": 1.0, "success": False, "task": 0, "metric": 0.0, "score": 0.0}] * 3] * 2
+        batch = _make_batch(steps, torch.device("cpu"))
+        with pytest.raises(ValueError, match=r"step_metric returned shape \[6\]; .* shape \[2, 3\] .* or \[2, 3, 1\]"):
+            EpisodeTracker(step_metric=lambda b: b["metric_src"].reshape(-1))(batch)
+        with pytest.raises(ValueError, match=r"step_metric returned shape \[3, 2\]"):
+            EpisodeTracker(step_metric=lambda b: b["metric_src"].T)(batch)
+        with pytest.raises(TypeError, match=r"step_metric must return a Tensor of shape \[2, 3\], got float"):
+            EpisodeTracker(step_metric=lambda b: 1.0)(batch)
+        with pytest.raises(ValueError, match=r"mean_keys\['s'\] returned shape \[2\]"):
+            EpisodeTracker(mean_keys={"s": lambda b: b["score"][:, 0]})(batch)
+        # A trailing singleton dim and bool values are fine.
+        fb = EpisodeTracker(step_metric=lambda b: b["next", "reward"] > 0)(batch)
+        assert fb["metric"].tolist() == [1.0] * 6
 
     def test_episode_across_three_batches(self):
         # env 0: one episode of 2 + 3 + 1 steps; env 1: done at every step.

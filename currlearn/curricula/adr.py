@@ -40,13 +40,13 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
 
 import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
-from currlearn.base import Curriculum, check_finite, check_metric, check_positive_int, check_probability
+from currlearn.base import Curriculum, check_finite, check_positive_int, check_probability
+from currlearn.metrics import MetricLike
 from currlearn.spaces import BoxSpace, TaskSpace
 
 __all__ = ["ADRCurriculum"]
@@ -70,8 +70,12 @@ class ADRCurriculum(Curriculum):
             ``<= low_threshold``. Default 0.2.
         high_threshold (float): ``t_H > t_L``: widen when it is ``>= high_threshold``.
             Default 0.8.
-        metric (str): performance per episode: ``"success"`` (default), ``"return"`` or
-            ``"metric"``. NaN values are counted and skipped.
+        metric (str or callable): performance per episode: ``"success"`` (default),
+            ``"return"``, a name given to :func:`~currlearn.metrics.register_metric`, or a
+            callable ``batch -> Tensor [envs, time]`` of per-step values summed over each
+            episode (see :mod:`currlearn.metrics`; :meth:`make_tracker` computes it).
+            ``"metric"`` reads the entry of a tracker built with
+            ``EpisodeTracker(step_metric=...)``. NaN values are counted and skipped.
         seed, device: see :class:`~currlearn.base.Curriculum`.
 
     Raises:
@@ -91,7 +95,7 @@ class ADRCurriculum(Curriculum):
         buffer_size: int = 20,
         low_threshold: float = 0.2,
         high_threshold: float = 0.8,
-        metric: Literal["success", "return", "metric"] = "success",
+        metric: MetricLike = "success",
         seed: int | None = None,
         device: torch.device | str | None = None,
     ) -> None:
@@ -106,8 +110,7 @@ class ADRCurriculum(Curriculum):
                 f"low_threshold={low_threshold!r} must be < high_threshold={high_threshold!r}, "
                 "or a boundary would both widen and narrow."
             )
-        check_metric(metric)
-        self.metric = metric
+        self._set_metric(metric)
         names = list(space.names)
         if check_finite("delta", delta) <= 0:
             raise ValueError(f"delta must be > 0, got {delta!r}.")

@@ -32,13 +32,13 @@ Examples:
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
-from currlearn.base import Curriculum, check_metric, check_positive_int, check_probability
+from currlearn.base import Curriculum, check_positive_int, check_probability
+from currlearn.metrics import MetricLike
 from currlearn.spaces import BoxSpace, TaskSpace
 
 __all__ = ["ALPGMMCurriculum", "fit_gmm"]
@@ -166,8 +166,12 @@ class ALPGMMCurriculum(Curriculum):
         history_capacity (int): ring buffer of past ``(task, return)`` pairs used for the
             nearest-neighbour ALP. Default 20000 (the paper keeps all history).
         em_iterations (int): EM iterations per fit. Default 50.
-        metric (str): the per-episode value whose progress is measured: ``"return"``
-            (default), ``"success"`` or ``"metric"``; NaN values are counted and skipped.
+        metric (str or callable): the per-episode value whose progress is measured: ``"return"``
+            (default), ``"success"``, a name given to
+            :func:`~currlearn.metrics.register_metric`, or a callable ``batch -> Tensor [envs,
+            time]`` of per-step values summed over each episode (see :mod:`currlearn.metrics`;
+            :meth:`make_tracker` computes it). ``"metric"`` reads the entry of a tracker built
+            with ``EpisodeTracker(step_metric=...)``. NaN values are counted and skipped.
         seed, device: see :class:`~currlearn.base.Curriculum`.
 
     Raises:
@@ -185,7 +189,7 @@ class ALPGMMCurriculum(Curriculum):
         max_components: int = 10,
         history_capacity: int = 20_000,
         em_iterations: int = 50,
-        metric: Literal["return", "success", "metric"] = "return",
+        metric: MetricLike = "return",
         seed: int | None = None,
         device: torch.device | str | None = None,
     ) -> None:
@@ -203,8 +207,7 @@ class ALPGMMCurriculum(Curriculum):
             raise ValueError(
                 f"fit_window={self.fit_window} must be >= max_components={self.max_components} (one point per component at least)."
             )
-        check_metric(metric)
-        self.metric = metric
+        self._set_metric(metric)
         super().__init__(space, seed=seed, device=device)
         d, k, h = space.dim, self.max_components, self.history_capacity
         self._candidates = list(range(2, k + 1)) if k >= 2 else [1]

@@ -21,6 +21,7 @@ class CompositeCurriculum(Curriculum):
     The task space is the :class:`~currlearn.spaces.ProductSpace` of the parts' spaces; a
     sampled task joins one task of each part, and feedback is split so each part learns from
     its own component of the task. Each part keeps its own generator and state.
+    :meth:`make_tracker` computes the parts' user metric, if one uses one (at most one may).
 
     Args:
         curricula (list of Curriculum): the parts; their parameter names must not overlap.
@@ -57,8 +58,17 @@ class CompositeCurriculum(Curriculum):
         envs = {c.num_envs for c in curricula} - {None}
         if len(envs) > 1:
             raise ValueError(f"curricula disagree on num_envs: {sorted(envs)}.")
+        # The feedback carries one "metric" entry: the parts that read it must agree on its source.
+        sources = {id(c.step_metric): (i, c) for i, c in enumerate(curricula) if c.metric_key == "metric"}
+        if len(sources) > 1:
+            names = [f"curricula[{i}] metric={c.metric_name!r}" for i, c in sources.values()]
+            raise ValueError(
+                f"parts read different user metrics ({', '.join(names)}); the feedback holds one 'metric' "
+                "entry, so at most one user metric (or the same registered name) may be used by the parts."
+            )
         super().__init__(ProductSpace([c.space for c in curricula]), num_envs=envs.pop() if envs else None, seed=seed)
         self.curricula = curricula
+        self.step_metric = next((c.step_metric for c in curricula if c.step_metric is not None), None)
 
     def _sample(self, num: int, env_ids: Tensor | None) -> Tensor:
         if env_ids is None:

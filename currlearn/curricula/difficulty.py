@@ -48,10 +48,10 @@ from currlearn.base import (
     DiscreteCurriculum,
     check_choice,
     check_finite,
-    check_metric,
     check_positive_int,
     check_probability,
 )
+from currlearn.metrics import MetricLike
 from currlearn.spaces import TaskSpace
 
 __all__ = ["CompetenceCurriculum", "EasyFirstCurriculum"]
@@ -79,8 +79,7 @@ class _DifficultyCurriculum(DiscreteCurriculum):
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature!r}.")
         self.anneal_iterations = check_positive_int("anneal_iterations", anneal_iterations)
-        check_metric(metric)
-        self.metric = metric
+        self._set_metric(metric)
         self.smoothing = check_probability("smoothing", smoothing, open_low=True)
         self.initial_value = None if initial_value is None else check_finite("initial_value", initial_value)
         super().__init__(space, num_envs=num_envs, seed=seed, device=device)
@@ -195,8 +194,12 @@ class EasyFirstCurriculum(_DifficultyCurriculum):
         num_bins (int): difficulty bins (quantiles of the reward EMA), >= 1. Default 10.
         temperature (float): > 0; smaller is more easy-biased at the start. Default 0.1.
         anneal_iterations (int): iterations until sampling is uniform, >= 1. Default 1000.
-        metric (str): the per-episode reward: ``"return"`` (default), ``"success"`` or
-            ``"metric"``. NaN values are counted and skipped.
+        metric (str or callable): the per-episode reward: ``"return"`` (default), ``"success"``,
+            a name given to :func:`~currlearn.metrics.register_metric`, or a callable ``batch ->
+            Tensor [envs, time]`` of per-step values summed over each episode (see
+            :mod:`currlearn.metrics`; :meth:`make_tracker` computes it). ``"metric"`` reads the
+            entry of a tracker built with ``EpisodeTracker(step_metric=...)``. NaN values are
+            counted and skipped.
         smoothing (float): EMA rate in (0, 1]. Default 0.1.
         initial_value (float, optional): the reward assumed for items never played. ``None``
             (default): they count as the easiest (each item is tried early).
@@ -214,7 +217,7 @@ class EasyFirstCurriculum(_DifficultyCurriculum):
         num_bins: int = 10,
         temperature: float = 0.1,
         anneal_iterations: int = 1000,
-        metric: Literal["return", "success", "metric"] = "return",
+        metric: MetricLike = "return",
         smoothing: float = 0.1,
         initial_value: float | None = None,
         num_envs: int | None = None,
@@ -277,7 +280,7 @@ class CompetenceCurriculum(_DifficultyCurriculum):
         anneal_iterations: int = 1000,
         initial_competence: float = 0.01,
         schedule: Literal["sqrt", "linear"] = "sqrt",
-        metric: Literal["return", "success", "metric"] = "return",
+        metric: MetricLike = "return",
         smoothing: float = 0.1,
         initial_value: float | None = None,
         num_envs: int | None = None,

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from currlearn.base import Curriculum
+from currlearn.spaces import TaskSpace
 
 __all__ = ["DomainRandomization"]
 
@@ -15,6 +16,7 @@ class DomainRandomization(Curriculum):
 
     Args:
         space (TaskSpace): the tasks.
+        num_envs (int, optional): number of envs (unused; kept for a uniform signature).
         seed (int, optional): generator seed.
         device: device of the state.
 
@@ -25,6 +27,16 @@ class DomainRandomization(Curriculum):
         >>> bool((t >= 0.5).all() and (t <= 2.0).all())
         True
     """
+
+    def __init__(
+        self,
+        space: TaskSpace,
+        *,
+        num_envs: int | None = None,
+        seed: int | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        super().__init__(space, num_envs=num_envs, seed=seed, device=device)  # learns nothing: no metric
 
     def _sample(self, num: int, env_ids: Tensor | None) -> Tensor:
         return self.space.sample_uniform(num, self.generator)

@@ -34,7 +34,8 @@ from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
 from currlearn import functional as F
-from currlearn.base import DiscreteCurriculum, check_choice, check_metric, check_positive_int, check_probability
+from currlearn.base import DiscreteCurriculum, check_choice, check_positive_int, check_probability
+from currlearn.metrics import MetricLike
 from currlearn.spaces import TaskSpace
 
 __all__ = ["LearnabilityCurriculum", "LearningProgressCurriculum"]
@@ -74,8 +75,13 @@ class LearningProgressCurriculum(_CachedCDFCurriculum):
 
     Args:
         space (TaskSpace): a discrete space.
-        metric (str): per-episode value in [0, 1]: ``"success"`` (default), ``"return"`` or
-            ``"metric"`` (then you keep it in [0, 1]). NaN values are counted and skipped.
+        metric (str or callable): per-episode value in [0, 1]: ``"success"`` (default),
+            ``"return"``, a name given to :func:`~currlearn.metrics.register_metric`, or a
+            callable ``batch -> Tensor [envs, time]`` of per-step values summed over each
+            episode (see :mod:`currlearn.metrics`; :meth:`make_tracker` computes it).
+            ``"metric"`` reads the entry of a tracker built with
+            ``EpisodeTracker(step_metric=...)``. You keep a user metric in [0, 1]. NaN values
+            are counted and skipped.
         fast_rate (float): rate of the fast EMA in (0, 1]. Default 0.1.
         slow_rate (float): rate of the slow EMA in (0, 1], applied to the fast EMA. Default 0.1.
         reweight_theta (float): θ of the reweighting in (0, 1). Default 0.1 (the paper).
@@ -91,7 +97,7 @@ class LearningProgressCurriculum(_CachedCDFCurriculum):
         self,
         space: TaskSpace,
         *,
-        metric: Literal["success", "return", "metric"] = "success",
+        metric: MetricLike = "success",
         fast_rate: float = 0.1,
         slow_rate: float = 0.1,
         reweight_theta: float = 0.1,
@@ -100,7 +106,7 @@ class LearningProgressCurriculum(_CachedCDFCurriculum):
         seed: int | None = None,
         device: torch.device | str | None = None,
     ) -> None:
-        self.metric = check_metric(metric)
+        self._set_metric(metric)
         self.fast_rate = check_probability("fast_rate", fast_rate, open_low=True)
         self.slow_rate = check_probability("slow_rate", slow_rate, open_low=True)
         self.reweight_theta = check_probability("reweight_theta", reweight_theta, open_low=True)
@@ -183,8 +189,10 @@ class LearnabilityCurriculum(_CachedCDFCurriculum):
 
     Args:
         space (TaskSpace): a discrete space.
-        metric (str): per-episode value in [0, 1]; default ``"success"``. NaN values are
-            counted and skipped.
+        metric (str or callable): per-episode value in [0, 1]; default ``"success"``. As
+            for :class:`LearningProgressCurriculum`: also ``"return"``, a registered name or a
+            callable ``batch -> Tensor [envs, time]`` (summed over each episode). NaN values
+            are counted and skipped.
         sampling (str): ``"topk"`` (default) or ``"proportional"``.
         topk (int): size of the learnable set for ``"topk"``. Default 100.
         learnable_prob (float): probability of drawing from the learnable set, in [0, 1].
@@ -204,7 +212,7 @@ class LearnabilityCurriculum(_CachedCDFCurriculum):
         self,
         space: TaskSpace,
         *,
-        metric: Literal["success", "return", "metric"] = "success",
+        metric: MetricLike = "success",
         sampling: Literal["topk", "proportional"] = "topk",
         topk: int = 100,
         learnable_prob: float = 0.5,
@@ -213,7 +221,7 @@ class LearnabilityCurriculum(_CachedCDFCurriculum):
         seed: int | None = None,
         device: torch.device | str | None = None,
     ) -> None:
-        self.metric = check_metric(metric)
+        self._set_metric(metric)
         self.sampling = check_choice("sampling", sampling, self.SAMPLINGS)
         self.topk = check_positive_int("topk", topk)
         self.learnable_prob = check_probability("learnable_prob", learnable_prob)

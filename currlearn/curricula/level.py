@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Literal
 
 import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
-from currlearn.base import Curriculum, check_finite, check_metric, check_positive_int, check_probability
+from currlearn.base import Curriculum, check_finite, check_positive_int, check_probability
+from currlearn.metrics import MetricLike
 from currlearn.spaces import DiscreteSpace
 
 __all__ = ["LevelCurriculum"]
@@ -36,8 +36,11 @@ class LevelCurriculum(Curriculum):
         levels (DiscreteSpace or mapping): the levels in order; a mapping
             ``{name: [value per level]}`` is turned into a :class:`DiscreteSpace`.
         threshold (float): promote when the EMA is ``>= threshold``.
-        metric (str): ``"return"`` (default), ``"success"`` or ``"metric"`` (a per-episode user
-            metric, see :class:`~currlearn.feedback.EpisodeTracker` ``step_metric``).
+        metric (str or callable): ``"return"`` (default), ``"success"``, a name given to
+            :func:`~currlearn.metrics.register_metric`, or a callable ``batch -> Tensor [envs,
+            time]`` of per-step values summed over each episode (see :mod:`currlearn.metrics`;
+            :meth:`make_tracker` computes it). ``"metric"`` reads the entry of a tracker built
+            with ``EpisodeTracker(step_metric=...)``.
         demote_threshold (float, optional): demote when the EMA is ``< demote_threshold``;
             must be ``< threshold``.
         min_episodes (int): episodes on a level before it can change. Default 10.
@@ -64,7 +67,7 @@ class LevelCurriculum(Curriculum):
         levels: DiscreteSpace | Mapping[str, Sequence[float]],
         threshold: float,
         *,
-        metric: Literal["return", "success", "metric"] = "return",
+        metric: MetricLike = "return",
         demote_threshold: float | None = None,
         min_episodes: int = 10,
         smoothing: float = 0.1,
@@ -83,7 +86,7 @@ class LevelCurriculum(Curriculum):
                     f"demote_threshold={demote_threshold} must be < threshold={self.threshold}, "
                     "or the level would move both ways at once."
                 )
-        check_metric(metric)
+        self._set_metric(metric)
         if per_env and num_envs is None:
             raise ValueError("per_env=True needs num_envs (the number of envs, one ladder each).")
         check_positive_int("min_episodes", min_episodes)
@@ -91,7 +94,6 @@ class LevelCurriculum(Curriculum):
         if start_level >= space.num_tasks:
             raise ValueError(f"start_level={start_level} is outside [0, {space.num_tasks}) levels.")
         super().__init__(space, num_envs=num_envs, seed=seed, device=device)
-        self.metric = metric
         self.demote_threshold = demote_threshold
         self.min_episodes = min_episodes
         self.smoothing = check_probability("smoothing", smoothing, open_low=True)
@@ -128,7 +130,7 @@ class LevelCurriculum(Curriculum):
 
     def _check_feedback(self, feedback: TensorDictBase) -> None:
         super()._check_feedback(feedback)
-        if self.metric == "success" and torch.isnan(feedback["success"]).any():
+        if self.metric_key == "success" and torch.isnan(feedback["success"]).any():
             raise ValueError(
                 "metric='success' but the feedback's success is NaN (unknown): the env reports no success flag; use metric='return' or set success_key."
             )
@@ -137,7 +139,7 @@ class LevelCurriculum(Curriculum):
 
     def _update(self, feedback: TensorDictBase) -> None:
         level, ema, count = self.state["level"], self.state["ema"], self.state["count"]
-        values = feedback[self.metric].to(ema.dtype)
+        values = feedback[self.metric_key].to(ema.dtype)
         if self.per_env:
             row = feedback["env_id"]
         else:
