@@ -74,7 +74,7 @@ class LevelCurriculumConfig:
     _target_: str = "currlearn.LevelCurriculum"
     levels: Any = MISSING
     threshold: float = MISSING
-    metric: str = "return"
+    metric: Any = "return"
     demote_threshold: float | None = None
     min_episodes: int = 10
     smoothing: float = 0.1
@@ -178,7 +178,7 @@ class LearningProgressCurriculumConfig:
 
     _target_: str = "currlearn.LearningProgressCurriculum"
     space: Any = MISSING
-    metric: str = "success"
+    metric: Any = "success"
     fast_rate: float = 0.1
     slow_rate: float = 0.1
     reweight_theta: float = 0.1
@@ -194,7 +194,7 @@ class LearnabilityCurriculumConfig:
 
     _target_: str = "currlearn.LearnabilityCurriculum"
     space: Any = MISSING
-    metric: str = "success"
+    metric: Any = "success"
     sampling: str = "topk"
     topk: int = 100
     learnable_prob: float = 0.5
@@ -213,7 +213,7 @@ class EasyFirstCurriculumConfig:
     num_bins: int = 10
     temperature: float = 0.1
     anneal_iterations: int = 1000
-    metric: str = "return"
+    metric: Any = "return"
     smoothing: float = 0.1
     initial_value: float | None = None
     num_envs: int | None = None
@@ -232,7 +232,7 @@ class CompetenceCurriculumConfig:
     anneal_iterations: int = 1000
     initial_competence: float = 0.01
     schedule: str = "sqrt"
-    metric: str = "return"
+    metric: Any = "return"
     smoothing: float = 0.1
     initial_value: float | None = None
     num_envs: int | None = None
@@ -252,7 +252,7 @@ class ALPGMMCurriculumConfig:
     max_components: int = 10
     history_capacity: int = 20_000
     em_iterations: int = 50
-    metric: str = "return"
+    metric: Any = "return"
     seed: int | None = None
     device: str | None = None
 
@@ -272,7 +272,7 @@ class ADRCurriculumConfig:
     buffer_size: int = 20
     low_threshold: float = 0.2
     high_threshold: float = 0.8
-    metric: str = "success"
+    metric: Any = "success"
     seed: int | None = None
     device: str | None = None
 
