@@ -53,9 +53,9 @@ from torchrl.objectives.value import GAE
 from typing_extensions import override
 
 from currlearn.base import check_positive_int
+from currlearn.integrations.ppo import PPOSettings, make_actor_critic
 from currlearn.integrations.replay import ReplayDecisionTransform
 from currlearn.integrations.torchrl import find_transforms
-from currlearn.integrations.ppo import PPOSettings, make_actor_critic
 
 __all__ = ["CollectorDataset", "PPOLightningModule", "identity"]
 

@@ -6,8 +6,9 @@ example of a curriculum in a TorchRL loop: :func:`make_ppo_trainer` builds Torch
 :class:`~currlearn.integrations.torchrl.CurriculumHook` on it.
 
 The env must be a TorchRL env with an ``"observation"`` (a vector, or an image that is
-flattened) and a bounded continuous or a discrete (one-hot / categorical) action, and a :class:`~currlearn.integrations.torchrl.CurriculumTransform` among its transforms
-when a curriculum is given.
+flattened) and a bounded continuous or a discrete (one-hot / categorical) action, and a
+:class:`~currlearn.integrations.torchrl.CurriculumTransform` among its transforms when a
+curriculum is given.
 """
 
 from __future__ import annotations
@@ -259,7 +260,8 @@ def make_ppo_trainer(
         transform = find_curriculum_transform(env)
         if transform is None:
             raise ValueError(
-                "curriculum is given but env has no CurriculumTransform: wrap it with TransformedEnv(env, CurriculumTransform(curriculum))."
+                "curriculum is given but env has no CurriculumTransform: wrap it with "
+                "TransformedEnv(env, CurriculumTransform(curriculum))."
             )
         # Curricula that score episodes from advantages (PLR) read the batch at the first
         # epoch, after the ValueEstimatorHook above wrote PPO's GAE into it and before the
