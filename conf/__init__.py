@@ -1,1 +1,1 @@
-"""currlearn's Hydra config tree (``pkg://currlearn.conf``): train.yaml and its groups."""
+"""currlearn's Hydra config tree, installed as ``pkg://currlearn.conf``: ``train.yaml`` and its groups."""

@@ -29,7 +29,7 @@ import torch
 from tensordict import TensorDict
 from torch import Tensor
 
-__all__ = ["BoxSpace", "DiscreteSpace", "ProductSpace", "TaskSpace"]
+__all__ = ["BoxSpace", "DiscreteSpace", "ProductSpace", "TaskSpace", "grid_space"]
 
 
 class TaskSpace(ABC):
@@ -378,3 +378,33 @@ class ProductSpace(TaskSpace):
 
     def __repr__(self) -> str:
         return f"ProductSpace({self.spaces!r})"
+
+
+def grid_space(axes: Mapping[str, Sequence[float]], device: torch.device | str | None = None) -> DiscreteSpace:
+    """A :class:`DiscreteSpace` of every combination of ``axes`` (``{name: values}``), the last
+    name varying fastest: a grid of levels for the discrete adaptive curricula.
+
+    Args:
+        axes (mapping of str to list of numbers): the values of each env parameter.
+        device: device of the tables. Default CPU.
+
+    Raises:
+        ValueError: ``axes`` is empty or not a mapping, or a value list is empty.
+
+    Examples:
+        >>> space = grid_space({"a": [1.0, 2.0], "b": [0.0, 5.0, 9.0]})
+        >>> space.num_tasks, space.params(torch.tensor([5]))["a"].tolist()
+        (6, [2.0])
+    """
+    import itertools
+
+    if not isinstance(axes, Mapping) or not axes:
+        raise ValueError(f"axes must be a non-empty mapping of parameter -> list of values, got {axes!r}.")
+    values = []
+    for name, v in axes.items():
+        if isinstance(v, (str, bytes)) or not isinstance(v, Sequence) or len(v) == 0:
+            raise ValueError(f"axes[{name!r}] must be a non-empty list of values, got {v!r}.")
+        values.append([float(x) for x in v])
+    combos = list(itertools.product(*values))
+    return DiscreteSpace({n: [c[i] for c in combos] for i, n in enumerate(axes)}, device=device)
+

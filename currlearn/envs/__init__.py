@@ -1,17 +1,21 @@
 """Environments for curriculum learning: the point-mass gate task and a batched pendulum.
 
 ``make_pendulum`` returns torchrl's :class:`~torchrl.envs.PendulumEnv` with batch
-size ``[num_envs]`` and one set of physical parameters per env.
+size ``[num_envs]`` and one set of physical parameters per env; ``pendulum_env`` adds a time
+limit and a vector observation, for the app's ``env=pendulum``.
 """
 
 from __future__ import annotations
 
 import torch
-from torchrl.envs import PendulumEnv
+from tensordict import TensorDictBase
+from torchrl.data import Composite, Unbounded
+from torchrl.envs import Compose, PendulumEnv, StepCounter, TransformedEnv
+from torchrl.envs.transforms import Transform
 
 from currlearn.envs.point_mass import PointMassGateEnv
 
-__all__ = ["PointMassGateEnv", "make_pendulum"]
+__all__ = ["PendulumObservation", "PointMassGateEnv", "make_pendulum", "pendulum_env"]
 
 
 def make_pendulum(
@@ -56,3 +60,41 @@ def make_pendulum(
     env.full_done_spec = env.full_done_spec.expand(num_envs).clone()
     env.batch_size = torch.Size([num_envs])
     return env
+
+
+class PendulumObservation(Transform):
+    """``observation = (cos th, sin th, thdot / 8)``: the pendulum's state as one vector."""
+
+    def __init__(self) -> None:
+        super().__init__(in_keys=["th", "thdot"], out_keys=["observation"])
+
+    def _call(self, td: TensorDictBase) -> TensorDictBase:
+        th, thdot = td.get("th"), td.get("thdot")
+        td.set("observation", torch.stack([th.cos(), th.sin(), thdot / 8.0], -1))
+        return td
+
+    def _reset(self, td: TensorDictBase, td_reset: TensorDictBase) -> TensorDictBase:
+        return self._call(td_reset)
+
+    def transform_observation_spec(self, spec: Composite) -> Composite:  # noqa: D102
+        spec["observation"] = Unbounded(shape=(*spec.shape, 3), dtype=torch.float32, device=spec.device)
+        return spec
+
+
+def pendulum_env(
+    num_envs: int = 1,
+    max_steps: int = 200,
+    device: torch.device | str | None = None,
+    seed: int | None = None,
+) -> TransformedEnv:
+    """:func:`make_pendulum` with a time limit (``StepCounter(max_steps)``) and a vector
+    ``"observation"`` (:class:`PendulumObservation`), ready for a policy network; its
+    physics parameters (``g``, ``m``, ``l``, ...) stay under ``"params"`` per env.
+
+    Raises:
+        ValueError: ``num_envs`` or ``max_steps`` is not an int >= 1.
+    """
+    if isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1:
+        raise ValueError(f"max_steps must be an int >= 1, got {max_steps!r}")
+    base = make_pendulum(num_envs, device=device, seed=seed)
+    return TransformedEnv(base, Compose(StepCounter(max_steps), PendulumObservation()))

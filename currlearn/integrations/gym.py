@@ -56,6 +56,7 @@ from torchrl.envs import GymWrapper
 
 __all__ = [
     "ChooseEnvId",
+    "batched_env",
     "GymTaskEnv",
     "LevelSeeds",
     "RebuildFromKwargs",
@@ -796,3 +797,39 @@ def make_minigrid_seeds_env(
         record_applied=record_applied,
         success_from_reward=True,
     )
+
+
+BATCHED = ("serial", "parallel")
+
+
+def batched_env(
+    make_env: Callable[[], Any],
+    num_envs: int = 1,
+    batched: str = "serial",
+    seed: int | None = None,
+) -> Any:
+    """``num_envs`` copies of the env ``make_env()`` builds, as one batched TorchRL env.
+
+    Args:
+        make_env (callable): builds one env (e.g. ``functools.partial(make_cartpole_params_env,
+            ...)``; in a Hydra config, a node with ``_partial_: true``).
+        num_envs (int): envs in the batch.
+        batched (str): ``"serial"`` steps them one by one in this process (``SerialEnv``),
+            ``"parallel"`` in worker processes (``ParallelEnv``).
+        seed (int, optional): seeds the batch (``env.set_seed``).
+
+    Raises:
+        ValueError: ``num_envs`` < 1 or an unknown ``batched``.
+    """
+    from torchrl.envs import ParallelEnv, SerialEnv
+
+    from currlearn.base import check_choice, check_positive_int
+
+    check_positive_int("num_envs", num_envs)
+    check_choice("batched", batched, BATCHED)
+    if not callable(make_env):
+        raise TypeError(f"make_env must be callable (a factory of one env), got {type(make_env).__name__}.")
+    env = (ParallelEnv if batched == "parallel" else SerialEnv)(num_envs, make_env)
+    if seed is not None:
+        env.set_seed(seed)
+    return env

@@ -1,0 +1,181 @@
+"""Builders: each turns one config node into its object with Hydra's ``instantiate``.
+
+Nothing here knows an env or a curriculum by name: an env config names its factory
+(``env._target_``, called with the node's keys; it validates its own arguments) and a
+curriculum config names its class and reads the env's tasks from the ``task`` node. The
+curriculum drives the env through a :class:`~currlearn.integrations.torchrl.CurriculumTransform`
+put first among the env's transforms (with a ``ReplayDecisionTransform`` after it for robust
+PLR).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from currlearn.app.errors import AppError
+
+__all__ = [
+    "attach_curriculum",
+    "build_curriculum",
+    "build_env",
+    "build_eval_curriculum",
+    "build_logger",
+    "build_trainer",
+    "instantiate_node",
+]
+
+
+def _parameters(target: Any) -> list[str] | None:
+    """The keyword parameters of a callable, or None when it takes ``**kwargs`` (or has no signature)."""
+    try:
+        params = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+
+
+def instantiate_node(node: Mapping[str, Any], key: str, **overrides: Any) -> Any:
+    """``hydra.utils.instantiate(node)``, its errors as one :class:`AppError` line naming ``key``.
+
+    Args:
+        node (mapping): a config node with a ``_target_``.
+        key (str): where the node sits in the config (``"env"``, ``"curriculum"``), for messages.
+        **overrides: keyword arguments that replace the node's values.
+
+    Raises:
+        AppError: the target cannot be imported, the node has keys the target does not take
+            (the message lists those it takes), or the target raised on its arguments.
+    """
+    from hydra.utils import get_object, instantiate
+
+    target = node.get("_target_")
+    try:
+        fn = get_object(target)
+    except Exception as e:
+        raise AppError(f"{key}._target_={target!r} cannot be imported ({type(e).__name__}: {e}).") from None
+    allowed = _parameters(fn)
+    if allowed is not None:
+        unknown = [k for k in node if not k.startswith("_") and k not in allowed]
+        if unknown:
+            raise AppError(
+                f"{key}.{unknown[0]} is not a parameter of {target}: allowed parameters: {', '.join(allowed)}."
+            )
+    try:
+        return instantiate(dict(node), _convert_="all", **overrides)
+    except Exception as e:  # instantiate wraps the target's own error
+        cause = e
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        first = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
+        raise AppError(f"{key} ({target}): {first}") from e
+
+
+def build_curriculum(conf: Mapping[str, Any]) -> Any:
+    """The curriculum of a resolved config (``conf["curriculum"]``)."""
+    from currlearn.base import Curriculum
+
+    node = conf["curriculum"]
+    if not isinstance(node, Mapping) or not node.get("_target_"):
+        raise AppError("curriculum._target_ is not set: choose a curriculum config (curriculum=level, none, ...).")
+    cur = instantiate_node(node, "curriculum")
+    if not isinstance(cur, Curriculum):
+        raise AppError(f"curriculum._target_={node['_target_']!r} built a {type(cur).__name__}, not a currlearn Curriculum.")
+    return cur
+
+
+def build_eval_curriculum(conf: Mapping[str, Any]) -> Any:
+    """Uniform over the evaluation tasks: ``task.eval`` where the env config sets it, else
+    ``task.target``.
+    """
+    from currlearn.curricula import DomainRandomization
+    from currlearn.spaces import grid_space
+
+    task = conf["task"]
+    key = "eval" if task.get("eval") is not None else "target"
+    try:
+        space = grid_space(task[key], device=conf["device"])
+    except (KeyError, ValueError) as e:
+        raise AppError(f"task.{key}: {e}") from None
+    return DomainRandomization(space, seed=conf["seed"] + 10_000, device=conf["device"])
+
+
+def attach_curriculum(env: Any, curriculum: Any) -> Any:
+    """``env`` with the transforms that play ``curriculum`` first among its transforms."""
+    from torchrl.envs import TransformedEnv
+
+    from currlearn.integrations.replay import ReplayDecisionTransform
+    from currlearn.integrations.torchrl import CurriculumTransform, find_transforms
+
+    if find_transforms(env, CurriculumTransform):
+        raise AppError(
+            "env already has a CurriculumTransform: drop it from the env config, the app adds the one that plays "
+            "`curriculum`."
+        )
+    transforms = [CurriculumTransform(curriculum)]
+    if getattr(curriculum, "robust", False):
+        transforms.append(ReplayDecisionTransform(curriculum))
+    if not isinstance(env, TransformedEnv):
+        env = TransformedEnv(env)
+    for i, t in enumerate(transforms):
+        env.insert_transform(i, t)
+    return env
+
+
+def build_env(
+    conf: Mapping[str, Any], curriculum: Any, *, seed: int | None = None, num_envs: int | None = None
+) -> Any:
+    """The env of ``conf["env"]`` (its ``_target_`` called with the node), played by ``curriculum``.
+
+    Args:
+        conf (mapping): the resolved config.
+        curriculum (Curriculum): what the envs play.
+        seed (int, optional): replaces ``env.seed`` (the evaluation env's own seed).
+        num_envs (int, optional): replaces ``env.num_envs``.
+    """
+    node = conf["env"]
+    overrides: dict[str, Any] = {"seed": seed} if seed is not None and "seed" in node else {}
+    if num_envs is not None:
+        overrides["num_envs"] = num_envs
+    env = instantiate_node(node, "env", **overrides)
+    from torchrl.envs import EnvBase
+
+    if not isinstance(env, EnvBase):
+        raise AppError(f"env._target_={node['_target_']!r} built a {type(env).__name__}, not a TorchRL env.")
+    return attach_curriculum(env, curriculum)
+
+
+def build_logger(conf: Mapping[str, Any], run_dir: Path) -> Any:
+    """The TorchRL logger of ``conf["log"]`` writing under ``run_dir/logs``, or None."""
+    import importlib.util
+
+    node = dict(conf["log"] or {})
+    target = node.get("_target_")
+    if not target:
+        return None
+    for cls, package in (("WandbLogger", "wandb"), ("TensorboardLogger", "tensorboard")):
+        if target.endswith(cls) and importlib.util.find_spec(package) is None:
+            raise AppError(f"log={package} needs the {package} package (pip install {package}); log=csv and log=none work without it.")
+    allowed = _parameters(__import__("hydra.utils", fromlist=["get_object"]).get_object(target)) or []
+    for key in ("log_dir", "save_dir"):
+        if key in allowed:
+            node.setdefault(key, str(run_dir / "logs"))
+            break
+    return instantiate_node(node, "log")
+
+
+def build_trainer(conf: Mapping[str, Any], env: Any, curriculum: Any, logger: Any) -> tuple[Any, Any]:
+    """TorchRL's PPO ``Trainer`` (``make_ppo_trainer``) from ``conf["algo"]``; returns ``(trainer, hook)``."""
+    from currlearn.integrations.ppo import PPOSettings, make_ppo_trainer
+
+    node = {k: v for k, v in conf["algo"].items() if k != "_target_"}
+    node["total_frames"] = conf["frames"]
+    try:
+        settings = PPOSettings(**node)
+    except (TypeError, ValueError) as e:
+        raise AppError(str(e).replace("ppo.", "algo.")) from None
+    return make_ppo_trainer(env, curriculum, settings, logger=logger, log_interval=0)

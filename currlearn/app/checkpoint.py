@@ -1,0 +1,50 @@
+"""The run's checkpoint file: written atomically, read back with one-line errors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from currlearn.app.errors import AppError
+
+__all__ = ["CHECKPOINT", "CHECKPOINT_VERSION", "load_checkpoint", "save_checkpoint"]
+
+CHECKPOINT = "last.pt"
+CHECKPOINT_VERSION = 1
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """``torch.save`` to a temporary file, then ``os.replace``: an existing checkpoint is
+    never left half-written.
+    """
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(run_dir: Path) -> dict[str, Any]:
+    """The last checkpoint of ``run_dir``.
+
+    Raises:
+        AppError: no such directory, no checkpoint in it, or an unreadable or foreign file.
+    """
+    import torch
+
+    if not run_dir.is_dir():
+        raise AppError(f"resume={str(run_dir)!r}: no such run directory.")
+    files = sorted(run_dir.glob(f"**/{CHECKPOINT}"))
+    if not files:
+        raise AppError(f"resume={str(run_dir)!r}: the run directory has no checkpoint ({CHECKPOINT}).")
+    path = files[0]
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        first = str(e).splitlines()[0] if str(e) else ""
+        raise AppError(f"resume={str(run_dir)!r}: the checkpoint {path} is unreadable ({type(e).__name__}: {first}).") from None
+    if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION or "trainer" not in ckpt:
+        raise AppError(f"resume={str(run_dir)!r}: {path} is not a currlearn-train checkpoint (version {CHECKPOINT_VERSION}).")
+    return ckpt

@@ -1,0 +1,160 @@
+"""``currlearn-train``: PPO on a TorchRL env with a curriculum, configured by Hydra.
+
+Run ``currlearn-train`` (or ``python -m currlearn.app``) for the default config
+(``conf/train.yaml``, installed as ``pkg://currlearn.conf``: a level curriculum on the
+point-mass gate task); override from the command line, e.g. ``currlearn-train curriculum=none
+seed=3 env.gate_width=0.3``, or sweep with ``-m curriculum=none,level seed=0,1,2``.
+
+The run directory (Hydra's) receives ``.hydra/config.yaml``, ``metrics.csv`` (one row per
+iteration), ``checkpoints/last.pt`` (every ``checkpoint_every`` iterations, at the end and on
+Ctrl-C; written atomically), ``summary.json`` (with ``target_success``: the trained policy's
+success rate on the target tasks) and, with matplotlib, ``returns.png`` / ``curriculum.png``.
+
+Bad input exits with status 1 and one line ``currlearn-train: error: ...``; set
+``HYDRA_FULL_ERROR=1`` for Hydra's and Python's full traceback. This module imports neither
+torch nor the library at import time: ``--help``, ``--cfg job`` and tab completion stay fast.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+
+from currlearn.app.errors import AppError, one_line
+
+__all__ = ["main"]
+
+PROG = "currlearn-train"
+
+
+def _fail(msg: str) -> None:
+    sys.exit(f"{PROG}: error: {one_line(msg)}")
+
+
+def _allowed_keys_hint(msg: str, overrides: list[str]) -> str:
+    """For "Could not override 'a.b'", the keys that ``a`` has in the composed config."""
+    m = re.search(r"Could not override '([\w.]+)'", msg)
+    if not m:
+        return ""
+    parent, _, _ = m.group(1).rpartition(".")
+    try:
+        from hydra import compose, initialize_config_module
+
+        keep = [
+            o
+            for o in overrides
+            if "=" in o and not o.startswith(("-", "hydra")) and m.group(1) not in o.split("=", 1)[0]
+        ]
+        with initialize_config_module("currlearn.conf", version_base="1.3"):
+            cfg = compose("train", overrides=keep)
+        node = OmegaConf.select(cfg, parent) if parent else cfg
+        keys = [str(k) for k in node if not str(k).startswith("_")] if isinstance(node, DictConfig) else []
+    except Exception:
+        return ""
+    return f"; allowed keys of {parent or 'the config'}: {', '.join(keys)}" if keys else ""
+
+
+def _discard_new_run_dir(run_dir: Path, hc: Any) -> None:
+    """Remove the run dir Hydra made for a run that failed on its input: only Hydra's own
+    files are in it. Sweep dirs and directories with anything else in them are kept.
+    """
+    from hydra.types import RunMode
+
+    if hc.mode != RunMode.RUN or not run_dir.is_dir():
+        return
+    names = {p.name for p in run_dir.iterdir()}
+    if names <= {".hydra", f"{hc.job.name}.log", "train.log", "cli.log"}:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@hydra.main(config_path="pkg://currlearn.conf", config_name="train", version_base="1.3")
+def _app(cfg: DictConfig) -> float | None:
+    _release_stderr()
+    from hydra.core.hydra_config import HydraConfig
+
+    from currlearn.app.run import run
+
+    hc = HydraConfig.get()
+    run_dir = Path(hc.runtime.output_dir)
+    try:
+        summary = run(cfg, run_dir)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except AppError as e:
+        _discard_new_run_dir(run_dir, hc)
+        _fail(str(e))
+    except (ValueError, TypeError, KeyError) as e:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        _discard_new_run_dir(run_dir, hc)
+        _fail(f"{type(e).__name__}: {e}")
+    ts = summary.get("target_success")
+    print(
+        f"{PROG}: {summary['curriculum']} on {summary['env']}, seed {summary['seed']}: {summary['frames']} frames "
+        f"in {summary['wall_time']:.1f} s; final success {summary['final_success']:.2f}, "
+        f"target success {float('nan') if ts is None else ts:.2f}; run dir {run_dir}",
+        flush=True,
+    )
+    return ts
+
+
+_real_stderr: Any = None
+_captured: io.StringIO | None = None
+
+
+def _release_stderr() -> None:
+    global _captured
+    if _real_stderr is not None and sys.stderr is not _real_stderr:
+        text = _captured.getvalue() if _captured is not None else ""
+        sys.stderr = _real_stderr
+        if text:
+            sys.stderr.write(text)
+        _captured = None
+
+
+def main() -> None:
+    """Console entry point ``currlearn-train``.
+
+    ``--version`` prints currlearn's version. Hydra reports its own errors (unknown group
+    option, bad override) as several lines; they are caught here and condensed to one, unless
+    ``HYDRA_FULL_ERROR=1``.
+    """
+    if "--version" in sys.argv[1:]:
+        from currlearn import __version__
+
+        print(f"{PROG} (currlearn) {__version__}")
+        return
+    # TorchRL's INFO lines (read from this variable at its import) would break the progress bar.
+    os.environ.setdefault("RL_LOGGING_LEVEL", "WARNING")
+    global _real_stderr, _captured
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        _app()
+        return
+    _real_stderr = sys.stderr
+    _captured = io.StringIO()
+    sys.stderr = _captured
+    code: Any = 0
+    try:
+        _app()
+    except SystemExit as e:
+        code = e.code
+    except KeyboardInterrupt:
+        code = 130
+    finally:
+        text = _captured.getvalue() if (_captured is not None and sys.stderr is _captured) else ""
+        sys.stderr = _real_stderr
+    if code not in (0, None):
+        if text.strip():
+            msg = one_line(text)
+            sys.exit(f"{PROG}: error: {msg}{_allowed_keys_hint(msg, sys.argv[1:])}")
+        sys.exit(code)
+    if text:
+        sys.stderr.write(text)

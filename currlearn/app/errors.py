@@ -1,0 +1,40 @@
+"""The app's error for bad input, and how Hydra's errors become one line."""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["AppError", "one_line"]
+
+
+class AppError(ValueError):
+    """Bad input: reported as one line ``<prog>: error: ...`` and exit status 1."""
+
+
+def one_line(text: str) -> str:
+    """Condense a (Hydra) error message to one line: list items (indented lines) are joined
+    with commas, other lines with semicolons; the search path and hints are dropped.
+
+    Examples:
+        >>> one_line("Could not find 'curriculum/foo'\\nAvailable options in 'curriculum':\\n\\tlevel\\n\\tnone")
+        "Could not find 'curriculum/foo'; Available options in 'curriculum': level, none"
+    """
+    out = ""
+    prev_item = False
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("Set the environment variable HYDRA_FULL_ERROR", "full_key:", "object_type=")):
+            continue
+        if line.startswith("Config search path"):
+            break
+        item = raw[:1] in (" ", "\t") and not line.endswith(":")
+        if not out:
+            out = line
+        elif item and prev_item:
+            out += f", {line}"
+        elif out.endswith(":"):
+            out += f" {line}"
+        else:
+            out = out.rstrip(".;") + f"; {line}"
+        prev_item = item
+    return re.sub(r"\s+", " ", out)

@@ -1,0 +1,75 @@
+"""The trained policy on the target tasks: success rate and mean return."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["evaluate", "first_episodes"]
+
+_CHUNK = 64  # steps per rollout call while waiting for every env's first episode to end
+
+
+def first_episodes(env: Any, policy: Any, max_steps: int) -> tuple[Any, Any, Any]:
+    """Play ``env`` from a reset until every env finished its first episode (or ``max_steps``).
+
+    Returns:
+        ``(returns, success, finished)``, each of shape ``[num_envs]``: the return and success
+        of each env's first episode, and whether it ended within ``max_steps`` (an unfinished
+        episode counts as no success). Success is NaN where the env reports none.
+    """
+    import torch
+    from torchrl.envs.utils import step_mdp
+
+    td = env.reset()
+    n = env.batch_size.numel()
+    returns = torch.zeros(n)
+    success = torch.zeros(n, dtype=torch.bool)
+    finished = torch.zeros(n, dtype=torch.bool)
+    has_success = False
+    steps = 0
+    while steps < max_steps and not bool(finished.all()):
+        k = min(_CHUNK, max_steps - steps)
+        roll = env.rollout(k, policy, auto_reset=False, tensordict=td, break_when_any_done=False)
+        k = roll.shape[-1]
+        done = roll.get(("next", "done")).reshape(n, k).cpu()
+        first = (~finished)[:, None] & ((torch.cumsum(done.long(), 1) - done.long()) == 0)
+        returns += (roll.get(("next", "reward")).reshape(n, k).cpu().float() * first).sum(1)
+        if ("next", "success") in roll.keys(True):
+            has_success = True
+            success |= (roll.get(("next", "success")).reshape(n, k).cpu().bool() & first).any(1)
+        finished |= done.any(1)
+        td = step_mdp(roll[..., -1])
+        steps += k
+    return returns, (success & finished).float() if has_success else torch.full((n,), math.nan), finished
+
+
+def evaluate(conf: Mapping[str, Any], policy: Any) -> dict[str, float]:
+    """``eval.episodes`` episodes of ``policy`` on the evaluation tasks (``task.eval``, else
+    ``task.target``), each the first episode of an env of a fresh evaluation env (seeded
+    ``seed + 10000``), in as many rounds of ``eval.num_envs`` (default ``env.num_envs``) envs
+    as needed.
+    """
+    import torch
+    from torchrl.envs.utils import ExplorationType, set_exploration_type
+
+    from currlearn.app.build import build_env, build_eval_curriculum
+
+    ev = conf["eval"]
+    env = build_env(conf, build_eval_curriculum(conf), seed=conf["seed"] + 10_000, num_envs=ev.get("num_envs"))
+    mode = ExplorationType.DETERMINISTIC if ev["deterministic"] else ExplorationType.RANDOM
+    returns, success = [], []
+    try:
+        with torch.no_grad(), set_exploration_type(mode):
+            played = 0
+            while played < ev["episodes"]:
+                r, s, _ = first_episodes(env, policy, ev["max_steps"])
+                returns.append(r)
+                success.append(s)
+                played += r.numel()
+    finally:
+        env.close()
+    r = torch.cat(returns)[: ev["episodes"]]
+    s = torch.cat(success)[: ev["episodes"]]
+    return {"target_return": float(r.mean()), "target_success": float(s.mean())}

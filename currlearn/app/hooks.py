@@ -1,0 +1,247 @@
+"""The app's side jobs as TorchRL trainer hooks, registered after the PPO and curriculum ops.
+
+One iteration of TorchRL's ``Trainer`` runs, among others, ``batch_process`` (on the fresh
+batch) and ``post_steps`` (after the optimisation steps, once the curriculum has stepped). The
+app adds:
+
+- :class:`EpisodeStats` (``batch_process``): return, success and length of the episodes that
+  finished in the batch;
+- :class:`MetricsCSV` (``post_steps``): one row per iteration into ``metrics.csv``, with the
+  curriculum's metrics and the mean of the parameters the envs play;
+- :class:`Checkpointer` (``post_steps``): the checkpoint every ``every`` iterations and at the
+  end of the budget;
+- :class:`ProgressBar` (``post_steps``): tqdm on stderr;
+- :class:`StopOnSignal` (``post_steps``): the first Ctrl-C stops training at the end of the
+  iteration, a second one at once.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from torchrl.trainers import TrainerHookBase
+
+__all__ = ["Checkpointer", "EpisodeStats", "MetricsCSV", "ProgressBar", "StopOnSignal"]
+
+
+def _mean(x: Any) -> float:
+    return float(x.float().mean()) if x.numel() else float("nan")
+
+
+class _Hook(TrainerHookBase):
+    """A hook without state of its own (nothing to checkpoint)."""
+
+    def state_dict(self) -> dict[str, Any]:  # noqa: D102
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # noqa: D102
+        pass
+
+
+class EpisodeStats(_Hook):
+    """``batch_process``: the mean return, success and length of the batch's finished episodes."""
+
+    def __init__(self) -> None:
+        from currlearn.feedback import EpisodeTracker
+
+        # any per-step key serves as the task key: tasks are not needed here
+        self.tracker = EpisodeTracker(task_key=("next", "done"))
+        self.last: dict[str, float] = {}
+
+    def __call__(self, batch: Any) -> Any:  # noqa: D102
+        fb = self.tracker(batch)
+        self.last = {
+            "episodes": fb.batch_size[0],
+            "return": _mean(fb["return"]),
+            "success": _mean(fb["success"]),
+            "episode_length": _mean(fb["length"]),
+        }
+        return batch
+
+    def register(self, trainer: Any, name: str = "episode_stats") -> None:  # noqa: D102
+        trainer.register_op("batch_process", self)
+
+
+class MetricsCSV(_Hook):
+    """``post_steps``: a row per iteration, rewritten atomically into ``path``.
+
+    Args:
+        path (Path): the CSV file.
+        stats (EpisodeStats): the batch's episode statistics.
+        curriculum (Curriculum): its ``metrics()`` go into the row.
+        transform (CurriculumTransform, optional): the mean of the parameters the envs play go
+            into the row as ``task/<name>``.
+        frames (callable): the frames collected so far (``trainer.collected_frames``).
+    """
+
+    def __init__(self, path: Path, stats: EpisodeStats, curriculum: Any, transform: Any, frames: Callable[[], int]) -> None:
+        self.path = path
+        self.stats = stats
+        self.curriculum = curriculum
+        self.transform = transform
+        self.frames = frames
+        self.rows: list[dict[str, Any]] = []
+        self.iteration = 0
+        self.wall_time = 0.0
+        self._t0 = time.perf_counter()
+
+    def __call__(self) -> None:  # noqa: D102
+        self.iteration += 1
+        self.wall_time = time.perf_counter() - self._t0
+        row: dict[str, Any] = {
+            "iteration": self.iteration,
+            "frames": int(self.frames()),
+            "wall_time": round(self.wall_time, 4),
+            "episodes": self.stats.last.get("episodes", 0),
+            **{k: self.stats.last.get(k, float("nan")) for k in ("return", "success", "episode_length")},
+        }
+        for k, v in self.curriculum.metrics().items():
+            row[k if k.startswith("curriculum/") else f"curriculum/{k}"] = v
+        tasks = getattr(self.transform, "tasks", None)
+        if tasks is not None:
+            params = self.curriculum.params(tasks.reshape(-1, *self.curriculum.space.task_shape))
+            row.update({f"task/{k}": _mean(v) for k, v in params.items()})
+        self.rows.append(row)
+        _write_csv(self.path, self.rows)
+
+    def state_dict(self) -> dict[str, Any]:  # noqa: D102
+        return {"iteration": self.iteration, "wall_time": self.wall_time, "rows": list(self.rows)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # noqa: D102
+        self.iteration = state_dict["iteration"]
+        self.wall_time = state_dict["wall_time"]
+        self.rows = list(state_dict.get("rows", []))
+        self._t0 = time.perf_counter() - self.wall_time
+
+    def register(self, trainer: Any, name: str = "metrics_csv") -> None:  # noqa: D102
+        trainer.register_op("post_steps", self)
+
+
+class Checkpointer(_Hook):
+    """``post_steps``: :meth:`save` every ``every`` iterations (0: never) and once the budget is spent.
+
+    Args:
+        path (Path): the checkpoint file.
+        payload (callable): builds what is saved.
+        metrics (MetricsCSV): its iteration counter.
+        every (int): iterations between checkpoints.
+        done (callable): whether the budget is spent (the last checkpoint is written here:
+            ``trainer.train()`` shuts the collector down afterwards).
+    """
+
+    def __init__(
+        self, path: Path, payload: Callable[[], dict[str, Any]], metrics: MetricsCSV, every: int, done: Callable[[], bool]
+    ) -> None:
+        self.path = path
+        self.payload = payload
+        self.metrics = metrics
+        self.every = every
+        self.done = done
+        self.saved_at: int | None = None
+
+    def save(self) -> None:
+        """Write the checkpoint now (atomically), unless this iteration's is written already."""
+        from currlearn.app.checkpoint import save_checkpoint
+
+        if self.saved_at != self.metrics.iteration:
+            save_checkpoint(self.path, self.payload())
+            self.saved_at = self.metrics.iteration
+
+    def __call__(self) -> None:  # noqa: D102
+        if self.done() or (self.every and self.metrics.iteration % self.every == 0):
+            self.save()
+
+    def register(self, trainer: Any, name: str = "checkpointer") -> None:  # noqa: D102
+        trainer.register_op("post_steps", self)
+
+
+class ProgressBar(_Hook):
+    """``post_steps``: a tqdm bar over frames on stderr, with return, success and the level."""
+
+    def __init__(self, total: int, initial: int, metrics: MetricsCSV, enabled: bool = True) -> None:
+        from tqdm import tqdm
+
+        self.metrics = metrics
+        self.bar = tqdm(
+            total=total, initial=initial, unit="frame", disable=not enabled, dynamic_ncols=True, file=sys.stderr
+        )
+
+    def __call__(self) -> None:  # noqa: D102
+        if not self.metrics.rows:
+            return
+        row = self.metrics.rows[-1]
+        self.bar.update(row["frames"] - self.bar.n)
+        post = {"ret": f"{row['return']:.2f}", "succ": f"{row['success']:.2f}"}
+        for key, label in (("curriculum/level_mean", "level"), ("curriculum/stage", "stage")):
+            if key in row:
+                post[label] = f"{row[key]:.0f}"
+        post.update({k[5:]: f"{v:.2f}" for k, v in row.items() if k.startswith("task/")})
+        self.bar.set_postfix(post, refresh=False)
+
+    def close(self) -> None:  # noqa: D102
+        self.bar.close()
+
+    def register(self, trainer: Any, name: str = "progress_bar") -> None:  # noqa: D102
+        trainer.register_op("post_steps", self)
+
+
+class StopOnSignal(_Hook):
+    """Ctrl-C (SIGINT): the first asks training to stop at the end of the current iteration
+    (the ``post_steps`` op raises ``KeyboardInterrupt`` there, after the iteration's row and
+    checkpoint ops); a second one interrupts at once.
+
+    An interrupt in the middle of an optimisation step can leave TorchRL's loss half-way through
+    a parameter swap (it then fails with another error than ``KeyboardInterrupt``); stopping at
+    an iteration boundary keeps the checkpoint consistent. Use it as a context manager around
+    ``trainer.train()``; outside the main thread (where signal handlers cannot be set) the
+    handler is not installed.
+    """
+
+    def __init__(self, message: str = "") -> None:
+        self.message = message
+        self.requested = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        if self.message:
+            print(self.message, file=sys.stderr)
+
+    def __enter__(self) -> StopOnSignal:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+    def __call__(self) -> None:  # noqa: D102
+        if self.requested:
+            raise KeyboardInterrupt
+
+    def register(self, trainer: Any, name: str = "stop_on_signal") -> None:  # noqa: D102
+        trainer.register_op("post_steps", self)
+
+
+def _write_csv(path: Path, rows: list[Mapping[str, Any]]) -> None:
+    fields: list[str] = []
+    for r in rows:
+        fields.extend(k for k in r if k not in fields)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)

@@ -1,0 +1,155 @@
+"""One training run: build from the config, train with the app's hooks, evaluate, summarise."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from currlearn.app.errors import AppError
+
+__all__ = ["PROG", "run"]
+
+PROG = "currlearn-train"
+
+
+def _choice(group: str, node: Any) -> str:
+    """The option chosen for ``group`` (Hydra's runtime choices), else the target's class name."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return str(HydraConfig.get().runtime.choices[group])
+    except Exception:
+        target = node.get("_target_") if isinstance(node, Mapping) else None
+        return str(target).rsplit(".", 1)[-1] if target else "none"
+
+
+def _finite(x: Any) -> Any:
+    """JSON has no NaN or inf: they become null."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    if isinstance(x, dict):
+        return {k: _finite(v) for k, v in x.items()}
+    return x
+
+
+def run(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
+    """Train with a composed config, writing into ``run_dir``; returns the summary.
+
+    Raises:
+        AppError: bad input (before anything is written into ``run_dir``).
+        KeyboardInterrupt: Ctrl-C, after the checkpoint was saved.
+    """
+    import torch
+
+    from currlearn.app import build, hooks, settings
+    from currlearn.app.checkpoint import CHECKPOINT, CHECKPOINT_VERSION, load_checkpoint
+    from currlearn.app.evaluate import evaluate
+    from currlearn.integrations.ppo import find_curriculum_transform
+
+    warnings.filterwarnings("ignore", message=".*hook stage will be replaced.*", category=FutureWarning)
+    run_dir = Path(run_dir)
+    choices = {g: _choice(g, cfg.get(g) if hasattr(cfg, "get") else None) for g in ("curriculum", "env")}
+    conf = settings.resolve(cfg)
+    ckpt = None
+    source = settings.resume_dir(conf)
+    if source is not None:
+        ckpt = load_checkpoint(source)
+        conf = settings.merge_resumed(conf, ckpt.get("config") or {})
+        choices = ckpt.get("choices", choices)
+    settings.validate(conf)
+    torch.set_num_threads(conf["num_threads"])
+    torch.manual_seed(conf["seed"])
+
+    curriculum = build.build_curriculum(conf)
+    env = build.build_env(conf, curriculum)
+    logger = build.build_logger(conf, run_dir)
+    trainer, _ = build.build_trainer(conf, env, curriculum, logger)
+    transform = find_curriculum_transform(env)
+
+    stats = hooks.EpisodeStats()
+    metrics = hooks.MetricsCSV(
+        run_dir / conf["output"]["metrics"], stats, curriculum, transform, lambda: trainer.collected_frames
+    )
+    if ckpt is not None:
+        try:
+            trainer.load_state_dict(ckpt["trainer"])
+        except Exception as e:
+            first = str(e).splitlines()[0] if str(e) else ""
+            raise AppError(
+                f"resume={conf['resume']!r}: the checkpoint does not fit this config ({type(e).__name__}: {first})."
+            ) from None
+        torch.set_rng_state(ckpt["torch_rng"])
+        metrics.load_state_dict(ckpt)
+        if hasattr(trainer.collector, "update_policy_weights_"):
+            trainer.collector.update_policy_weights_()
+        if transform is not None:
+            transform.refresh()
+    if trainer.collected_frames >= conf["frames"]:
+        raise AppError(
+            f"frames={conf['frames']} is reached already by the resumed run ({trainer.collected_frames} frames): "
+            "pass a larger frames."
+        )
+
+    def payload() -> dict[str, Any]:
+        return {
+            "version": CHECKPOINT_VERSION,
+            "trainer": trainer.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            **metrics.state_dict(),
+            "config": conf,
+            "choices": choices,
+        }
+
+    ckpt_path = run_dir / conf["output"]["checkpoint_dir"] / CHECKPOINT
+    checkpointer = hooks.Checkpointer(
+        ckpt_path, payload, metrics, conf["checkpoint_every"], lambda: trainer.collected_frames >= conf["frames"]
+    )
+    bar = hooks.ProgressBar(conf["frames"], trainer.collected_frames, metrics, enabled=conf["progress"])
+    stop = hooks.StopOnSignal(f"{PROG}: stopping at the end of this iteration (Ctrl-C again to stop at once)")
+    stats.register(trainer)
+    for hook in (metrics, checkpointer, bar, stop):  # in this order, after the PPO and curriculum ops
+        hook.register(trainer)
+
+    try:
+        with stop:
+            trainer.train()
+    except KeyboardInterrupt:
+        checkpointer.save()
+        print(f"{PROG}: interrupted; checkpoint saved to {ckpt_path} (continue with resume={run_dir})", file=sys.stderr)
+        raise
+    finally:
+        bar.close()
+
+    policy = getattr(trainer.collector, "policy", None)
+    if policy is None:
+        policy = trainer.loss_module.actor_network
+    last = metrics.rows[-1] if metrics.rows else {}
+    summary: dict[str, Any] = {
+        **choices,
+        "seed": conf["seed"],
+        "frames": int(trainer.collected_frames),
+        "iterations": metrics.iteration,
+        "wall_time": round(metrics.wall_time, 3),
+        "final_return": last.get("return", float("nan")),
+        "final_success": last.get("success", float("nan")),
+        **evaluate(conf, policy),
+        "curriculum_metrics": curriculum.metrics(),
+    }
+    if conf.get("resume"):
+        summary["resumed_from"] = conf["resume"]
+    # The summary first: plots are an optional extra and must not lose the results.
+    (run_dir / conf["output"]["summary"]).write_text(json.dumps(_finite(summary), indent=2) + "\n")
+    if conf["output"]["plots"]:
+        if importlib.util.find_spec("matplotlib") is None:
+            print(f"{PROG}: no plots (install matplotlib, the plots extra); metrics.csv has the curves.", file=sys.stderr)
+        else:
+            from currlearn.app.report import plot_run
+
+            plot_run(metrics.rows, run_dir)
+    return summary
