@@ -35,6 +35,8 @@ __all__ = [
     "CompositeCurriculumConfig",
     "ConstantScheduleConfig",
     "CosineScheduleConfig",
+    "CurriculumHookConfig",
+    "CurriculumTransformConfig",
     "DiscreteSpaceConfig",
     "DomainRandomizationConfig",
     "EasyFirstCurriculumConfig",
@@ -423,3 +425,42 @@ def register_configs() -> None:
     for group, classes in _GROUPS.items():
         for cls in classes:
             cs.store(group=group, name=cls._target_.rsplit(".", 1)[-1], node=cls)  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------- TorchRL parts
+# Stored in TorchRL's own ``transform`` and ``hook`` groups (``transform/CurriculumTransform``,
+# ``hook/CurriculumHook``), next to TorchRL's snake_case names, so a TorchRL trainer config
+# composes them like its own parts.
+@dataclass
+class CurriculumTransformConfig:
+    """:class:`currlearn.integrations.torchrl.CurriculumTransform` (nested keys as lists)."""
+
+    _target_: str = "currlearn.integrations.torchrl.CurriculumTransform"
+    curriculum: Any = MISSING
+    param_key: Any = "params"
+    task_key: Any = "task_id"
+    check_params: bool = True
+    prefetch: int = 0
+
+
+@dataclass
+class CurriculumHookConfig:
+    """:class:`currlearn.integrations.torchrl.CurriculumHook`, for a TorchRL trainer config's
+    ``hooks`` list. Leave ``curriculum`` unset: at ``register`` the hook drives the curriculum
+    of the CurriculumTransform on the trainer's env (interpolating ``${curriculum}`` here too
+    would build a second curriculum object, which ``register`` refuses).
+    """
+
+    _target_: str = "currlearn.integrations.torchrl.CurriculumHook"
+    curriculum: Any = None
+    transform: Any = None
+    tracker: Any = None
+    collector: Any = None
+    worker_path: str | None = None
+    refresh_every_iteration: bool | None = None
+    feedback_at: str = "batch_process"
+    log_interval: int = 0
+
+
+_GROUPS["transform"] = (CurriculumTransformConfig,)
+_GROUPS["hook"] = (CurriculumHookConfig,)
