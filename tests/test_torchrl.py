@@ -18,8 +18,8 @@ from currlearn import (
     ScheduledCurriculum,
 )
 from currlearn.envs import PointMassGateEnv, make_pendulum
-from currlearn.integrations.torchrl import CurriculumHook, CurriculumTransform, sync_workers, transform_path
 from currlearn.integrations.ppo import PPOSettings, make_ppo_trainer
+from currlearn.integrations.torchrl import CurriculumHook, CurriculumTransform, sync_workers, transform_path
 from currlearn.testing import make_pendulum_with_step_counter, make_scheduled_pendulum
 
 GATES = {"gate_width": [8.0, 4.0, 2.0, 1.0, 0.5], "gate_position": [0.0, 1.0, 2.0, 2.5, 2.5]}
@@ -197,7 +197,7 @@ def test_trainer_checkpoint_holds_curriculum(tmp_path):
     saved = curriculum.state_dict()
     expected_next = curriculum.sample(64)
 
-    trainer2, hook2, curriculum2 = _ppo_on_gates(total_frames=4 * 1024, seed=1)
+    trainer2, _, curriculum2 = _ppo_on_gates(total_frames=4 * 1024, seed=1)
     assert not torch.equal(curriculum2.generator.get_state(), saved["rng"])
     trainer2.load_from_file(ckpt, weights_only=False)
     for key, value in saved["state"].items():
@@ -324,6 +324,99 @@ class TestHook:
     def test_bad_arguments(self, kwargs, match):
         with pytest.raises(ValueError, match=match):
             CurriculumHook(DomainRandomization(DiscreteSpace(GATES)), **kwargs)
+
+
+class TestHookOnATrainer:
+    """The hook finds the transform's curriculum and places its pre_epoch op, at register."""
+
+    SETTINGS = PPOSettings(frames_per_batch=128, total_frames=256, num_epochs=2, minibatch_size=64, hidden=8)
+
+    def _trainer(self, curriculum=None):
+        env = TransformedEnv(PointMassGateEnv(8, max_steps=8, seed=0), CurriculumTransform(curriculum))
+        trainer, _ = make_ppo_trainer(env, None, self.SETTINGS)  # no hook of its own
+        return trainer, env.transform
+
+    def test_without_curriculum_drives_the_transforms(self):
+        trainer, transform = self._trainer(DomainRandomization(DiscreteSpace(GATES), seed=0))
+        hook = CurriculumHook(log_interval=10)
+        assert hook.curriculum is None
+        with pytest.raises(RuntimeError, match="has no curriculum yet: register it on a trainer"):
+            hook.process_batch(TensorDict({}, [2, 3]))
+        hook.register(trainer)
+        try:
+            assert hook.curriculum is transform.curriculum
+            assert hook.transform is transform
+            assert hook.log_interval == 10
+            trainer.train()
+        finally:
+            trainer.shutdown()
+        assert transform.curriculum.iteration == 2
+        assert "tasks" in hook.state_dict()
+
+    def test_another_curriculum_object_is_refused(self):
+        trainer, _ = self._trainer(DomainRandomization(DiscreteSpace(GATES), seed=0))
+        copy = DomainRandomization(DiscreteSpace(GATES), seed=0)
+        try:
+            with pytest.raises(ValueError, match=r"drop `curriculum` from the hook config: it drives the transform"):
+                CurriculumHook(copy).register(trainer)
+            with pytest.raises(ValueError, match="transform drives another curriculum object than curriculum"):
+                CurriculumHook(copy, transform=trainer.collector.env.transform)
+        finally:
+            trainer.shutdown()
+
+    def test_without_curriculum_needs_one_transform(self):
+        env = PointMassGateEnv(4, max_steps=8, seed=0)
+        trainer, _ = make_ppo_trainer(env, None, self.SETTINGS)
+        try:
+            with pytest.raises(ValueError, match=r"trainer.collector.env, which has 0: pass curriculum="):
+                CurriculumHook().register(trainer)
+        finally:
+            trainer.shutdown()
+
+    def test_pre_epoch_op_is_placed_whatever_the_order(self):
+        from currlearn import PrioritizedLevelReplay
+
+        plr = PrioritizedLevelReplay(DiscreteSpace(GATES), seed=0)
+        trainer, _ = self._trainer(plr)
+        theirs = [op.__wrapped__ for op, _ in trainer._pre_epoch_ops]  # ValueEstimatorHook, rbt.extend
+        trainer._pre_epoch_ops.clear()
+        hook = CurriculumHook(feedback_at="pre_epoch")
+        hook.register(trainer)  # first, this time
+        for op in theirs:
+            trainer.register_op("pre_epoch", op)
+        try:
+            trainer.train()  # re-placed when training starts
+        finally:
+            trainer.shutdown()
+        order = [op.__wrapped__ for op, _ in trainer._pre_epoch_ops]
+        assert order == [theirs[0], hook.first_epoch, theirs[1]], order
+        assert int(plr.state["num_seen"]) > 0
+        assert bool((plr.state["score"][plr.state["seen"]] > 0).all())
+
+    def test_old_checkpoint_layout_loads(self):
+        cur = DomainRandomization(DiscreteSpace(GATES), seed=0)
+        saved = cur.state_dict()
+        cur.sample(5)
+        hook = CurriculumHook(cur)
+        hook.load_state_dict({"curriculum": saved})  # before the tasks were checkpointed too
+        assert torch.equal(cur.generator.get_state(), saved["rng"])
+
+
+def test_make_ppo_trainer_passes_the_tracker():
+    from currlearn import EpisodeTracker
+
+    cur = DomainRandomization(DiscreteSpace(GATES), seed=0)
+    env = TransformedEnv(PointMassGateEnv(4, max_steps=8, seed=0), CurriculumTransform(cur))
+    tracker = EpisodeTracker()
+    trainer, hook = make_ppo_trainer(
+        env, cur, PPOSettings(frames_per_batch=64, total_frames=64, minibatch_size=64), tracker=tracker
+    )
+    trainer.shutdown()
+    assert hook.tracker is tracker
+    with pytest.raises(TypeError, match="tracker must be an EpisodeTracker or None, got str"):
+        make_ppo_trainer(env, cur, tracker="next")
+    with pytest.raises(ValueError, match="tracker is given but curriculum is not"):
+        make_ppo_trainer(env, None, tracker=tracker)
 
 
 def test_parallel_env_first_episodes_play_their_tasks():

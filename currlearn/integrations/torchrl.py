@@ -410,10 +410,11 @@ class CurriculumHook(TrainerHookBase):
         refresh_every_iteration (bool, optional): re-sample every env's task after each
             iteration. Default: ``not curriculum.per_episode`` (True for ``ScheduledCurriculum``).
         feedback_at (str): ``"batch_process"`` (default) reads the batch as collected.
-            ``"pre_epoch"`` reads it at the first epoch's ``pre_epoch``, placed right after
-            TorchRL's ``ValueEstimatorHook`` (or before the op that fills the replay buffer,
-            which flattens the batch) whatever the order of registration: curricula that score
-            episodes from advantages (PLR) read the GAE that PPO computes anyway. If no epoch
+            ``"pre_epoch"`` reads it at the first epoch's ``pre_epoch``, placed before the op
+            that fills the replay buffer (which flattens the batch), after TorchRL's
+            ``ValueEstimatorHook``, whatever the order of registration (placed at ``register``
+            and again when training starts): curricula that score episodes from advantages
+            (PLR) read the GAE that PPO computes anyway. If no epoch
             runs (``init_random_frames``), the update happens at ``post_steps``.
         log_interval (int): frames between two metric reports, with the ``Trainer``'s rule (a
             report once more than ``log_interval`` frames were collected since the last one);
@@ -542,8 +543,9 @@ class CurriculumHook(TrainerHookBase):
         trainer.register_module(name, self)
 
     def _place_first_epoch(self, trainer: Any) -> None:
-        """Move :meth:`first_epoch` right after the last value estimator among the trainer's
-        ``pre_epoch`` ops, or else before the first op that fills a replay buffer.
+        """Move :meth:`first_epoch` among the trainer's ``pre_epoch`` ops: right before the
+        first op that fills a replay buffer (it flattens the batch), or else right after the
+        last value estimator.
         """
         ops = getattr(trainer, "_pre_epoch_ops", None)
         if not isinstance(ops, list):
@@ -556,7 +558,7 @@ class CurriculumHook(TrainerHookBase):
         del inner[mine[0]]
         estimators = [i for i, op in enumerate(inner) if isinstance(op, ValueEstimatorHook)]
         fillers = [i for i, op in enumerate(inner) if _fills_buffer(op)]
-        at = estimators[-1] + 1 if estimators else fillers[0] if fillers else len(ops)
+        at = fillers[0] if fillers else estimators[-1] + 1 if estimators else len(ops)
         ops.insert(at, entry)
 
 
