@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_module
 
-from currlearn.train import _resolve, build_curriculum, build_env
+from currlearn.app.build import build_curriculum, build_env
+from currlearn.app.settings import resolve as _resolve
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
@@ -26,17 +27,17 @@ TINY = [
     "algo.frames_per_batch=1024",
     "eval.episodes=16",
     "progress=false",
-    "logger=none",
+    "log=none",
 ]
 ENV = {**os.environ, "PYTHONWARNINGS": "ignore", "HYDRA_FULL_ERROR": ""}
 ENV.pop("HYDRA_FULL_ERROR")
 
 
-def _train(*args: str, cwd: Path, timeout: float = 60) -> subprocess.CompletedProcess:
+def _train(*args: str, cwd: Path, timeout: float = 120, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "currlearn.train", *args],
+        [sys.executable, "-m", "currlearn.app", *args],
         cwd=cwd,
-        env=ENV,
+        env=ENV if env is None else env,
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -67,7 +68,6 @@ def test_compose_overrides_and_instantiate():
         [
             "curriculum=level",
             "curriculum.threshold=0.7",
-            "schedule=cosine",
             "env.gate_width=0.3",
             "seed=3",
         ]
@@ -92,7 +92,7 @@ CURRICULA = [
 
 
 def test_every_curriculum_and_env_config_is_tested():
-    conf_dir = Path(__file__).resolve().parents[1] / "currlearn" / "conf"
+    conf_dir = REPO / "conf"
     assert sorted(p.stem for p in (conf_dir / "env").glob("*.yaml")) == sorted(ENVS)
     assert sorted(p.stem for p in (conf_dir / "curriculum").glob("*.yaml")) == sorted(CURRICULA)
 
@@ -101,15 +101,16 @@ def test_every_curriculum_and_env_config_is_tested():
 @pytest.mark.parametrize("curriculum", CURRICULA)
 def test_every_curriculum_builds_on_every_env(curriculum, env):
     gym = env not in ("point_mass", "pendulum")
-    for schedule in ["linear", "cosine", "step", "exponential"] if curriculum == "scheduled" else ["linear"]:
-        overrides = [f"curriculum={curriculum}", f"env={env}", f"schedule={schedule}"]
+    for kind in ["linear", "cosine", "step", "exponential"] if curriculum == "scheduled" else [None]:
+        overrides = [f"curriculum={curriculum}", f"env={env}"]
+        if kind is not None:
+            overrides.append(f"curriculum.schedules.kind={kind}")
         conf = _resolve(_compose([*overrides, "env.num_envs=2"] if gym else overrides))
         cur = build_curriculum(conf)
         e = build_env(conf, cur)
         td = e.rollout(3, break_when_any_done=False)
         assert "observation" in td
-        if cur is not None:
-            assert "task_id" in td
+        assert "task_id" in td
         e.close()
 
 
@@ -193,7 +194,7 @@ def test_multirun_and_report(tmp_path):
     assert r.returncode == 0, r.stderr
     assert len(list(sweep.glob("*/metrics.csv"))) == 4
     rep = subprocess.run(
-        [sys.executable, "-m", "currlearn.report", str(sweep)],
+        [sys.executable, "-m", "currlearn.app.report", str(sweep)],
         env=ENV,
         capture_output=True,
         text=True,
@@ -220,7 +221,7 @@ def test_multirun_and_report(tmp_path):
 
 def test_report_bad_dir(tmp_path):
     rep = subprocess.run(
-        [sys.executable, "-m", "currlearn.report", str(tmp_path)],
+        [sys.executable, "-m", "currlearn.app.report", str(tmp_path)],
         env=ENV,
         capture_output=True,
         text=True,
@@ -275,7 +276,7 @@ def test_corrupted_checkpoint(tiny_run, tmp_path):
 
 def test_full_error_shows_traceback(tmp_path):
     r = subprocess.run(
-        [sys.executable, "-m", "currlearn.train", "curriculum=foo"],
+        [sys.executable, "-m", "currlearn.app", "curriculum=foo"],
         cwd=tmp_path,
         capture_output=True,
         text=True,
@@ -289,9 +290,9 @@ def test_full_error_shows_traceback(tmp_path):
 def _interrupt_twice(seen: list) -> None:
     import os
 
-    from currlearn.train import StopAtIterationEnd
+    from currlearn.app.hooks import StopOnSignal
 
-    with StopAtIterationEnd() as stop:
+    with StopOnSignal() as stop:
         seen.append(stop)
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.05)  # the handler runs between bytecodes
@@ -316,11 +317,11 @@ def test_ctrl_c_saves_checkpoint(tmp_path):
         [
             sys.executable,
             "-m",
-            "currlearn.train",
+            "currlearn.app",
             "frames=1000000",
             "checkpoint_every=0",
             "progress=false",
-            "logger=none",
+            "log=none",
             f"hydra.run.dir={run_dir}",
         ],
         cwd=tmp_path,
@@ -386,8 +387,9 @@ def test_wheel_contents(wheel):
         "currlearn/conf/train.yaml",
         "currlearn/conf/curriculum/level.yaml",
         "currlearn/conf/env/point_mass.yaml",
-        "currlearn/train.py",
-        "currlearn/report.py",
+        "currlearn/app/cli.py",
+        "currlearn/app/report.py",
+        "currlearn/tasks.py",
         "currlearn/configs.py",
         "hydra_plugins/currlearn_searchpath/currlearn_searchpath.py",
     ):
@@ -417,21 +419,23 @@ def test_installed_wheel_user_app_and_train(wheel, tmp_path):
     env = {**ENV, "PYTHONPATH": str(site)}
     app = tmp_path / "app"
     (app / "conf").mkdir(parents=True)
+    # The user's own env: none of currlearn's env configs, only the task interface node.
     (app / "conf" / "config.yaml").write_text(
-        "defaults:\n  - curriculum: level\n  - env: point_mass\n  - _self_\nseed: 0\ndevice: cpu\n"
+        "defaults:\n  - curriculum: plr\n  - _self_\n"
+        "task:\n  grid: {gravity: [1.0, 5.0, 9.8], mass: [0.5, 1.0]}\n"
     )
     (app / "my_app.py").write_text(
         "import hydra, currlearn\nfrom hydra.utils import instantiate\n"
         "@hydra.main(config_path='conf', config_name='config', version_base='1.3')\n"
         "def main(cfg):\n    cur = instantiate(cfg.curriculum, _convert_='all')\n"
-        "    print('FROM', currlearn.__file__, type(cur).__name__, cur.num_levels)\n"
+        "    print('FROM', currlearn.__file__, type(cur).__name__, cur.space.num_tasks, cur.space.names)\n"
         "main()\n"
     )
     r = subprocess.run(
         [
             sys.executable,
             "my_app.py",
-            "curriculum.threshold=0.8",
+            "curriculum.temperature=0.5",
             f"hydra.run.dir={tmp_path / 'o'}",
         ],
         cwd=app,
@@ -441,10 +445,10 @@ def test_installed_wheel_user_app_and_train(wheel, tmp_path):
         timeout=60,
     )
     assert r.returncode == 0, r.stderr
-    assert "LevelCurriculum 5" in r.stdout
+    assert "PrioritizedLevelReplay 6 ('gravity', 'mass')" in r.stdout
     assert str(site) in r.stdout
     r = subprocess.run(
-        [sys.executable, "-m", "currlearn.train", *TINY, f"hydra.run.dir={tmp_path / 'run'}"],
+        [sys.executable, "-m", "currlearn.app", *TINY, f"hydra.run.dir={tmp_path / 'run'}"],
         cwd=tmp_path,
         env=env,
         capture_output=True,
@@ -464,3 +468,139 @@ def test_joblib_launcher_sweep(tmp_path):
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
     assert len(list(sweep.glob("*/summary.json"))) == 2
+
+
+# --------------------------------------------------------------------------- extending the app
+EXT_MODULE = '''
+import torch
+from torchrl.envs import Compose, StepCounter, TransformedEnv
+
+from currlearn import DiscreteCurriculum
+from currlearn.envs import PendulumObservation, make_pendulum
+
+
+def make_env(num_envs, max_steps, seed=None):
+    """A new env: pendulums whose mass the curriculum sets."""
+    return TransformedEnv(make_pendulum(num_envs, seed=seed), Compose(StepCounter(max_steps), PendulumObservation()))
+
+
+class HeaviestFirst(DiscreteCurriculum):
+    """A new curriculum: level i drawn with weight (i + 1) ** power."""
+
+    def __init__(self, space, power=2.0, seed=None, device=None):
+        super().__init__(space, seed=seed, device=device)
+        self.power = power
+
+    def _compute_weights(self):
+        w = torch.arange(1, self.space.num_tasks + 1, dtype=torch.float32, device=self.device) ** self.power
+        return w / w.sum()
+'''
+EXT_ENV = """# @package _global_
+env:
+  _target_: my_ext.make_env
+  num_envs: 8
+  max_steps: 20
+  seed: ${seed}
+task:
+  metric: return
+  threshold: -100.0
+  floor: -300.0
+  target: {m: [2.0]}
+  ladder: {m: [0.5, 1.0, 2.0]}
+  grid: {m: [0.5, 1.0, 2.0]}
+  low: {m: 0.5}
+  high: {m: 2.0}
+  stage: {max_episodes: 8}
+"""
+EXT_CURRICULUM = """_target_: my_ext.HeaviestFirst
+space:
+  _target_: currlearn.grid_space
+  axes: ${task.grid}
+power: 8.0
+seed: ${oc.select:seed,null}
+"""
+
+
+def test_new_env_and_curriculum_from_a_config_dir(tmp_path):
+    """One factory + one env YAML, one curriculum class + one YAML, outside the package: the
+    app composes them through hydra.searchpath and trains with them."""
+    ext = tmp_path / "ext"
+    (ext / "conf" / "env").mkdir(parents=True)
+    (ext / "conf" / "curriculum").mkdir(parents=True)
+    (ext / "my_ext.py").write_text(EXT_MODULE)
+    (ext / "conf" / "env" / "heavy_pendulum.yaml").write_text(EXT_ENV)
+    (ext / "conf" / "curriculum" / "heaviest_first.yaml").write_text(EXT_CURRICULUM)
+    run_dir = tmp_path / "run"
+    r = subprocess.run(
+        [
+            sys.executable, "-m", "currlearn.app", f"hydra.searchpath=[file://{ext / 'conf'}]",
+            "env=heavy_pendulum", "curriculum=heaviest_first", *TINY, "algo.frames_per_batch=512",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=tmp_path,
+        env={**ENV, "PYTHONPATH": str(ext)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    rows = _rows(run_dir / "metrics.csv")
+    assert len(rows) == 4
+    # weights 1 : 256 : 6561 over m = 0.5, 1, 2: the envs play the heaviest pendulum almost always
+    assert float(rows[-1]["task/m"]) > 1.8, rows[-1]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (summary["curriculum"], summary["env"]) == ("heaviest_first", "heavy_pendulum")
+    assert summary["curriculum_metrics"]["curriculum/support"] == 3.0
+
+
+def test_base_install_without_matplotlib_writes_the_summary(tmp_path):
+    """Without the plots extra the run still ends with its summary, and says why no plots."""
+    block = tmp_path / "block"
+    block.mkdir()
+    (block / "sitecustomize.py").write_text("import sys\nsys.modules['matplotlib'] = None\n")
+    run_dir = tmp_path / "run"
+    r = _train(*TINY, f"hydra.run.dir={run_dir}", cwd=tmp_path, env={**ENV, "PYTHONPATH": str(block)})
+    assert r.returncode == 0, r.stderr
+    assert (run_dir / "summary.json").is_file()
+    assert not (run_dir / "returns.png").exists()
+    assert "no plots (install matplotlib" in r.stderr
+
+
+def test_a_user_env_config_without_task_node_is_told_what_to_add(tmp_path):
+    conf = tmp_path / "conf" / "env"
+    conf.mkdir(parents=True)
+    (conf / "bare.yaml").write_text("_target_: currlearn.envs.PointMassGateEnv\nnum_envs: 4\n")
+    r = _train(f"hydra.searchpath=[file://{tmp_path / 'conf'}]", "env=bare", *TINY, cwd=tmp_path)
+    assert r.returncode == 1
+    err = r.stderr.strip()
+    assert err.count("\n") == 0 and "task.ladder" in err and "task interface node" in err, err
+
+
+def test_cli_help_and_version_do_not_import_torch():
+    code = (
+        "import sys\n"
+        "sys.argv = ['currlearn-train', '--help']\n"
+        "from currlearn.app.cli import main\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('HEAVY', sorted(m for m in ('torch', 'tensordict', 'torchrl') if m in sys.modules))\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "HEAVY []" in r.stdout, r.stdout[-500:]
+    assert "curriculum: adr, alp_gmm" in r.stdout and "log: csv, none, tensorboard, wandb" in r.stdout
+    v = subprocess.run([sys.executable, "-m", "currlearn.app", "--version"], env=ENV, capture_output=True, text=True, timeout=60)
+    import currlearn
+
+    assert v.stdout.strip() == f"currlearn-train (currlearn) {currlearn.__version__}"
+
+
+def test_cuda_device_without_a_gpu_is_one_line(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    r = _train(*TINY, "device=cuda", f"hydra.run.dir={tmp_path / 'out'}", cwd=tmp_path)
+    assert r.returncode == 1
+    err = r.stderr.strip()
+    assert err.count("\n") == 0 and "device='cuda' is not available" in err and "device=cpu" in err, err
+    assert not (tmp_path / "out").exists()

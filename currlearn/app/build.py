@@ -31,9 +31,13 @@ __all__ = [
 def _parameters(target: Any) -> list[str] | None:
     """The keyword parameters of a callable, or None when it takes ``**kwargs`` (or has no signature)."""
     try:
-        params = inspect.signature(target).parameters.values()
+        # a class: its __init__ (a metaclass's __call__ may hide it behind *args, **kwargs)
+        fn = target.__init__ if inspect.isclass(target) else target
+        params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
         return None
+    if inspect.isclass(target):
+        params = params[1:]  # self
     if any(p.kind is p.VAR_KEYWORD for p in params):
         return None
     return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]

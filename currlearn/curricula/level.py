@@ -87,6 +87,8 @@ class LevelCurriculum(Curriculum):
                     "or the level would move both ways at once."
                 )
         self._set_metric(metric)
+        if metric == "success" and not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f"threshold={threshold!r} is out of range: a success rate lies in [0, 1].")
         if per_env and num_envs is None:
             raise ValueError("per_env=True needs num_envs (the number of envs, one ladder each).")
         check_positive_int("min_episodes", min_episodes)
