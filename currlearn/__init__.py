@@ -33,6 +33,11 @@ _EXPORTS = {
     "Stage": "currlearn.curricula",
     "StepScore": "currlearn.curricula",
     "register_predicate": "currlearn.curricula",
+    "CurriculumDriver": "currlearn.driver",
+    "StepMetric": "currlearn.metrics",
+    "metric_names": "currlearn.metrics",
+    "register_metric": "currlearn.metrics",
+    "unregister_metric": "currlearn.metrics",
     "EpisodeTracker": "currlearn.feedback",
     "episode_feedback": "currlearn.feedback",
     "ChainSchedule": "currlearn.schedules",
@@ -90,7 +95,9 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the names as plain imports
         StepScore,
         register_predicate,
     )
+    from currlearn.driver import CurriculumDriver
     from currlearn.feedback import EpisodeTracker, episode_feedback
+    from currlearn.metrics import StepMetric, metric_names, register_metric, unregister_metric
     from currlearn.schedules import (
         ChainSchedule,
         ConstantSchedule,

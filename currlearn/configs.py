@@ -35,6 +35,7 @@ __all__ = [
     "CompositeCurriculumConfig",
     "ConstantScheduleConfig",
     "CosineScheduleConfig",
+    "CurriculumDriverConfig",
     "CurriculumHookConfig",
     "CurriculumTransformConfig",
     "DiscreteSpaceConfig",
@@ -51,6 +52,7 @@ __all__ = [
     "SequentialCurriculumConfig",
     "StageConfig",
     "StepScheduleConfig",
+    "StepMetricConfig",
     "StepScoreConfig",
     "config_classes",
     "register_configs",
@@ -464,3 +466,33 @@ class CurriculumHookConfig:
 
 _GROUPS["transform"] = (CurriculumTransformConfig,)
 _GROUPS["hook"] = (CurriculumHookConfig,)
+
+
+# --------------------------------------------------------------------------- user metrics
+@dataclass
+class StepMetricConfig:
+    """:class:`currlearn.metrics.StepMetric`: a per-step function reference (``fn: {_target_:
+    my.module.fn, _partial_: true}``) and how an episode's steps reduce to one value.
+    """
+
+    _target_: str = "currlearn.metrics.StepMetric"
+    fn: Any = MISSING
+    reduction: str = "sum"
+    name: Any = None
+
+
+@dataclass
+class CurriculumDriverConfig:
+    """:class:`currlearn.driver.CurriculumDriver`, for a hand-written loop configured by Hydra."""
+
+    _target_: str = "currlearn.driver.CurriculumDriver"
+    curriculum: Any = MISSING
+    transform: Any = None
+    tracker: Any = None
+    refresh_every_iteration: bool | None = None
+    log_interval: int = 0
+    on_decision: Any = None
+
+
+_GROUPS["metric"] = (StepMetricConfig,)
+_GROUPS["driver"] = (CurriculumDriverConfig,)
