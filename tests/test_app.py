@@ -484,6 +484,11 @@ def make_env(num_envs, max_steps, seed=None):
     return TransformedEnv(make_pendulum(num_envs, seed=seed), Compose(StepCounter(max_steps), PendulumObservation()))
 
 
+def always(batch):
+    """A user metric: 1 at every step (an episode's value is its length)."""
+    return torch.ones(batch.shape, device=batch.device)
+
+
 class HeaviestFirst(DiscreteCurriculum):
     """A new curriculum: level i drawn with weight (i + 1) ** power."""
 
@@ -551,6 +556,22 @@ def test_new_env_and_curriculum_from_a_config_dir(tmp_path):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert (summary["curriculum"], summary["env"]) == ("heaviest_first", "heavy_pendulum")
     assert summary["curriculum_metrics"]["curriculum/support"] == 3.0
+
+
+def test_user_metric_selected_from_the_command_line(tmp_path):
+    """curriculum.metric={_target_: ...} swaps the level curriculum's metric for a user
+    function: with it the first level is passed at once; with success (about 0.1 at first) not."""
+    ext = tmp_path / "ext"
+    ext.mkdir()
+    (ext / "my_ext.py").write_text(EXT_MODULE)
+    run_dir = tmp_path / "run"
+    r = _train(
+        "curriculum=level", "curriculum.metric={_target_:my_ext.always,_partial_:true}", *TINY,
+        f"hydra.run.dir={run_dir}", cwd=tmp_path, env={**ENV, "PYTHONPATH": str(ext)},
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    rows = _rows(run_dir / "metrics.csv")
+    assert float(rows[-1]["curriculum/level_max"]) >= 1, rows[-1]
 
 
 def test_base_install_without_matplotlib_writes_the_summary(tmp_path):

@@ -182,4 +182,4 @@ def build_trainer(conf: Mapping[str, Any], env: Any, curriculum: Any, logger: An
         settings = PPOSettings(**node)
     except (TypeError, ValueError) as e:
         raise AppError(str(e).replace("ppo.", "algo.")) from None
-    return make_ppo_trainer(env, curriculum, settings, logger=logger, log_interval=0)
+    return make_ppo_trainer(env, curriculum, settings, logger=logger, log_interval=0, device=conf["device"])

@@ -58,6 +58,11 @@ def evaluate(conf: Mapping[str, Any], policy: Any) -> dict[str, float]:
 
     ev = conf["eval"]
     env = build_env(conf, build_eval_curriculum(conf), seed=conf["seed"] + 10_000, num_envs=ev.get("num_envs"))
+    device = next(policy.parameters()).device
+    if env.device is not None and env.device != device:  # a CPU-only env, networks on the GPU
+        from torchrl.envs import DeviceCastTransform
+
+        env.append_transform(DeviceCastTransform(device, env.device))
     mode = ExplorationType.DETERMINISTIC if ev["deterministic"] else ExplorationType.RANDOM
     returns, success = [], []
     try:

@@ -95,8 +95,12 @@ class FlattenObservation(nn.Module):
         return x.flatten(-self.ndim).to(torch.get_default_dtype())
 
 
-def make_actor_critic(env: EnvBase, hidden: int = 64) -> tuple[ProbabilisticActor, ValueOperator]:
+def make_actor_critic(
+    env: EnvBase, hidden: int = 64, device: torch.device | str | None = None
+) -> tuple[ProbabilisticActor, ValueOperator]:
     """An actor and a value network reading ``"observation"``.
+
+    Both are built on ``device`` (default: the env's device, else CPU), the action bounds included.
 
     A bounded continuous action gets a tanh-Gaussian actor; a discrete action (``OneHot`` or
     ``Categorical`` spec, e.g. MiniGrid's) a categorical actor over logits. An observation with
@@ -115,12 +119,16 @@ def make_actor_critic(env: EnvBase, hidden: int = 64) -> tuple[ProbabilisticActo
         mlp = MLP(in_features=obs_dim, out_features=out_features, num_cells=[hidden, hidden], activation_class=nn.Tanh)
         return mlp if len(obs_shape) == 1 else nn.Sequential(FlattenObservation(len(obs_shape)), mlp)
 
-    action_spec = env.action_spec_unbatched
+    if device is None:
+        device = env.device if env.device is not None else torch.device("cpu")
+    device = torch.device(device)
+    action_spec = env.action_spec_unbatched.to(device)
+    batched_spec = env.action_spec.to(device)
     if isinstance(action_spec, (OneHotSpec, CategoricalSpec)):
         n = action_spec.space.n
         actor = ProbabilisticActor(
             TensorDictModule(body(n), in_keys=["observation"], out_keys=["logits"]),
-            spec=env.action_spec,
+            spec=batched_spec,
             in_keys=["logits"],
             distribution_class=OneHotCategorical
             if isinstance(action_spec, OneHotSpec)
@@ -128,19 +136,19 @@ def make_actor_critic(env: EnvBase, hidden: int = 64) -> tuple[ProbabilisticActo
             return_log_prob=True,
         )
     else:
-        act_dim = env.action_spec.shape[-1]
+        act_dim = batched_spec.shape[-1]
         actor_net = nn.Sequential(body(2 * act_dim), NormalParamExtractor())
         space = action_spec.space
         actor = ProbabilisticActor(
             TensorDictModule(actor_net, in_keys=["observation"], out_keys=["loc", "scale"]),
-            spec=env.action_spec,
+            spec=batched_spec,
             in_keys=["loc", "scale"],
             distribution_class=TanhNormal,
             distribution_kwargs={"low": space.low, "high": space.high},
             return_log_prob=True,
         )
     critic = ValueOperator(body(1), in_keys=["observation"])
-    return actor, critic
+    return actor.to(device), critic.to(device)
 
 
 class ReplayedOnly:
@@ -167,7 +175,7 @@ class ReplayedOnly:
         rb = self.rbt.replay_buffer
         rb.empty()
         if kept.shape[0]:  # (TensorDict.numel() is 1 for an empty batch)
-            rb.extend(kept.cpu())
+            rb.extend(kept)
             self.rbt.replay_buffer_iter = iter(rb)
         else:
             self.rbt.replay_buffer_iter = iter(())  # the epoch ends at once
@@ -190,6 +198,7 @@ def make_ppo_trainer(
     save_path: str | None = None,
     progress_bar: bool = False,
     tracker: EpisodeTracker | None = None,
+    device: torch.device | str | None = None,
 ) -> tuple[Trainer, CurriculumHook | None]:
     """Build a TorchRL PPO ``Trainer`` on ``env`` with ``curriculum`` hooked in.
 
@@ -203,6 +212,10 @@ def make_ppo_trainer(
         progress_bar (bool): TorchRL's progress bar.
         tracker (EpisodeTracker, optional): how the hook reads per-episode feedback from a
             batch; default ``curriculum.make_tracker(...)`` (see :class:`CurriculumHook`).
+        device (torch.device, optional): where the networks, the loss, GAE and the minibatch
+            buffer live and where the collector stores its batches; default the env's device
+            (CPU for an env without one). An env on another device (a CPU-only Gymnasium env
+            with ``device="cuda"``) is stepped on its own device by the collector.
 
     Returns:
         ``(trainer, hook)``; ``hook`` is None without a curriculum. Call ``trainer.train()``.
@@ -228,12 +241,17 @@ def make_ppo_trainer(
                 "ReplayDecisionTransform(cur))))."
             )
         replay_key = deciders[0].out_key
-    actor, critic = make_actor_critic(env, s.hidden)
+    env_device = env.device if env.device is not None else torch.device("cpu")
+    device = env_device if device is None else torch.device(device)
+    actor, critic = make_actor_critic(env, s.hidden, device)
     collector = Collector(
         env,
         actor,
         frames_per_batch=s.frames_per_batch,
         total_frames=s.total_frames,
+        env_device=env_device,
+        policy_device=device,
+        storing_device=device,
         auto_register_policy_transforms=False,
     )
     loss = ClipPPOLoss(
@@ -275,7 +293,9 @@ def make_ppo_trainer(
         )
         hook.register(trainer)
     rb = ReplayBuffer(
-        storage=LazyTensorStorage(s.frames_per_batch), sampler=SamplerWithoutReplacement(), batch_size=s.minibatch_size
+        storage=LazyTensorStorage(s.frames_per_batch, device=device),
+        sampler=SamplerWithoutReplacement(),
+        batch_size=s.minibatch_size,
     )
     rbt = ReplayBufferTrainer(rb, flatten_tensordicts=True, iterate=True)
     if replay_key is not None:
