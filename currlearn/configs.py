@@ -5,8 +5,9 @@ the same defaults (``MISSING`` where the constructor has none), so
 ``hydra.utils.instantiate(LevelCurriculumConfig(levels={...}, threshold=0.6))`` builds the
 object. :func:`register_configs` stores them in Hydra's ConfigStore (explicit call, nothing
 happens at import) under the groups ``curriculum``, ``score``, ``stage``, ``schedule``,
-``space`` and ``algo``, named after the class (``curriculum=LevelCurriculum``), next to the YAML presets of
-``currlearn/conf`` (``curriculum=level``).
+``space``, ``algo``, ``metric``, ``driver``, and TorchRL's own ``transform`` and ``hook``, named
+after the class (``curriculum=LevelCurriculum``), next to the YAML presets of the app's
+``conf/`` tree (``curriculum=level``).
 
 Examples:
     >>> from hydra.utils import instantiate
@@ -417,9 +418,9 @@ def config_classes() -> dict[str, type]:
 
 
 def register_configs() -> None:
-    """Store every structured config in Hydra's ConfigStore: group ``curriculum``,
-    ``score``, ``stage``, ``schedule``, ``space`` or ``algo``, named after its class (e.g.
-    ``curriculum/LevelCurriculum``, ``schedule/LinearSchedule``, ``algo/PPOSettings``).
+    """Store every structured config in Hydra's ConfigStore, in its group (:func:`config_classes`
+    lists them), named after its class (e.g. ``curriculum/LevelCurriculum``,
+    ``schedule/LinearSchedule``, ``algo/PPOSettings``, ``hook/CurriculumHook``).
     """
     from hydra.core.config_store import ConfigStore
 

@@ -97,21 +97,30 @@ def test_every_curriculum_and_env_config_is_tested():
     assert sorted(p.stem for p in (conf_dir / "curriculum").glob("*.yaml")) == sorted(CURRICULA)
 
 
+MICRO = [
+    "frames=128", "algo.frames_per_batch=64", "algo.minibatch_size=32", "algo.num_epochs=1", "env.num_envs=2",
+    "eval.episodes=2", "eval.max_steps=40", "progress=false", "log=none", "output.plots=false",
+]  # fmt: skip
+
+
 @pytest.mark.parametrize("env", ENVS)
 @pytest.mark.parametrize("curriculum", CURRICULA)
-def test_every_curriculum_builds_on_every_env(curriculum, env):
-    gym = env not in ("point_mass", "pendulum")
+def test_every_curriculum_trains_on_every_env(curriculum, env, tmp_path):
+    """Two PPO iterations of the app (in-process) for every curriculum and env config."""
+    from currlearn.app.run import run
+
     for kind in ["linear", "cosine", "step", "exponential"] if curriculum == "scheduled" else [None]:
-        overrides = [f"curriculum={curriculum}", f"env={env}"]
+        overrides = [f"curriculum={curriculum}", f"env={env}", *MICRO]
         if kind is not None:
             overrides.append(f"curriculum.schedules.kind={kind}")
-        conf = _resolve(_compose([*overrides, "env.num_envs=2"] if gym else overrides))
-        cur = build_curriculum(conf)
-        e = build_env(conf, cur)
-        td = e.rollout(3, break_when_any_done=False)
-        assert "observation" in td
-        assert "task_id" in td
-        e.close()
+        run_dir = tmp_path / str(kind)
+        run_dir.mkdir()
+        summary = run(_compose(overrides), run_dir)
+        assert summary["frames"] == 128 and summary["iterations"] == 2, summary
+        rows = _rows(run_dir / "metrics.csv")
+        assert [int(r["frames"]) for r in rows] == [64, 128]
+        assert any(k.startswith("task/") for k in rows[0]), rows[0]  # the envs played the curriculum's tasks
+        assert summary["curriculum_metrics"]["curriculum/iteration"] == 2.0
 
 
 # --------------------------------------------------------------------------- real runs
@@ -625,3 +634,30 @@ def test_cuda_device_without_a_gpu_is_one_line(tmp_path):
     err = r.stderr.strip()
     assert err.count("\n") == 0 and "device='cuda' is not available" in err and "device=cpu" in err, err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_logger_without_its_package_is_one_line_before_training(tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("wandb") is not None:
+        pytest.skip("wandb is installed")
+    out = tmp_path / "out"
+    r = _train(*TINY[:-1], "log=wandb", f"hydra.run.dir={out}", cwd=tmp_path)
+    assert r.returncode == 1
+    err = r.stderr.strip()
+    assert err.count("\n") == 0 and "WandbLogger" in err and "wandb could not be imported" in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("curriculum", CURRICULA)
+def test_curriculum_preset_states_every_constructor_argument(curriculum):
+    """A preset names every argument of its class (no unknown key, none left to a default that
+    could drift); their values may differ from the constructor's defaults (tuned presets)."""
+    import inspect
+
+    from hydra.utils import get_object
+
+    node = _compose([f"curriculum={curriculum}"])["curriculum"]
+    cls = get_object(node["_target_"])
+    params = [p for p in list(inspect.signature(cls.__init__).parameters)[1:] if p not in ("args", "kwargs")]
+    assert sorted(k for k in node if not k.startswith("_")) == sorted(params)

@@ -75,8 +75,12 @@ def instantiate_node(node: Mapping[str, Any], key: str, **overrides: Any) -> Any
         cause = e
         while cause.__cause__ is not None:
             cause = cause.__cause__
+        if isinstance(cause, ModuleNotFoundError) and cause.name:
+            package = cause.name.split(".")[0]
+            raise AppError(f"{key} ({target}) needs the {package} package: pip install {package}.") from e
         first = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
-        raise AppError(f"{key} ({target}): {first}") from e
+        hint = " (install the package it names)" if isinstance(cause, ImportError) else ""
+        raise AppError(f"{key} ({target}): {first}{hint}") from e
 
 
 def build_curriculum(conf: Mapping[str, Any]) -> Any:
@@ -154,17 +158,18 @@ def build_env(
 
 
 def build_logger(conf: Mapping[str, Any], run_dir: Path) -> Any:
-    """The TorchRL logger of ``conf["log"]`` writing under ``run_dir/logs``, or None."""
-    import importlib.util
+    """The TorchRL logger of ``conf["log"]``, or None; a logger that takes a ``log_dir`` (or
+    ``save_dir``) writes under ``run_dir/logs``.
+    """
+    from hydra.utils import get_object
 
     node = dict(conf["log"] or {})
-    target = node.get("_target_")
-    if not target:
+    if not node.get("_target_"):
         return None
-    for cls, package in (("WandbLogger", "wandb"), ("TensorboardLogger", "tensorboard")):
-        if target.endswith(cls) and importlib.util.find_spec(package) is None:
-            raise AppError(f"log={package} needs the {package} package (pip install {package}); log=csv and log=none work without it.")
-    allowed = _parameters(__import__("hydra.utils", fromlist=["get_object"]).get_object(target)) or []
+    try:
+        allowed = _parameters(get_object(node["_target_"])) or []
+    except Exception:
+        allowed = []  # instantiate_node reports the import error
     for key in ("log_dir", "save_dir"):
         if key in allowed:
             node.setdefault(key, str(run_dir / "logs"))

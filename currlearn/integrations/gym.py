@@ -754,8 +754,8 @@ def make_cartpole_params_env(
 ) -> GymTaskEnv:
     """The ``env=cartpole_params`` env: CartPole whose ``length``/``masscart`` are set per task.
 
-    One env (a ``ParallelEnv`` worker); the YAML's ``factory`` node builds it with Hydra
-    (``_partial_: true``), see ``currlearn/conf/env/cartpole_params.yaml``.
+    One env (of a ``SerialEnv`` / ``ParallelEnv``); the app's ``env.make_env`` node builds it
+    with Hydra (``_partial_: true``) for :func:`batched_env`, see ``conf/env/cartpole_params.yaml``.
     """
     return GymTaskEnv(SetAttributes(env_id, list(params)), record_applied=record_applied)
 
