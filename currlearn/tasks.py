@@ -87,12 +87,12 @@ def ladder_schedules(
     An exponential needs non-zero ends of the same sign; a parameter that has not follows a
     linear schedule, with a warning.
     """
+    from currlearn.base import check_positive_int
     from currlearn.schedules import make_schedule
 
     levels = check_ladder(ladder)
-    for name, value, minimum in (("total", total, 1), ("start", start, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise ValueError(f"{name}={value!r} is invalid: expected an integer >= {minimum}.")
+    check_positive_int("total", total)
+    check_positive_int("start", start, minimum=0)
     out = {}
     for name, values in levels.items():
         init, final = values[0], values[-1]
@@ -124,8 +124,9 @@ def first_level(ladder: Mapping[str, Sequence[float]]) -> dict[str, float]:
 
 def box_steps(low: Mapping[str, float], high: Mapping[str, float], steps: int = 16) -> dict[str, float]:
     """``(high - low) / steps`` per parameter: boundary steps that cross the box in ``steps``."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps={steps!r} is invalid: expected an integer >= 1.")
+    from currlearn.base import check_positive_int
+
+    check_positive_int("steps", steps)
     if not isinstance(low, Mapping) or not isinstance(high, Mapping) or set(low) != set(high):
         raise ValueError(f"low and high must be mappings with the same parameters, got {low!r} and {high!r}.")
     out = {}

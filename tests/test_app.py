@@ -301,7 +301,7 @@ def _interrupt_twice(seen: list) -> None:
 
     from currlearn.app.hooks import StopOnSignal
 
-    with StopOnSignal() as stop:
+    with StopOnSignal(trainer=None) as stop:
         seen.append(stop)
         os.kill(os.getpid(), signal.SIGINT)
         time.sleep(0.05)  # the handler runs between bytecodes
@@ -391,19 +391,15 @@ def wheel(tmp_path_factory) -> Path:
 
 
 def test_wheel_contents(wheel):
+    """The wheel holds every module of the package and every config of conf/ (as currlearn.conf)."""
     names = set(zipfile.ZipFile(wheel).namelist())
-    for n in (
-        "currlearn/conf/train.yaml",
-        "currlearn/conf/curriculum/level.yaml",
-        "currlearn/conf/env/point_mass.yaml",
-        "currlearn/app/cli.py",
-        "currlearn/app/report.py",
-        "currlearn/tasks.py",
-        "currlearn/configs.py",
-        "hydra_plugins/currlearn_searchpath/currlearn_searchpath.py",
-    ):
-        assert n in names, n
+    wanted = {str(p.relative_to(REPO)) for p in (REPO / "currlearn").rglob("*.py")}
+    wanted |= {f"currlearn/conf/{p.relative_to(REPO / 'conf')}" for p in (REPO / "conf").rglob("*") if p.suffix in (".yaml", ".py")}
+    wanted |= {"hydra_plugins/currlearn_searchpath/currlearn_searchpath.py"}
+    assert len(wanted) > 60
+    assert not wanted - names, sorted(wanted - names)
     assert "hydra_plugins/__init__.py" not in names  # a namespace package
+    assert not [n for n in names if n.startswith("conf/")]  # the tree is installed inside the package
 
 
 def test_installed_wheel_user_app_and_train(wheel, tmp_path):

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from currlearn.app.errors import AppError
+from currlearn.app.errors import AppError, first_line
 
 __all__ = [
     "attach_curriculum",
@@ -28,23 +28,52 @@ __all__ = [
 ]
 
 
-def _parameters(target: Any) -> list[str] | None:
-    """The keyword parameters of a callable, or None when it takes ``**kwargs`` (or has no signature)."""
+def _parameters(target: Any) -> tuple[list[str], bool]:
+    """The keyword parameters of a callable, and whether it also takes ``**kwargs``."""
     try:
         # a class: its __init__ (a metaclass's __call__ may hide it behind *args, **kwargs)
         fn = target.__init__ if inspect.isclass(target) else target
         params = list(inspect.signature(fn).parameters.values())
     except (TypeError, ValueError):
-        return None
+        return [], True
     if inspect.isclass(target):
         params = params[1:]  # self
-    if any(p.kind is p.VAR_KEYWORD for p in params):
-        return None
-    return [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    named = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    return named, any(p.kind is p.VAR_KEYWORD for p in params)
+
+
+def _check_keys(node: Any, key: str) -> None:
+    """Every ``_target_`` node under ``node`` (``node`` included) has only keys its target takes.
+
+    Raises:
+        AppError: a target that cannot be imported, or a key it does not take (the message
+            lists those it takes).
+    """
+    from hydra.utils import get_object
+
+    if isinstance(node, Mapping):
+        target = node.get("_target_")
+        if target:
+            try:
+                fn = get_object(target)
+            except Exception as e:
+                raise AppError(f"{key}._target_={target!r} cannot be imported ({first_line(e)}).") from None
+            named, var_kw = _parameters(fn)
+            unknown = [k for k in node if not k.startswith("_") and k not in named]
+            if unknown and not var_kw:
+                raise AppError(
+                    f"{key}.{unknown[0]} is not a parameter of {target}: allowed parameters: {', '.join(named)}."
+                )
+        for k, v in node.items():
+            if not str(k).startswith("_"):
+                _check_keys(v, f"{key}.{k}")
+    elif isinstance(node, (list, tuple)):
+        for i, v in enumerate(node):
+            _check_keys(v, f"{key}[{i}]")
 
 
 def instantiate_node(node: Mapping[str, Any], key: str, **overrides: Any) -> Any:
-    """``hydra.utils.instantiate(node)``, its errors as one :class:`AppError` line naming ``key``.
+    """``hydra.utils.instantiate(node)``, its errors as one :class:`AppError` line naming the key.
 
     Args:
         node (mapping): a config node with a ``_target_``.
@@ -52,35 +81,33 @@ def instantiate_node(node: Mapping[str, Any], key: str, **overrides: Any) -> Any
         **overrides: keyword arguments that replace the node's values.
 
     Raises:
-        AppError: the target cannot be imported, the node has keys the target does not take
-            (the message lists those it takes), or the target raised on its arguments.
+        AppError: a target (the node's or a nested node's) cannot be imported, a node has keys
+            its target does not take, or a target raised on its arguments (the message names
+            the nested node, e.g. ``curriculum.schedules``).
     """
-    from hydra.utils import get_object, instantiate
+    import re
 
-    target = node.get("_target_")
-    try:
-        fn = get_object(target)
-    except Exception as e:
-        raise AppError(f"{key}._target_={target!r} cannot be imported ({type(e).__name__}: {e}).") from None
-    allowed = _parameters(fn)
-    if allowed is not None:
-        unknown = [k for k in node if not k.startswith("_") and k not in allowed]
-        if unknown:
-            raise AppError(
-                f"{key}.{unknown[0]} is not a parameter of {target}: allowed parameters: {', '.join(allowed)}."
-            )
+    from hydra.utils import instantiate
+
+    _check_keys(node, key)
     try:
         return instantiate(dict(node), _convert_="all", **overrides)
     except Exception as e:  # instantiate wraps the target's own error
         cause = e
         while cause.__cause__ is not None:
             cause = cause.__cause__
-        if isinstance(cause, ModuleNotFoundError) and cause.name:
-            package = cause.name.split(".")[0]
-            raise AppError(f"{key} ({target}) needs the {package} package: pip install {package}.") from e
-        first = str(cause).splitlines()[0] if str(cause) else type(cause).__name__
-        hint = " (install the package it names)" if isinstance(cause, ImportError) else ""
-        raise AppError(f"{key} ({target}): {first}{hint}") from e
+        nested = re.search(r"full_key: ([\w.\[\]]+)", str(e))
+        where = f"{key}.{nested.group(1)}" if nested else key
+        target = node.get("_target_")
+        if nested:
+            sub: Any = node
+            for part in nested.group(1).split("."):
+                sub = sub.get(part) if isinstance(sub, Mapping) else None
+            target = sub.get("_target_", target) if isinstance(sub, Mapping) else target
+        text = str(cause).strip().splitlines()[0] if str(cause).strip() else type(cause).__name__
+        if isinstance(cause, ImportError):
+            text += " (a package it needs is not installed)"
+        raise AppError(f"{where} ({target}): {text}") from e
 
 
 def build_curriculum(conf: Mapping[str, Any]) -> Any:
@@ -167,18 +194,25 @@ def build_logger(conf: Mapping[str, Any], run_dir: Path) -> Any:
     if not node.get("_target_"):
         return None
     try:
-        allowed = _parameters(get_object(node["_target_"])) or []
+        named, _ = _parameters(get_object(node["_target_"]))
     except Exception:
-        allowed = []  # instantiate_node reports the import error
+        named = []  # instantiate_node reports the import error
     for key in ("log_dir", "save_dir"):
-        if key in allowed:
+        if key in named:
             node.setdefault(key, str(run_dir / "logs"))
             break
-    return instantiate_node(node, "log")
+    try:
+        return instantiate_node(node, "log")
+    except AppError as e:
+        if "not installed" not in str(e):
+            raise
+        raise AppError(f"{e}; log=csv and log=none need no further package.") from None
 
 
-def build_trainer(conf: Mapping[str, Any], env: Any, curriculum: Any, logger: Any) -> tuple[Any, Any]:
-    """TorchRL's PPO ``Trainer`` (``make_ppo_trainer``) from ``conf["algo"]``; returns ``(trainer, hook)``."""
+def build_trainer(conf: Mapping[str, Any], env: Any, curriculum: Any, logger: Any = None) -> tuple[Any, Any]:
+    """TorchRL's PPO ``Trainer`` (``make_ppo_trainer``) from ``conf["algo"]``, its budget
+    ``conf["frames"]``; returns ``(trainer, hook)``.
+    """
     from currlearn.integrations.ppo import PPOSettings, make_ppo_trainer
 
     node = {k: v for k, v in conf["algo"].items() if k != "_target_"}

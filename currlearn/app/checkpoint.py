@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from currlearn.app.errors import AppError
+from currlearn.app.errors import AppError, first_line
 
 __all__ = ["CHECKPOINT", "CHECKPOINT_VERSION", "load_checkpoint", "save_checkpoint"]
 
@@ -39,12 +39,16 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
     files = sorted(run_dir.glob(f"**/{CHECKPOINT}"))
     if not files:
         raise AppError(f"resume={str(run_dir)!r}: the run directory has no checkpoint ({CHECKPOINT}).")
+    if len(files) > 1:
+        shown = ", ".join(str(f.relative_to(run_dir)) for f in files[:3]) + (", ..." if len(files) > 3 else "")
+        raise AppError(
+            f"resume={str(run_dir)!r} holds {len(files)} checkpoints ({shown}): pass the directory of one run."
+        )
     path = files[0]
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:
-        first = str(e).splitlines()[0] if str(e) else ""
-        raise AppError(f"resume={str(run_dir)!r}: the checkpoint {path} is unreadable ({type(e).__name__}: {first}).") from None
+        raise AppError(f"resume={str(run_dir)!r}: the checkpoint {path} is unreadable ({first_line(e)}).") from None
     if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION or "trainer" not in ckpt:
         raise AppError(f"resume={str(run_dir)!r}: {path} is not a currlearn-train checkpoint (version {CHECKPOINT_VERSION}).")
     return ckpt

@@ -28,11 +28,9 @@ from typing import Any
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from currlearn.app.errors import AppError, one_line
+from currlearn.app.errors import PROG, AppError, one_line
 
 __all__ = ["main"]
-
-PROG = "currlearn-train"
 
 
 def _fail(msg: str) -> None:

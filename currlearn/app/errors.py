@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["AppError", "one_line"]
+__all__ = ["PROG", "AppError", "first_line", "one_line"]
+
+PROG = "currlearn-train"
 
 
 class AppError(ValueError):
     """Bad input: reported as one line ``<prog>: error: ...`` and exit status 1."""
+
+
+def first_line(error: BaseException) -> str:
+    """``"<type>: <first line of the message>"`` of an exception (its type alone without one)."""
+    text = str(error).strip()
+    return f"{type(error).__name__}: {text.splitlines()[0]}" if text else type(error).__name__
 
 
 def one_line(text: str) -> str:

@@ -12,7 +12,7 @@ app adds:
   end of the budget;
 - :class:`ProgressBar` (``post_steps``): tqdm on stderr;
 - :class:`StopOnSignal` (``post_steps``): the first Ctrl-C stops training at the end of the
-  iteration, a second one at once.
+  iteration (with a checkpoint), a second one at once.
 """
 
 from __future__ import annotations
@@ -37,7 +37,11 @@ def _mean(x: Any) -> float:
 
 
 class _Hook(TrainerHookBase):
-    """A hook without state of its own (nothing to checkpoint)."""
+    """A hook registered as one op at the trainer stage ``stage``; no state of its own unless
+    it overrides ``state_dict`` (the app's checkpoint stores what it needs).
+    """
+
+    stage = "post_steps"
 
     def state_dict(self) -> dict[str, Any]:  # noqa: D102
         return {}
@@ -45,9 +49,15 @@ class _Hook(TrainerHookBase):
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # noqa: D102
         pass
 
+    def register(self, trainer: Any, name: str | None = None) -> None:
+        """Register this hook as an op of ``trainer``'s ``stage``, after the ops already there."""
+        trainer.register_op(self.stage, self)
+
 
 class EpisodeStats(_Hook):
     """``batch_process``: the mean return, success and length of the batch's finished episodes."""
+
+    stage = "batch_process"
 
     def __init__(self) -> None:
         from currlearn.feedback import EpisodeTracker
@@ -65,9 +75,6 @@ class EpisodeStats(_Hook):
             "episode_length": _mean(fb["length"]),
         }
         return batch
-
-    def register(self, trainer: Any, name: str = "episode_stats") -> None:  # noqa: D102
-        trainer.register_op("batch_process", self)
 
 
 class MetricsCSV(_Hook):
@@ -121,9 +128,6 @@ class MetricsCSV(_Hook):
         self.rows = list(state_dict.get("rows", []))
         self._t0 = time.perf_counter() - self.wall_time
 
-    def register(self, trainer: Any, name: str = "metrics_csv") -> None:  # noqa: D102
-        trainer.register_op("post_steps", self)
-
 
 class Checkpointer(_Hook):
     """``post_steps``: :meth:`save` every ``every`` iterations (0: never) and once the budget is spent.
@@ -159,9 +163,6 @@ class Checkpointer(_Hook):
         if self.done() or (self.every and self.metrics.iteration % self.every == 0):
             self.save()
 
-    def register(self, trainer: Any, name: str = "checkpointer") -> None:  # noqa: D102
-        trainer.register_op("post_steps", self)
-
 
 class ProgressBar(_Hook):
     """``post_steps``: a tqdm bar over frames on stderr, with return, success and the level."""
@@ -189,25 +190,31 @@ class ProgressBar(_Hook):
     def close(self) -> None:  # noqa: D102
         self.bar.close()
 
-    def register(self, trainer: Any, name: str = "progress_bar") -> None:  # noqa: D102
-        trainer.register_op("post_steps", self)
-
 
 class StopOnSignal(_Hook):
-    """Ctrl-C (SIGINT): the first asks training to stop at the end of the current iteration
-    (the ``post_steps`` op raises ``KeyboardInterrupt`` there, after the iteration's row and
-    checkpoint ops); a second one interrupts at once.
+    """Ctrl-C (SIGINT): the first one stops training at the end of the current iteration; a
+    second one interrupts at once (``KeyboardInterrupt``).
 
-    An interrupt in the middle of an optimisation step can leave TorchRL's loss half-way through
-    a parameter swap (it then fails with another error than ``KeyboardInterrupt``); stopping at
-    an iteration boundary keeps the checkpoint consistent. Use it as a context manager around
-    ``trainer.train()``; outside the main thread (where signal handlers cannot be set) the
-    handler is not installed.
+    At the end of the iteration (``post_steps``, after the iteration's row) the op calls
+    ``on_stop`` (the app saves its checkpoint there) and asks the trainer to stop
+    (``Trainer.request_stop``), which then shuts its collector down as after a full run. An
+    interrupt in the middle of an optimisation step could leave TorchRL's loss half-way through
+    a parameter swap: stopping at an iteration boundary keeps the checkpoint consistent. Use it
+    as a context manager around ``trainer.train()``; outside the main thread (where signal
+    handlers cannot be set) the handler is not installed.
+
+    Args:
+        trainer: the TorchRL trainer to stop.
+        on_stop (callable, optional): called at the iteration's end once a stop is requested.
+        message (str): printed on stderr at the first Ctrl-C.
     """
 
-    def __init__(self, message: str = "") -> None:
+    def __init__(self, trainer: Any, on_stop: Callable[[], None] | None = None, message: str = "") -> None:
+        self.trainer = trainer
+        self.on_stop = on_stop
         self.message = message
         self.requested = False
+        self.stopped = False
         self._previous: Any = None
 
     def _handle(self, signum: int, frame: Any) -> None:
@@ -228,11 +235,11 @@ class StopOnSignal(_Hook):
             self._previous = None
 
     def __call__(self) -> None:  # noqa: D102
-        if self.requested:
-            raise KeyboardInterrupt
-
-    def register(self, trainer: Any, name: str = "stop_on_signal") -> None:  # noqa: D102
-        trainer.register_op("post_steps", self)
+        if self.requested and not self.stopped:
+            self.stopped = True
+            if self.on_stop is not None:
+                self.on_stop()
+            self.trainer.request_stop("Ctrl-C")
 
 
 def _write_csv(path: Path, rows: list[Mapping[str, Any]]) -> None:

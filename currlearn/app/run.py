@@ -11,11 +11,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from currlearn.app.errors import AppError
+from currlearn.app.errors import PROG, AppError, first_line
 
-__all__ = ["PROG", "run"]
-
-PROG = "currlearn-train"
+__all__ = ["run"]
 
 
 def _choice(group: str, node: Any) -> str:
@@ -42,15 +40,14 @@ def run(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
     """Train with a composed config, writing into ``run_dir``; returns the summary.
 
     Raises:
-        AppError: bad input (before anything is written into ``run_dir``).
-        KeyboardInterrupt: Ctrl-C, after the checkpoint was saved.
+        AppError: bad input, found before anything is written into ``run_dir``.
+        KeyboardInterrupt: Ctrl-C; the first one after the iteration's checkpoint was saved.
     """
     import torch
 
     from currlearn.app import build, hooks, settings
     from currlearn.app.checkpoint import CHECKPOINT, CHECKPOINT_VERSION, load_checkpoint
     from currlearn.app.evaluate import evaluate
-    from currlearn.integrations.ppo import find_curriculum_transform
 
     warnings.filterwarnings("ignore", message=".*hook stage will be replaced.*", category=FutureWarning)
     run_dir = Path(run_dir)
@@ -62,39 +59,35 @@ def run(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
         ckpt = load_checkpoint(source)
         conf = settings.merge_resumed(conf, ckpt.get("config") or {})
         choices = ckpt.get("choices", choices)
+        done = ckpt["rows"][-1]["frames"] if ckpt.get("rows") else 0
+        if done >= conf["frames"]:
+            raise AppError(
+                f"frames={conf['frames']} is reached already by the resumed run ({done} frames): pass a larger frames."
+            )
     settings.validate(conf)
     torch.set_num_threads(conf["num_threads"])
     torch.manual_seed(conf["seed"])
 
+    # Everything that can refuse the config is built before the first file is written.
     curriculum = build.build_curriculum(conf)
+    build.build_eval_curriculum(conf)  # checks task.eval / task.target now, not after training
     env = build.build_env(conf, curriculum)
-    logger = build.build_logger(conf, run_dir)
-    trainer, _ = build.build_trainer(conf, env, curriculum, logger)
-    transform = find_curriculum_transform(env)
-
+    trainer, hook = build.build_trainer(conf, env, curriculum)
+    transform = hook.transform
     stats = hooks.EpisodeStats()
     metrics = hooks.MetricsCSV(
         run_dir / conf["output"]["metrics"], stats, curriculum, transform, lambda: trainer.collected_frames
     )
     if ckpt is not None:
         try:
-            trainer.load_state_dict(ckpt["trainer"])
+            trainer.load_state_dict(ckpt["trainer"])  # the curriculum hook puts the envs' tasks back
         except Exception as e:
-            first = str(e).splitlines()[0] if str(e) else ""
-            raise AppError(
-                f"resume={conf['resume']!r}: the checkpoint does not fit this config ({type(e).__name__}: {first})."
-            ) from None
+            raise AppError(f"resume={conf['resume']!r}: the checkpoint does not fit this config ({first_line(e)}).") from None
         torch.set_rng_state(ckpt["torch_rng"])
         metrics.load_state_dict(ckpt)
         if hasattr(trainer.collector, "update_policy_weights_"):
             trainer.collector.update_policy_weights_()
-        if transform is not None:
-            transform.refresh()
-    if trainer.collected_frames >= conf["frames"]:
-        raise AppError(
-            f"frames={conf['frames']} is reached already by the resumed run ({trainer.collected_frames} frames): "
-            "pass a larger frames."
-        )
+    trainer.logger = build.build_logger(conf, run_dir)  # the first writer into run_dir
 
     def payload() -> dict[str, Any]:
         return {
@@ -111,20 +104,24 @@ def run(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
         ckpt_path, payload, metrics, conf["checkpoint_every"], lambda: trainer.collected_frames >= conf["frames"]
     )
     bar = hooks.ProgressBar(conf["frames"], trainer.collected_frames, metrics, enabled=conf["progress"])
-    stop = hooks.StopOnSignal(f"{PROG}: stopping at the end of this iteration (Ctrl-C again to stop at once)")
-    stats.register(trainer)
-    for hook in (metrics, checkpointer, bar, stop):  # in this order, after the PPO and curriculum ops
-        hook.register(trainer)
+    stop = hooks.StopOnSignal(
+        trainer, checkpointer.save, f"{PROG}: stopping at the end of this iteration (Ctrl-C again to stop at once)"
+    )
+    for hook_ in (stats, metrics, checkpointer, bar, stop):  # after the PPO and curriculum ops
+        hook_.register(trainer)
 
     try:
         with stop:
             trainer.train()
     except KeyboardInterrupt:
-        checkpointer.save()
-        print(f"{PROG}: interrupted; checkpoint saved to {ckpt_path} (continue with resume={run_dir})", file=sys.stderr)
+        kept = f"the checkpoint of iteration {checkpointer.saved_at} is kept" if checkpointer.saved_at else "no checkpoint"
+        print(f"{PROG}: interrupted at once; {kept} ({ckpt_path})", file=sys.stderr)
         raise
     finally:
         bar.close()
+    if stop.stopped:
+        print(f"{PROG}: interrupted; checkpoint saved to {ckpt_path} (continue with resume={run_dir})", file=sys.stderr)
+        raise KeyboardInterrupt
 
     policy = getattr(trainer.collector, "policy", None)
     if policy is None:

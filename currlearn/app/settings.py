@@ -1,8 +1,8 @@
 """The composed config as a plain dict, its top-level settings checked, resumes merged.
 
 Env and curriculum configs are checked by the factories they name (their ``_target_``); this
-module checks only what the app itself reads: ``seed``, ``device``, ``frames``, ``eval`` and
-``output``.
+module checks only what the app itself reads: ``seed``, ``device``, ``frames``, ``num_threads``,
+``checkpoint_every``, ``progress``, ``eval`` and ``output``.
 """
 
 from __future__ import annotations
@@ -86,9 +86,16 @@ def validate(cfg: Mapping[str, Any]) -> None:
     ev = cfg["eval"]
     _int("eval.episodes", ev["episodes"], 1)
     _int("eval.max_steps", ev["max_steps"], 1)
-    for key, value in (("eval.deterministic", ev["deterministic"]), ("progress", cfg["progress"])):
+    if ev.get("num_envs") is not None:
+        _int("eval.num_envs", ev["num_envs"], 1)
+    flags = (("eval.deterministic", ev["deterministic"]), ("progress", cfg["progress"]))
+    for key, value in (*flags, ("output.plots", cfg["output"]["plots"])):
         if not isinstance(value, bool):
             raise AppError(f"{key}={value!r} is invalid: expected true or false.")
+    for key in ("metrics", "summary", "checkpoint_dir"):
+        value = cfg["output"][key]
+        if not isinstance(value, str) or not value or "/" in value:
+            raise AppError(f"output.{key}={value!r} is invalid: expected a file or directory name inside the run dir.")
     check_device(cfg["device"])
     for node in ("env", "task"):
         if not isinstance(cfg.get(node), Mapping):
@@ -99,12 +106,12 @@ def validate(cfg: Mapping[str, Any]) -> None:
 
 
 def merge_resumed(conf: dict[str, Any], old: Mapping[str, Any]) -> dict[str, Any]:
-    """``conf`` with the resumed run's :data:`RESUME_KEEP` nodes; the budget follows ``frames``."""
+    """``conf`` with the resumed run's :data:`RESUME_KEEP` nodes (the budget, checkpoints,
+    evaluation, outputs and logger stay those of the command line).
+    """
     for key in RESUME_KEEP:
         if key in old:
             conf[key] = old[key]
-    if isinstance(conf.get("algo"), dict):
-        conf["algo"]["total_frames"] = conf["frames"]
     return conf
 
 

@@ -46,7 +46,8 @@ class CurriculumCallback(pl.Callback):
             ``pl_module.collector.env``, as the CurriculumTransform whose ``curriculum`` is
             ``curriculum``.
         tracker (EpisodeTracker, optional): how per-episode feedback is read from a batch.
-            Default ``EpisodeTracker(task_key=("next", transform.task_key))``.
+            Default ``curriculum.make_tracker(task_key=("next", transform.task_key))`` (it
+            computes the curriculum's user metric, if any).
         name (str, optional): tells several curriculum callbacks apart: it is the identity in
             :attr:`state_key` and metrics are logged as ``curriculum/<name>/<metric>``
             (``curriculum/<metric>`` without a name). Two callbacks in one Trainer need
