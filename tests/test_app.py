@@ -251,6 +251,11 @@ BAD = [
     (["+env.gate_height=1"], ["gate_height", "gate_width"]),
     (["env.gate_width=9"], ["gate_width", "9", "(0.0, 8.0]"]),
     (["resume=/no/such/run"], ["resume", "/no/such/run"]),
+    (["curriculum=scheduled", "+curriculum.schedules.totl=3"], ["curriculum.schedules.totl", "allowed", "total"]),
+    (["curriculum=scheduled", "curriculum.schedules.total=0"], ["curriculum.schedules", "total", "0"]),
+    (["eval.num_envs=0"], ["eval.num_envs=0", ">= 1"]),
+    (["output.plots=maybe"], ["output.plots", "maybe", "true or false"]),
+    (["device=tpu"], ["device='tpu'", "cpu, cuda, cuda:N"]),
 ]
 
 
@@ -268,6 +273,24 @@ def test_bad_input_one_line(tiny_run, tmp_path, args, words):
         assert w in err, (w, err)
     assert not out.exists()  # no run dir left behind for bad input
     assert _tree_hash(tiny_run) == before
+
+
+def test_bad_input_with_the_default_logger_leaves_no_run_dir(tmp_path):
+    """The CSV logger creates its directory when built: it is built after every check."""
+    out = tmp_path / "bad"
+    r = _train(*TINY[:-1], "algo.minibatch_size=4096", f"hydra.run.dir={out}", cwd=tmp_path)
+    assert r.returncode == 1
+    assert "algo.minibatch_size=4096" in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
+    assert not out.exists()
+
+
+def test_resume_from_a_directory_of_several_runs_is_refused(tiny_run, tmp_path):
+    several = tmp_path / "several"
+    for name in ("a", "b"):
+        shutil.copytree(tiny_run, several / name)
+    r = _train(*TINY, "frames=4096", f"resume={several}", f"hydra.run.dir={tmp_path / 'out'}", cwd=tmp_path)
+    assert r.returncode == 1
+    assert "holds 2 checkpoints" in r.stderr and "pass the directory of one run" in r.stderr, r.stderr
 
 
 def test_corrupted_checkpoint(tiny_run, tmp_path):
