@@ -256,6 +256,15 @@ BAD = [
     (["eval.num_envs=0"], ["eval.num_envs=0", ">= 1"]),
     (["output.plots=maybe"], ["output.plots", "maybe", "true or false"]),
     (["device=tpu"], ["device='tpu'", "cpu, cuda, cuda:N"]),
+    (["+foo=1"], ["foo is not a setting", "allowed keys", "frames"]),
+    (["+eval.episods=8"], ["eval.episods is not a setting", "episodes"]),
+    (["+task.ladr=1"], ["task.ladr is not a setting", "ladder"]),
+    (["algo.lr=inf"], ["algo.lr=inf", "finite number > 0"]),
+    (["algo.entropy_coef=nan"], ["algo.entropy_coef=nan", "finite number >= 0"]),
+    (["algo.clip_epsilon=inf"], ["algo.clip_epsilon=inf", "finite"]),
+    (["algo.gamma=1.5"], ["algo.gamma=1.5", "[0, 1]"]),
+    (["task.ladder={}"], ["task.ladder={} changes nothing", "merges"]),
+    (["~task.ladder", "+task.ladder={g: []}"], ["curriculum (currlearn.LevelCurriculum)", "empty"]),
 ]
 
 
@@ -282,6 +291,62 @@ def test_bad_input_with_the_default_logger_leaves_no_run_dir(tmp_path):
     assert r.returncode == 1
     assert "algo.minibatch_size=4096" in r.stderr and r.stderr.strip().count("\n") == 0, r.stderr
     assert not out.exists()
+
+
+FIXED_ON_RESUME = [
+    (["curriculum=plr"], ["curriculum._target_='currlearn.PrioritizedLevelReplay'", "LevelCurriculum"]),
+    (["env.num_envs=8"], ["env.num_envs=8 cannot change on resume", "env.num_envs=16"]),
+    (["algo.lr=0.01"], ["algo.lr=0.01", "algo.lr=0.0003"]),
+    (["seed=5"], ["seed=5", "seed=0"]),
+    (["curriculum.threshold=0.7"], ["curriculum.threshold=0.7", "curriculum.threshold=0.6"]),
+]
+
+
+@pytest.mark.parametrize(("args", "words"), FIXED_ON_RESUME, ids=[" ".join(a) for a, _ in FIXED_ON_RESUME])
+def test_resume_refuses_to_change_what_defines_the_run(tiny_run, tmp_path, args, words):
+    before = _tree_hash(tiny_run)
+    out = tmp_path / "out"
+    r = _train(*TINY, "frames=4096", f"resume={tiny_run}", *args, f"hydra.run.dir={out}", cwd=tmp_path)
+    assert r.returncode == 1
+    err = r.stderr.strip()
+    assert err.count("\n") == 0 and "cannot change on resume" in err, err
+    for w in words:
+        assert w in err, (w, err)
+    assert not out.exists()
+    assert _tree_hash(tiny_run) == before
+
+
+def test_resume_keeps_the_budget_and_takes_changeable_settings(tiny_run, tmp_path):
+    """Without frames= the resumed run keeps its budget (reached already here); checkpoint_every
+    and eval come from the command line, and .hydra/config.yaml shows the config the run used."""
+    r = _train("progress=false", "log=none", f"resume={tiny_run}", f"hydra.run.dir={tmp_path / 'a'}", cwd=tmp_path)
+    assert r.returncode == 1 and "frames=2048 is reached already" in r.stderr, r.stderr
+    out = tmp_path / "b"
+    r = _train(
+        "curriculum=none", "frames=4096", "checkpoint_every=1", "eval.episodes=4", "progress=false", "log=none",
+        f"resume={tiny_run}", f"hydra.run.dir={out}", cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 1  # curriculum=none would change the run's curriculum
+    r = _train(
+        "frames=4096", "checkpoint_every=1", "eval.episodes=4", "progress=false", "log=none",
+        f"resume={tiny_run}", f"hydra.run.dir={out}", cwd=tmp_path,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    from omegaconf import OmegaConf
+
+    shown = OmegaConf.load(out / ".hydra" / "config.yaml")
+    assert shown.curriculum._target_ == "currlearn.LevelCurriculum"
+    assert (shown.frames, shown.checkpoint_every, shown.eval.episodes) == (4096, 1, 4)
+    assert shown.resume == str(tiny_run)
+
+
+def test_an_existing_run_dir_is_refused_unless_resumed(tiny_run, tmp_path):
+    before = _tree_hash(tiny_run)
+    r = _train(*TINY, f"hydra.run.dir={tiny_run}", cwd=tmp_path)
+    assert r.returncode == 1
+    err = r.stderr.strip()
+    assert err.count("\n") == 0 and "holds a run already" in err and f"resume={tiny_run}" in err, err
+    assert _tree_hash(tiny_run) == before
 
 
 def test_resume_from_a_directory_of_several_runs_is_refused(tiny_run, tmp_path):
@@ -335,15 +400,19 @@ def _interrupt_twice(seen: list) -> None:
 
 
 def test_first_ctrl_c_waits_for_the_iteration_end_second_interrupts():
-    before = signal.getsignal(signal.SIGINT)
+    from currlearn.app.errors import Interrupted
+
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     seen: list = []
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(Interrupted) as info:
         _interrupt_twice(seen)
-    assert seen[0].requested
-    assert signal.getsignal(signal.SIGINT) is before
+    assert info.value.signum == signal.SIGINT
+    assert seen[0].requested and seen[0].signum == signal.SIGINT
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
-def test_ctrl_c_saves_checkpoint(tmp_path):
+@pytest.mark.parametrize(("signum", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_saves_a_checkpoint_at_the_iteration_end(tmp_path, signum, status):
     run_dir = tmp_path / "run"
     p = subprocess.Popen(
         [
@@ -370,15 +439,22 @@ def test_ctrl_c_saves_checkpoint(tmp_path):
     if not (run_dir / "metrics.csv").exists():
         p.kill()
         pytest.fail(f"the run wrote no metrics.csv within 120 s (exit code {p.poll()}): {p.communicate()[1][-2000:]}")
-    p.send_signal(signal.SIGINT)
+    p.send_signal(signum)
     try:
         _, err = p.communicate(timeout=120)
     except subprocess.TimeoutExpired:
         p.kill()
-        pytest.fail(f"the run did not stop within 120 s of SIGINT: {p.communicate()[1][-2000:]}")
-    assert p.returncode == 130, err
+        pytest.fail(f"the run did not stop within 120 s of {signum!r}: {p.communicate()[1][-2000:]}")
+    assert p.returncode == status, err
     assert (run_dir / "checkpoints" / "last.pt").is_file()
     assert "checkpoint saved" in err
+    import torch
+
+    ckpt = torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    rows = _rows(run_dir / "metrics.csv")
+    # saved at an iteration's end: the checkpoint holds exactly the iterations metrics.csv shows
+    assert ckpt["iteration"] == len(rows) == int(rows[-1]["iteration"])
+    assert ckpt["rows"][-1]["frames"] == int(rows[-1]["frames"])
 
 
 # --------------------------------------------------------------------------- installed use

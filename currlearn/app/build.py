@@ -119,7 +119,9 @@ def build_curriculum(conf: Mapping[str, Any]) -> Any:
         raise AppError("curriculum._target_ is not set: choose a curriculum config (curriculum=level, none, ...).")
     cur = instantiate_node(node, "curriculum")
     if not isinstance(cur, Curriculum):
-        raise AppError(f"curriculum._target_={node['_target_']!r} built a {type(cur).__name__}, not a currlearn Curriculum.")
+        raise AppError(
+            f"curriculum._target_={node['_target_']!r} built a {type(cur).__name__}, not a currlearn Curriculum."
+        )
     return cur
 
 
@@ -161,9 +163,7 @@ def attach_curriculum(env: Any, curriculum: Any) -> Any:
     return env
 
 
-def build_env(
-    conf: Mapping[str, Any], curriculum: Any, *, seed: int | None = None, num_envs: int | None = None
-) -> Any:
+def build_env(conf: Mapping[str, Any], curriculum: Any, *, seed: int | None = None, num_envs: int | None = None) -> Any:
     """The env of ``conf["env"]`` (its ``_target_`` called with the node), played by ``curriculum``.
 
     Args:

@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from currlearn.app.errors import AppError, first_line
 
-__all__ = ["CHECKPOINT", "CHECKPOINT_VERSION", "load_checkpoint", "save_checkpoint"]
+__all__ = ["CHECKPOINT", "CHECKPOINT_VERSION", "atomic_path", "load_checkpoint", "save_checkpoint"]
 
 CHECKPOINT = "last.pt"
 CHECKPOINT_VERSION = 1
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path) -> Iterator[Path]:
+    """A temporary file beside ``path`` (a name of its own, so two writers never share it) that
+    replaces ``path`` when the block succeeds and is removed when it fails: ``path`` is always
+    the old file or the new one, never a half-written one.
+    """
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
@@ -21,9 +40,8 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
 
 
 def load_checkpoint(run_dir: Path) -> dict[str, Any]:
@@ -50,5 +68,7 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
     except Exception as e:
         raise AppError(f"resume={str(run_dir)!r}: the checkpoint {path} is unreadable ({first_line(e)}).") from None
     if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION or "trainer" not in ckpt:
-        raise AppError(f"resume={str(run_dir)!r}: {path} is not a currlearn-train checkpoint (version {CHECKPOINT_VERSION}).")
+        raise AppError(
+            f"resume={str(run_dir)!r}: {path} is not a currlearn-train checkpoint (version {CHECKPOINT_VERSION})."
+        )
     return ckpt

@@ -21,6 +21,7 @@ import io
 import os
 import re
 import shutil
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -84,8 +85,8 @@ def _app(cfg: DictConfig) -> float | None:
     run_dir = Path(hc.runtime.output_dir)
     try:
         summary = run(cfg, run_dir)
-    except KeyboardInterrupt:
-        sys.exit(130)
+    except KeyboardInterrupt as e:
+        sys.exit(128 + getattr(e, "signum", signal.SIGINT))
     except AppError as e:
         _discard_new_run_dir(run_dir, hc)
         _fail(str(e))
@@ -118,6 +119,38 @@ def _release_stderr() -> None:
         _captured = None
 
 
+def _refuse_empty_dict_overrides(argv: list[str]) -> None:
+    """``key={}`` changes nothing (Hydra merges a dict override into the node): one line, exit 1."""
+    for arg in argv:
+        m = re.fullmatch(r"\+*([\w.]+)=\{\s*\}", arg)
+        if m:
+            _fail(
+                f"{m.group(1)}={{}} changes nothing: Hydra merges a dict override into the existing "
+                f"{m.group(1)}; replace it with '~{m.group(1)}' '+{m.group(1)}={{...}}'."
+            )
+
+
+def _refuse_existing_run_dir(argv: list[str]) -> None:
+    """Exit with one line when ``hydra.run.dir=`` names a directory that holds a run already
+    (Hydra would write its files into it before the app starts), unless ``resume=`` names it.
+    """
+    if "-m" in argv or "--multirun" in argv:
+        return
+    values = dict(a.split("=", 1) for a in argv if "=" in a and not a.startswith("-"))
+    run_dir = values.get("hydra.run.dir")
+    if not run_dir or not Path(run_dir).is_dir():
+        return
+    resume = values.get("resume")
+    if resume and Path(resume).expanduser().resolve() == Path(run_dir).expanduser().resolve():
+        return
+    held = [p.name for p in Path(run_dir).iterdir() if p.name in ("metrics.csv", "summary.json", "checkpoints")]
+    if held:
+        _fail(
+            f"hydra.run.dir={run_dir!r} holds a run already ({', '.join(sorted(held))}): choose a new directory, "
+            f"or continue that run with resume={run_dir}."
+        )
+
+
 def main() -> None:
     """Console entry point ``currlearn-train``.
 
@@ -130,6 +163,8 @@ def main() -> None:
 
         print(f"{PROG} (currlearn) {__version__}")
         return
+    _refuse_empty_dict_overrides(sys.argv[1:])
+    _refuse_existing_run_dir(sys.argv[1:])
     # TorchRL's INFO lines (read from this variable at its import) would break the progress bar.
     os.environ.setdefault("RL_LOGGING_LEVEL", "WARNING")
     global _real_stderr, _captured
@@ -144,8 +179,8 @@ def main() -> None:
         _app()
     except SystemExit as e:
         code = e.code
-    except KeyboardInterrupt:
-        code = 130
+    except KeyboardInterrupt as e:
+        code = 128 + getattr(e, "signum", signal.SIGINT)
     finally:
         text = _captured.getvalue() if (_captured is not None and sys.stderr is _captured) else ""
         sys.stderr = _real_stderr

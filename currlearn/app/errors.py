@@ -4,13 +4,21 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["PROG", "AppError", "first_line", "one_line"]
+__all__ = ["PROG", "AppError", "Interrupted", "first_line", "one_line"]
 
 PROG = "currlearn-train"
 
 
 class AppError(ValueError):
     """Bad input: reported as one line ``<prog>: error: ...`` and exit status 1."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Training stopped by a signal (SIGINT, SIGTERM); the exit status is ``128 + signum``."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
 
 
 def first_line(error: BaseException) -> str:

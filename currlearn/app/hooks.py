@@ -11,14 +11,13 @@ app adds:
 - :class:`Checkpointer` (``post_steps``): the checkpoint every ``every`` iterations and at the
   end of the budget;
 - :class:`ProgressBar` (``post_steps``): tqdm on stderr;
-- :class:`StopOnSignal` (``post_steps``): the first Ctrl-C stops training at the end of the
-  iteration (with a checkpoint), a second one at once.
+- :class:`StopOnSignal` (``post_steps``): the first Ctrl-C or SIGTERM stops training at the
+  end of the iteration (with a checkpoint), a second one at once.
 """
 
 from __future__ import annotations
 
 import csv
-import os
 import signal
 import sys
 import threading
@@ -89,7 +88,9 @@ class MetricsCSV(_Hook):
         frames (callable): the frames collected so far (``trainer.collected_frames``).
     """
 
-    def __init__(self, path: Path, stats: EpisodeStats, curriculum: Any, transform: Any, frames: Callable[[], int]) -> None:
+    def __init__(
+        self, path: Path, stats: EpisodeStats, curriculum: Any, transform: Any, frames: Callable[[], int]
+    ) -> None:
         self.path = path
         self.stats = stats
         self.curriculum = curriculum
@@ -142,7 +143,12 @@ class Checkpointer(_Hook):
     """
 
     def __init__(
-        self, path: Path, payload: Callable[[], dict[str, Any]], metrics: MetricsCSV, every: int, done: Callable[[], bool]
+        self,
+        path: Path,
+        payload: Callable[[], dict[str, Any]],
+        metrics: MetricsCSV,
+        every: int,
+        done: Callable[[], bool],
     ) -> None:
         self.path = path
         self.payload = payload
@@ -192,8 +198,9 @@ class ProgressBar(_Hook):
 
 
 class StopOnSignal(_Hook):
-    """Ctrl-C (SIGINT): the first one stops training at the end of the current iteration; a
-    second one interrupts at once (``KeyboardInterrupt``).
+    """Ctrl-C (SIGINT) or SIGTERM (what schedulers such as Slurm send): the first one stops
+    training at the end of the current iteration; a second one interrupts at once
+    (:class:`~currlearn.app.errors.Interrupted`, a ``KeyboardInterrupt``).
 
     At the end of the iteration (``post_steps``, after the iteration's row) the op calls
     ``on_stop`` (the app saves its checkpoint there) and asks the trainer to stop
@@ -201,54 +208,68 @@ class StopOnSignal(_Hook):
     interrupt in the middle of an optimisation step could leave TorchRL's loss half-way through
     a parameter swap: stopping at an iteration boundary keeps the checkpoint consistent. Use it
     as a context manager around ``trainer.train()``; outside the main thread (where signal
-    handlers cannot be set) the handler is not installed.
+    handlers cannot be set) the handlers are not installed.
 
     Args:
         trainer: the TorchRL trainer to stop.
         on_stop (callable, optional): called at the iteration's end once a stop is requested.
-        message (str): printed on stderr at the first Ctrl-C.
+        message (str): printed on stderr at the first signal.
+
+    Attributes:
+        signum (int or None): the first signal received.
+        stopped (bool): whether training was stopped at an iteration's end.
     """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self, trainer: Any, on_stop: Callable[[], None] | None = None, message: str = "") -> None:
         self.trainer = trainer
         self.on_stop = on_stop
         self.message = message
-        self.requested = False
+        self.signum: int | None = None
         self.stopped = False
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
+
+    @property
+    def requested(self) -> bool:
+        """Whether a signal asked training to stop."""
+        return self.signum is not None
 
     def _handle(self, signum: int, frame: Any) -> None:
+        from currlearn.app.errors import Interrupted
+
         if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
+            raise Interrupted(signum)
+        self.signum = signum
         if self.message:
             print(self.message, file=sys.stderr)
 
     def __enter__(self) -> StopOnSignal:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for s in self.SIGNALS:
+                self._previous[s] = signal.signal(s, self._handle)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        for s, previous in self._previous.items():
+            signal.signal(s, previous)
+        self._previous = {}
 
     def __call__(self) -> None:  # noqa: D102
         if self.requested and not self.stopped:
             self.stopped = True
             if self.on_stop is not None:
                 self.on_stop()
-            self.trainer.request_stop("Ctrl-C")
+            self.trainer.request_stop(signal.Signals(self.signum).name)
 
 
 def _write_csv(path: Path, rows: list[Mapping[str, Any]]) -> None:
     fields: list[str] = []
     for r in rows:
         fields.extend(k for k in r if k not in fields)
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("w", newline="") as f:
+    from currlearn.app.checkpoint import atomic_path
+
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         w.writerows(rows)
-    os.replace(tmp, path)

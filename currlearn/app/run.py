@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from currlearn.app.errors import PROG, AppError, first_line
+from currlearn.app.errors import PROG, AppError, Interrupted, first_line
 
 __all__ = ["run"]
 
@@ -25,6 +25,16 @@ def _choice(group: str, node: Any) -> str:
     except Exception:
         target = node.get("_target_") if isinstance(node, Mapping) else None
         return str(target).rsplit(".", 1)[-1] if target else "none"
+
+
+def _overrides() -> list[str] | None:
+    """The command line's overrides (Hydra's), or None outside a Hydra app."""
+    try:
+        from hydra.core.hydra_config import HydraConfig
+
+        return list(HydraConfig.get().overrides.task)
+    except Exception:
+        return None
 
 
 def _finite(x: Any) -> Any:
@@ -41,7 +51,8 @@ def run(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
 
     Raises:
         AppError: bad input, found before anything is written into ``run_dir``.
-        KeyboardInterrupt: Ctrl-C; the first one after the iteration's checkpoint was saved.
+        Interrupted: SIGINT / SIGTERM (a ``KeyboardInterrupt``); the first one after the
+            iteration's checkpoint was saved.
     """
     import torch
 
@@ -57,7 +68,7 @@ def run(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
     source = settings.resume_dir(conf)
     if source is not None:
         ckpt = load_checkpoint(source)
-        conf = settings.merge_resumed(conf, ckpt.get("config") or {})
+        conf = settings.merge_resumed(conf, ckpt.get("config") or {}, _overrides())
         choices = ckpt.get("choices", choices)
         done = ckpt["rows"][-1]["frames"] if ckpt.get("rows") else 0
         if done >= conf["frames"]:
@@ -82,12 +93,19 @@ def run(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
         try:
             trainer.load_state_dict(ckpt["trainer"])  # the curriculum hook puts the envs' tasks back
         except Exception as e:
-            raise AppError(f"resume={conf['resume']!r}: the checkpoint does not fit this config ({first_line(e)}).") from None
+            raise AppError(
+                f"resume={conf['resume']!r}: the checkpoint does not fit this config ({first_line(e)})."
+            ) from None
         torch.set_rng_state(ckpt["torch_rng"])
         metrics.load_state_dict(ckpt)
         if hasattr(trainer.collector, "update_policy_weights_"):
             trainer.collector.update_policy_weights_()
     trainer.logger = build.build_logger(conf, run_dir)  # the first writer into run_dir
+    if ckpt is not None and (run_dir / ".hydra").is_dir():
+        # Hydra wrote the config composed for this command; the run goes on with the resumed one.
+        from omegaconf import OmegaConf
+
+        (run_dir / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(conf))
 
     def payload() -> dict[str, Any]:
         return {
@@ -105,7 +123,7 @@ def run(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
     )
     bar = hooks.ProgressBar(conf["frames"], trainer.collected_frames, metrics, enabled=conf["progress"])
     stop = hooks.StopOnSignal(
-        trainer, checkpointer.save, f"{PROG}: stopping at the end of this iteration (Ctrl-C again to stop at once)"
+        trainer, checkpointer.save, f"{PROG}: stopping at the end of this iteration (a second signal stops at once)"
     )
     for hook_ in (stats, metrics, checkpointer, bar, stop):  # after the PPO and curriculum ops
         hook_.register(trainer)
@@ -114,14 +132,16 @@ def run(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
         with stop:
             trainer.train()
     except KeyboardInterrupt:
-        kept = f"the checkpoint of iteration {checkpointer.saved_at} is kept" if checkpointer.saved_at else "no checkpoint"
+        kept = (
+            f"the checkpoint of iteration {checkpointer.saved_at} is kept" if checkpointer.saved_at else "no checkpoint"
+        )
         print(f"{PROG}: interrupted at once; {kept} ({ckpt_path})", file=sys.stderr)
         raise
     finally:
         bar.close()
     if stop.stopped:
         print(f"{PROG}: interrupted; checkpoint saved to {ckpt_path} (continue with resume={run_dir})", file=sys.stderr)
-        raise KeyboardInterrupt
+        raise Interrupted(stop.signum)  # type: ignore[arg-type]
 
     policy = getattr(trainer.collector, "policy", None)
     if policy is None:
@@ -144,7 +164,9 @@ def run(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
     (run_dir / conf["output"]["summary"]).write_text(json.dumps(_finite(summary), indent=2) + "\n")
     if conf["output"]["plots"]:
         if importlib.util.find_spec("matplotlib") is None:
-            print(f"{PROG}: no plots (install matplotlib, the plots extra); metrics.csv has the curves.", file=sys.stderr)
+            print(
+                f"{PROG}: no plots (install matplotlib, the plots extra); metrics.csv has the curves.", file=sys.stderr
+            )
         else:
             from currlearn.app.report import plot_run
 

@@ -15,10 +15,12 @@ from typing import Any
 
 from currlearn.app.errors import AppError, one_line
 
-__all__ = ["RESUME_KEEP", "check_device", "merge_resumed", "resolve", "validate"]
+__all__ = ["RESUME_CHANGEABLE", "RESUME_KEEP", "check_device", "merge_resumed", "override_keys", "resolve", "validate"]
 
-# The config nodes a resumed run takes from the run it resumes (the rest from the command line).
+# On resume, these config nodes cannot change (the run is defined by them) ...
 RESUME_KEEP = ("curriculum", "env", "task", "algo", "seed")
+# ... and these take the command line's value when it sets one, else the resumed run's.
+RESUME_CHANGEABLE = ("frames", "checkpoint_every", "progress", "eval", "output", "log", "num_threads", "device")
 
 
 def resolve(cfg: Any) -> dict[str, Any]:
@@ -73,12 +75,39 @@ def check_device(value: Any) -> str:
     return value
 
 
+# The keys the app knows, at the top level and in the nodes it reads itself: anything else
+# (``+foo=1``, ``+eval.episods=8``) is a typo, refused rather than ignored.
+KNOWN = {
+    "": (
+        "curriculum", "env", "task", "algo", "log", "seed", "device", "num_threads", "frames",
+        "checkpoint_every", "resume", "progress", "eval", "output",
+    ),
+    "eval": ("episodes", "deterministic", "max_steps", "num_envs"),
+    "output": ("metrics", "summary", "checkpoint_dir", "plots"),
+    "task": ("metric", "threshold", "floor", "target", "eval", "ladder", "grid", "low", "high", "stage"),
+}  # fmt: skip
+
+
+def _check_known(cfg: Mapping[str, Any]) -> None:
+    for node, known in KNOWN.items():
+        section = cfg if not node else cfg.get(node)
+        if not isinstance(section, Mapping):
+            continue
+        for key in section:
+            if key not in known:
+                where = f"{node}.{key}" if node else key
+                raise AppError(
+                    f"{where} is not a setting of currlearn-train: allowed {node or 'keys'}: {', '.join(known)}."
+                )
+
+
 def validate(cfg: Mapping[str, Any]) -> None:
     """Check the settings the app reads itself.
 
     Raises:
         AppError: one line naming the key, the value and what is allowed.
     """
+    _check_known(cfg)
     _int("frames", cfg["frames"], 1)
     _int("seed", cfg["seed"], 0)
     _int("checkpoint_every", cfg["checkpoint_every"], 0)
@@ -105,14 +134,60 @@ def validate(cfg: Mapping[str, Any]) -> None:
     _int("env.num_envs", cfg["env"].get("num_envs"), 1)
 
 
-def merge_resumed(conf: dict[str, Any], old: Mapping[str, Any]) -> dict[str, Any]:
-    """``conf`` with the resumed run's :data:`RESUME_KEEP` nodes (the budget, checkpoints,
-    evaluation, outputs and logger stay those of the command line).
+def _differs(new: Any, old: Any, path: str) -> tuple[str, Any, Any] | None:
+    """The first leaf (``path``, new value, old value) where ``new`` and ``old`` differ, or None."""
+    if isinstance(new, Mapping) and isinstance(old, Mapping):
+        for key in [*new, *(k for k in old if k not in new)]:
+            found = _differs(new.get(key), old.get(key), f"{path}.{key}")
+            if found:
+                return found
+        return None
+    return None if new == old else (path, new, old)
+
+
+def override_keys(overrides: list[str]) -> list[str]:
+    """The config keys of Hydra command-line overrides (``+a.b=1`` -> ``a.b``; ``hydra.*`` left out)."""
+    keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides if "=" in o or o.startswith("~")]
+    return [k for k in keys if k and not k.startswith("hydra")]
+
+
+def merge_resumed(conf: dict[str, Any], old: Mapping[str, Any], overrides: list[str] | None = None) -> dict[str, Any]:
+    """The resumed run's whole config, with the command line's values of :data:`RESUME_CHANGEABLE`.
+
+    Args:
+        conf (dict): the config composed for this command.
+        old (mapping): the resumed run's config (from its checkpoint).
+        overrides (list of str, optional): the command line's overrides; None (no command line
+            known): any difference in :data:`RESUME_KEEP` is an override.
+
+    Raises:
+        AppError: an override changes a key of :data:`RESUME_KEEP` (the message names the key
+            and both values).
     """
-    for key in RESUME_KEEP:
-        if key in old:
-            conf[key] = old[key]
-    return conf
+    keys = None if overrides is None else override_keys(overrides)
+
+    def overridden(node: str) -> bool:
+        return keys is None or any(k == node or k.startswith(f"{node}.") for k in keys)
+
+    for node in RESUME_KEEP:
+        if node in old and overridden(node):
+            new_node = dict(conf.get(node) or {}) if isinstance(conf.get(node), Mapping) else conf.get(node)
+            old_node = dict(old[node]) if isinstance(old[node], Mapping) else old[node]
+            if isinstance(new_node, dict) and isinstance(old_node, dict) and node == "algo":
+                new_node.pop("total_frames", None)  # follows frames, which may change
+                old_node.pop("total_frames", None)
+            found = _differs(new_node, old_node, node)
+            if found:
+                path, new, previous = found
+                raise AppError(
+                    f"{path}={new!r} cannot change on resume: the resumed run has {path}={previous!r} "
+                    f"(a resumed run keeps its {', '.join(RESUME_KEEP)}; start a new run to change them)."
+                )
+    merged = {**dict(old), "resume": conf["resume"]}
+    for key in RESUME_CHANGEABLE:
+        if key in conf and (key not in old or overridden(key)):
+            merged[key] = conf[key]
+    return merged
 
 
 def resume_dir(conf: Mapping[str, Any]) -> Path | None:

@@ -13,6 +13,7 @@ curriculum is given.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,15 +70,23 @@ class PPOSettings:
         for name in ("frames_per_batch", "total_frames", "num_epochs", "minibatch_size", "hidden"):
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"ppo.{name} must be an int >= 1, got {v!r}.")
-        for name in ("lr", "clip_epsilon", "max_grad_norm"):
+                raise ValueError(f"ppo.{name}={v!r} is invalid: expected an integer >= 1.")
+        for name, low, open_low in (
+            ("lr", 0, True),
+            ("clip_epsilon", 0, True),
+            ("max_grad_norm", 0, True),
+            ("entropy_coef", 0, False),
+        ):
             v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not v > 0:
-                raise ValueError(f"ppo.{name} must be > 0, got {v!r}.")
+            finite = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+            if not finite or v < low or (open_low and v == low):
+                raise ValueError(
+                    f"ppo.{name}={v!r} is invalid: expected a finite number {'>' if open_low else '>='} {low}."
+                )
         for name in ("gamma", "lmbda"):
             v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not 0 <= v <= 1:
-                raise ValueError(f"ppo.{name} must lie in [0, 1], got {v!r}.")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v <= 1:
+                raise ValueError(f"ppo.{name}={v!r} is invalid: expected a number in [0, 1].")
         if self.minibatch_size > self.frames_per_batch:
             raise ValueError(
                 f"ppo.minibatch_size={self.minibatch_size} must be <= ppo.frames_per_batch={self.frames_per_batch}."
