@@ -397,7 +397,8 @@ class Curriculum(ABC):
         """Checkpointable state: plain tensors, numbers, strings, lists and dicts.
 
         Keys: ``_version``, ``_type``, ``space``, ``num_envs``, ``counters``, ``state``, ``rng``,
-        and ``metric`` for curricula with a ``metric`` argument: its name when it is one
+        ``task_stats`` (the per-task figures :meth:`metrics` reports, for spaces small enough to
+        have them), and ``metric`` for curricula with a ``metric`` argument: its name when it is one
         (built-in or registered), None for a callable, which is never stored (the constructor
         argument is the source of truth on resume).
         """
@@ -412,6 +413,8 @@ class Curriculum(ABC):
         }
         if self.metric_key is not None:
             out["metric"] = self.metric if isinstance(self.metric, str) else None
+        if self.task_stats is not None:
+            out["task_stats"] = self.task_stats.sums.clone()
         return out
 
     def load_state_dict(self, state_dict: dict[str, Any], *, load_rng: bool = True) -> None:
@@ -436,6 +439,9 @@ class Curriculum(ABC):
                 self.counters[k].copy_(torch.as_tensor(v))
         if load_rng:
             self.generator.set_state(state_dict["rng"].clone())
+            stats = state_dict.get("task_stats")  # the reported per-task figures (older states: none)
+            if self.task_stats is not None and stats is not None and stats.shape == self.task_stats.sums.shape:
+                self.task_stats.sums.copy_(stats)
         self.decision_version += 1
         self._on_load()
 

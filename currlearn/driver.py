@@ -242,6 +242,8 @@ class CurriculumDriver:
             "_version": STATE_VERSION,
             "curriculum": self.curriculum.state_dict(),
             "tasks": tasks.clone() if tasks is not None else None,
+            "tracker": self._tracker.state_dict() if self._tracker is not None else None,
+            "frames": [self.frames, self.total_frames, self._last_report],
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -261,8 +263,14 @@ class CurriculumDriver:
         if tasks is not None:
             self._check_tasks(tasks)
         self.curriculum.load_state_dict(state_dict["curriculum"])
-        if self._tracker is not None:
+        # Episodes in progress go on where the envs go on with them (an exact resume); a state
+        # without them (older checkpoints) starts the count afresh.
+        if state_dict.get("tracker") is not None:
+            self.tracker.load_state_dict(state_dict["tracker"])
+        elif self._tracker is not None:
             self._tracker.reset()
+        if state_dict.get("frames") is not None:
+            self.frames, self.total_frames, self._last_report = (int(v) for v in state_dict["frames"])
         self._pending = None
         self._pending_tasks = tasks.clone() if tasks is not None else None
         self.restore_tasks()

@@ -141,6 +141,25 @@ class EpisodeTracker:
         self._carry = None
         self._carry_max = None
 
+    def state_dict(self) -> dict[str, Tensor | None]:
+        """The sums of the episodes still running (one row per env), for an exact resume."""
+        return {
+            "carry": None if self._carry is None else self._carry.clone(),
+            "carry_max": None if self._carry_max is None else self._carry_max.clone(),
+        }
+
+    def load_state_dict(self, state_dict: Mapping[str, Tensor | None]) -> None:
+        """Continue the episodes of :meth:`state_dict` (copied, not aliased).
+
+        Raises:
+            ValueError: not a tracker's state.
+        """
+        if not isinstance(state_dict, Mapping) or "carry" not in state_dict:
+            raise ValueError(f"not an EpisodeTracker state (no 'carry' key): {state_dict!r:.80}")
+        carry, carry_max = state_dict["carry"], state_dict.get("carry_max")
+        self._carry = None if carry is None else carry.clone()
+        self._carry_max = None if carry_max is None else carry_max.clone()
+
     def _per_step(
         self, batch: TensorDictBase, key: NestedKey | Callable[[TensorDictBase], Tensor], name: str
     ) -> Tensor:

@@ -1,4 +1,5 @@
-"""The run's checkpoint file: written atomically, read back with one-line errors."""
+"""The run's checkpoint: written atomically, read back with one-line errors, and the state
+TorchRL's trainer checkpoint leaves out (the collector's episodes in progress, the global RNGs)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,18 @@ from typing import Any
 
 from currlearn.app.errors import AppError, first_line
 
-__all__ = ["CHECKPOINT", "CHECKPOINT_VERSION", "atomic_path", "load_checkpoint", "save_checkpoint"]
+__all__ = [
+    "CHECKPOINT",
+    "CHECKPOINT_VERSION",
+    "atomic_path",
+    "collector_state",
+    "load_checkpoint",
+    "load_collector_state",
+    "rng_state",
+    "save_checkpoint",
+    "seed_everything",
+    "set_rng_state",
+]
 
 CHECKPOINT = "last.pt"
 CHECKPOINT_VERSION = 1
@@ -72,3 +84,90 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
             f"resume={str(run_dir)!r}: {path} is not a currlearn-train checkpoint (version {CHECKPOINT_VERSION})."
         )
     return ckpt
+
+
+def _generators(env: Any) -> dict[str, Any]:
+    """The ``torch.Generator`` attributes of the env under ``env``'s transforms, by name."""
+    import torch
+
+    base = getattr(env, "base_env", env)
+    return {k: v for k, v in vars(base).items() if isinstance(v, torch.Generator)}
+
+
+def seed_everything(seed: int) -> None:
+    """Seed the global torch, numpy and Python random generators (each component with a
+    generator of its own, the curriculum and the envs, is seeded by its config).
+    """
+    import random
+
+    import numpy as np
+    import torch
+
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+def rng_state() -> dict[str, Any]:
+    """The global torch, numpy and Python random states."""
+    import random
+
+    import numpy as np
+    import torch
+
+    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restore :func:`rng_state` (an older checkpoint's bare torch state is accepted too)."""
+    import random
+
+    import numpy as np
+    import torch
+
+    if not isinstance(state, dict):  # a checkpoint that kept the torch state only
+        torch.set_rng_state(state)
+        return
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+
+
+def collector_state(collector: Any) -> dict[str, Any]:
+    """What TorchRL's collector checkpoint leaves out and an exact resume needs: the collector's
+    current tensordict (observations, step counts, parameters of the episodes in progress) and
+    the env's own generators. Envs whose state lives outside their tensordict (Gymnasium envs
+    in worker processes) are not covered: their episodes restart on resume.
+    """
+    carrier = getattr(collector, "_carrier", None)
+    env = getattr(collector, "env", None)
+    pool = getattr(collector, "_traj_pool", None)
+    return {
+        "carrier": carrier.clone() if carrier is not None else None,
+        "generators": {k: g.get_state() for k, g in _generators(env).items()} if env is not None else {},
+        # the trajectory counter: TorchRL's collector starts new trajectories on load (the
+        # carrier above continues the old ones instead)
+        "traj_pool": pool.state_dict() if pool is not None else None,
+    }
+
+
+def load_collector_state(collector: Any, state: dict[str, Any] | None) -> None:
+    """Continue the episodes of :func:`collector_state` (after ``trainer.load_state_dict``)."""
+    if not state:
+        return
+    env = getattr(collector, "env", None)
+    carrier = state.get("carrier")
+    if carrier is not None and getattr(collector, "_carrier", None) is not None:
+        if carrier.batch_size != collector._carrier.batch_size:
+            raise AppError(
+                f"the checkpoint's envs had batch size {list(carrier.batch_size)}, "
+                f"these have {list(collector._carrier.batch_size)}."
+            )
+        collector._carrier = carrier.to(collector._carrier.device)
+        pool = getattr(collector, "_traj_pool", None)
+        if pool is not None and state.get("traj_pool") is not None:
+            pool.load_state_dict(state["traj_pool"])
+    generators = _generators(env) if env is not None else {}
+    for name, value in state.get("generators", {}).items():
+        if name in generators:
+            generators[name].set_state(value)

@@ -57,6 +57,7 @@ def run(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
     import torch
 
     from currlearn.app import build, hooks, settings
+    from currlearn.app import checkpoint as ck
     from currlearn.app.checkpoint import CHECKPOINT, CHECKPOINT_VERSION, load_checkpoint
     from currlearn.app.evaluate import evaluate
 
@@ -77,7 +78,7 @@ def run(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
             )
     settings.validate(conf)
     torch.set_num_threads(conf["num_threads"])
-    torch.manual_seed(conf["seed"])
+    ck.seed_everything(conf["seed"])
 
     # Everything that can refuse the config is built before the first file is written.
     curriculum = build.build_curriculum(conf)
@@ -96,7 +97,10 @@ def run(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
             raise AppError(
                 f"resume={conf['resume']!r}: the checkpoint does not fit this config ({first_line(e)})."
             ) from None
-        torch.set_rng_state(ckpt["torch_rng"])
+        ck.load_collector_state(trainer.collector, ckpt.get("collector"))
+        if ckpt.get("episode_stats") is not None:
+            stats.tracker.load_state_dict(ckpt["episode_stats"])
+        ck.set_rng_state(ckpt.get("rng", ckpt.get("torch_rng")))
         metrics.load_state_dict(ckpt)
         if hasattr(trainer.collector, "update_policy_weights_"):
             trainer.collector.update_policy_weights_()
@@ -111,7 +115,9 @@ def run(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
         return {
             "version": CHECKPOINT_VERSION,
             "trainer": trainer.state_dict(),
-            "torch_rng": torch.get_rng_state(),
+            "collector": ck.collector_state(trainer.collector),
+            "episode_stats": stats.tracker.state_dict(),
+            "rng": ck.rng_state(),
             **metrics.state_dict(),
             "config": conf,
             "choices": choices,

@@ -307,6 +307,9 @@ def make_ppo_trainer(
         batch_size=s.minibatch_size,
     )
     rbt = ReplayBufferTrainer(rb, flatten_tensordicts=True, iterate=True)
+    # In the checkpoint: its sampler draws the next epoch's permutation ahead, so a resumed run
+    # replays the minibatches an uninterrupted one would.
+    trainer.register_module("minibatch_buffer", rbt)
     if replay_key is not None:
         # PLR⊥: no gradient on the episodes of new levels (they are played for their scores).
         trainer.register_op("pre_epoch", ReplayedOnly(rbt, replay_key))

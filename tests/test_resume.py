@@ -1,0 +1,114 @@
+"""Exact resume: a run killed with SIGKILL and resumed from its last checkpoint, again and
+again, ends bit-identical to the run that was never interrupted (real subprocesses)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+FRAMES = 8192  # 8 iterations of 1024 frames
+COMMON = [
+    "algo.frames_per_batch=1024", "checkpoint_every=1", "eval.episodes=16", "progress=false", "log=none",
+    "output.plots=false",
+]  # fmt: skip
+ENV = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"} | {"PYTHONWARNINGS": "ignore"}
+TIMEOUT = 300  # s per run: about 8 s on an idle 2-core machine, torch's import included
+
+
+def _cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "currlearn.app", *COMMON, *args]
+
+
+def _rows(run_dir: Path) -> list[dict[str, str]]:
+    with (run_dir / "metrics.csv").open(newline="") as f:
+        return [{k: v for k, v in r.items() if k != "wall_time"} for r in csv.DictReader(f)]
+
+
+def _strip(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]
+
+
+def _run_until_killed(args: list[str], run_dir: Path, after_rows: int, cwd: Path) -> None:
+    """Start the app, SIGKILL it once metrics.csv has ``after_rows`` rows (the checkpoint of that
+    iteration is written next, or is being written: either is a valid kill point)."""
+    p = subprocess.Popen(_cmd(*args, f"hydra.run.dir={run_dir}"), cwd=cwd, env=ENV, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + TIMEOUT
+    try:
+        while time.time() < deadline and p.poll() is None:
+            path = run_dir / "metrics.csv"
+            if path.exists() and len(path.read_text().splitlines()) - 1 >= after_rows:
+                break
+            time.sleep(0.02)
+        assert p.poll() is None, f"the run ended before the kill point: {p.communicate()[1][-2000:]}"
+    finally:
+        p.send_signal(signal.SIGKILL)
+        p.wait(timeout=60)
+
+
+def _assert_same(a: object, b: object, path: str = "") -> None:
+    """Exact equality of nested checkpoint contents (tensors, arrays, numbers, containers)."""
+    import numpy as np
+
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), path
+        for k in a:
+            _assert_same(a[k], b[k], f"{path}/{k}")
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            _assert_same(x, y, f"{path}[{i}]")
+    elif torch.is_tensor(a):
+        assert torch.is_tensor(b) and a.shape == b.shape and torch.equal(a, b), path
+    elif isinstance(a, np.ndarray):
+        assert np.array_equal(a, b), path
+    elif hasattr(a, "batch_size"):  # a TensorDict
+        assert sorted(map(str, a.keys(True, True))) == sorted(map(str, b.keys(True, True))), path
+        assert bool((a == b).all()), path
+    elif not callable(a):
+        assert a == b or (a != a and b != b), path  # NaN == NaN here
+
+
+@pytest.mark.parametrize("curriculum", ["level", "plr"])
+def test_killed_and_resumed_three_times_ends_bit_identical(tmp_path, curriculum):
+    ref = tmp_path / "uninterrupted"
+    r = subprocess.run(
+        _cmd(f"curriculum={curriculum}", f"frames={FRAMES}", f"hydra.run.dir={ref}"),
+        cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=TIMEOUT,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+
+    previous = None
+    for i, after_rows in enumerate((2, 4, 6)):  # kill points: after iterations 2, 4 and 6
+        run_dir = tmp_path / f"killed{i}"
+        args = [f"curriculum={curriculum}", f"frames={FRAMES}"]
+        if previous is not None:
+            args.append(f"resume={previous}")
+        _run_until_killed(args, run_dir, after_rows, tmp_path)
+        # a kill in the middle of a checkpoint write leaves its temporary file, never a torn last.pt
+        torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+        previous = run_dir
+    final = tmp_path / "resumed"
+    r = subprocess.run(
+        _cmd(f"frames={FRAMES}", f"resume={previous}", f"hydra.run.dir={final}"),
+        cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=TIMEOUT,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+
+    assert _rows(final) == _rows(ref)  # every row, those replayed from checkpoints included
+    a = torch.load(ref / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    b = torch.load(final / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    for key in ("trainer", "collector", "rng", "episode_stats", "iteration", "rows"):
+        # policy, optimizer, curriculum and its generator, envs in progress, global generators
+        _assert_same(a[key] if key != "rows" else _strip(a[key]), b[key] if key != "rows" else _strip(b[key]), key)
+    sa, sb = (json.loads((d / "summary.json").read_text()) for d in (ref, final))
+    for key in ("target_success", "target_return", "final_return", "curriculum_metrics", "frames"):
+        assert sa[key] == sb[key], key
