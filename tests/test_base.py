@@ -164,7 +164,7 @@ class TestCurriculum:
     def test_state_dict_layout(self):
         cur = self._make_curriculum(num_envs=2)
         sd = cur.state_dict()
-        assert set(sd) == {"_version", "_type", "space", "num_envs", "counters", "state", "rng"}
+        assert set(sd) == {"_version", "_type", "space", "num_envs", "counters", "state", "rng", "task_stats"}
         assert sd["_type"] == "_Recorder"
         assert sd["space"] == {"names": ["task_id"], "discrete": True, "num_tasks": 5}
         assert sd["num_envs"] == 2
@@ -172,6 +172,18 @@ class TestCurriculum:
         assert set(sd["state"]) == {"hits"}
         box = _Recorder(BoxSpace({"w": 0.0, "h": 0.0}, {"w": 1.0, "h": 2.0}))
         assert box.state_dict()["space"] == {"names": ["w", "h"], "discrete": False, "task_shape": [2]}
+
+    def test_task_stats_are_checkpointed(self):
+        src = self._make_curriculum(seed=1)
+        src.update(episode_feedback(torch.tensor([0, 0, 3]), torch.tensor([1.0, 3.0, -2.0])))
+        dst = self._make_curriculum(seed=2)
+        dst.load_state_dict(src.state_dict())
+        def per_task(cur):  # NaN (no episode yet) as None, so that equal reports compare equal
+            return {k: None if v != v else v for k, v in cur.metrics().items() if k.startswith("curriculum/task/")}
+
+        reported = per_task(src)
+        assert reported["curriculum/task/0/return"] == 2.0 and reported["curriculum/task/0/episodes"] == 2.0
+        assert per_task(dst) == reported
 
     def test_round_trip_and_load_rng_false(self):
         src = self._make_curriculum(seed=1, num_envs=2)

@@ -17,6 +17,7 @@ __all__ = [
     "CHECKPOINT_VERSION",
     "atomic_path",
     "collector_state",
+    "continues_episodes",
     "load_checkpoint",
     "load_collector_state",
     "rng_state",
@@ -151,11 +152,28 @@ def collector_state(collector: Any) -> dict[str, Any]:
     }
 
 
-def load_collector_state(collector: Any, state: dict[str, Any] | None) -> None:
-    """Continue the episodes of :func:`collector_state` (after ``trainer.load_state_dict``)."""
-    if not state:
-        return
+def continues_episodes(env: Any) -> bool:
+    """Whether the episodes in progress of ``env`` can be continued from a checkpoint: the state
+    of a TorchRL env lives in its tensordict (and its generators); a Gymnasium env keeps it in
+    Python objects (in this process or in worker processes) that the checkpoint does not hold.
+    """
+    from torchrl.envs import GymLikeEnv
+    from torchrl.envs.batched_envs import BatchedEnvBase
+
+    base = getattr(env, "base_env", env)
+    return not isinstance(base, (BatchedEnvBase, GymLikeEnv))
+
+
+def load_collector_state(collector: Any, state: dict[str, Any] | None) -> bool:
+    """Continue the episodes of :func:`collector_state` (after ``trainer.load_state_dict``).
+
+    Returns:
+        False where they cannot be continued (:func:`continues_episodes`): the envs start new
+        episodes, from the reset the collector made when it was built.
+    """
     env = getattr(collector, "env", None)
+    if not state or env is None or not continues_episodes(env):
+        return False
     carrier = state.get("carrier")
     if carrier is not None and getattr(collector, "_carrier", None) is not None:
         if carrier.batch_size != collector._carrier.batch_size:
@@ -167,7 +185,8 @@ def load_collector_state(collector: Any, state: dict[str, Any] | None) -> None:
         pool = getattr(collector, "_traj_pool", None)
         if pool is not None and state.get("traj_pool") is not None:
             pool.load_state_dict(state["traj_pool"])
-    generators = _generators(env) if env is not None else {}
+    generators = _generators(env)
     for name, value in state.get("generators", {}).items():
         if name in generators:
             generators[name].set_state(value)
+    return True

@@ -97,9 +97,14 @@ def run(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
             raise AppError(
                 f"resume={conf['resume']!r}: the checkpoint does not fit this config ({first_line(e)})."
             ) from None
-        ck.load_collector_state(trainer.collector, ckpt.get("collector"))
-        if ckpt.get("episode_stats") is not None:
-            stats.tracker.load_state_dict(ckpt["episode_stats"])
+        if ck.load_collector_state(trainer.collector, ckpt.get("collector")):
+            if ckpt.get("episode_stats") is not None:
+                stats.tracker.load_state_dict(ckpt["episode_stats"])
+        else:  # new episodes: forget the sums of those that will not go on
+            hook.driver.tracker.reset()
+            print(
+                f"{PROG}: resumed; the envs start new episodes (their state is not in the checkpoint)", file=sys.stderr
+            )
         ck.set_rng_state(ckpt.get("rng", ckpt.get("torch_rng")))
         metrics.load_state_dict(ckpt)
         if hasattr(trainer.collector, "update_policy_weights_"):
