@@ -756,3 +756,17 @@ def test_curriculum_preset_states_every_constructor_argument(curriculum):
     cls = get_object(node["_target_"])
     params = [p for p in list(inspect.signature(cls.__init__).parameters)[1:] if p not in ("args", "kwargs")]
     assert sorted(k for k in node if not k.startswith("_")) == sorted(params)
+
+
+def test_resume_of_a_gymnasium_run_starts_new_episodes(tmp_path):
+    """A Gymnasium env keeps its state outside the tensordict: the resumed run says that its
+    envs start new episodes, and goes on."""
+    args = ["env=cartpole_params", "env.num_envs=2", "algo.frames_per_batch=256", "algo.minibatch_size=128", *TINY[2:]]
+    first = tmp_path / "first"
+    r = _train(*args, "frames=512", f"hydra.run.dir={first}", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    second = tmp_path / "second"
+    r = _train(*args, "frames=1024", f"resume={first}", f"hydra.run.dir={second}", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "the envs start new episodes" in r.stderr
+    assert [int(row["frames"]) for row in _rows(second / "metrics.csv")] == [256, 512, 768, 1024]
