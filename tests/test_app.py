@@ -770,3 +770,16 @@ def test_resume_of_a_gymnasium_run_starts_new_episodes(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "the envs start new episodes" in r.stderr
     assert [int(row["frames"]) for row in _rows(second / "metrics.csv")] == [256, 512, 768, 1024]
+
+
+def test_the_logger_receives_training_episodes_curriculum_and_hparams(tmp_path):
+    run_dir = tmp_path / "run"
+    r = _train(*TINY[:-1], "log=csv", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    logs = run_dir / "logs" / "currlearn"
+    rows = _rows(run_dir / "metrics.csv")
+    logged = [line.split(",") for line in (logs / "scalars" / "train" / "return.csv").read_text().split()]
+    assert [(int(f), float(v)) for f, v in logged] == [(int(r["frames"]), float(r["return"])) for r in rows]
+    assert (logs / "scalars" / "curriculum" / "level_mean.csv").is_file()
+    hparams = "".join(p.read_text() for p in (logs / "texts").glob("hparams*.txt"))
+    assert "curriculum._target_: currlearn.LevelCurriculum" in hparams and "env.num_envs: 16" in hparams

@@ -24,6 +24,7 @@ __all__ = [
     "build_eval_curriculum",
     "build_logger",
     "build_trainer",
+    "flat_hparams",
     "instantiate_node",
 ]
 
@@ -222,3 +223,22 @@ def build_trainer(conf: Mapping[str, Any], env: Any, curriculum: Any, logger: An
     except (TypeError, ValueError) as e:
         raise AppError(str(e).replace("ppo.", "algo.")) from None
     return make_ppo_trainer(env, curriculum, settings, logger=logger, log_interval=0, device=conf["device"])
+
+
+def flat_hparams(conf: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``conf`` as one level of ``"a.b.c"`` keys with number, string or bool values (lists and
+    None as strings), the form every TorchRL logger's ``log_hparams`` takes.
+
+    Examples:
+        >>> flat_hparams({"seed": 0, "env": {"num_envs": 16, "ladder": [1, 2]}, "resume": None})
+        {'seed': 0, 'env.num_envs': 16, 'env.ladder': '[1, 2]', 'resume': 'None'}
+    """
+    out: dict[str, Any] = {}
+    for key, value in conf.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flat_hparams(value, f"{name}."))
+        else:
+            out[name] = value if isinstance(value, (int, float, str, bool)) else str(value)
+    return out
+

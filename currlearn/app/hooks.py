@@ -5,7 +5,7 @@ batch) and ``post_steps`` (after the optimisation steps, once the curriculum has
 app adds:
 
 - :class:`EpisodeStats` (``batch_process``): return, success and length of the episodes that
-  finished in the batch;
+  finished in the batch, also logged through the trainer's logger (``post_steps_log``);
 - :class:`MetricsCSV` (``post_steps``): one row per iteration into ``metrics.csv``, with the
   curriculum's metrics and the mean of the parameters the envs play;
 - :class:`Checkpointer` (``post_steps``): the checkpoint every ``every`` iterations and at the
@@ -18,6 +18,7 @@ app adds:
 from __future__ import annotations
 
 import csv
+import math
 import signal
 import sys
 import threading
@@ -74,6 +75,17 @@ class EpisodeStats(_Hook):
             "episode_length": _mean(fb["length"]),
         }
         return batch
+
+    def log(self, batch: Any = None) -> dict[str, float]:
+        """``post_steps_log`` op: the iteration's episode statistics for the trainer's logger
+        (``train/return``, ``train/success``, ``train/episode_length``, ``train/episodes``;
+        the undefined ones, such as the success of an env without a success flag, left out).
+        """
+        return {f"train/{k}": float(v) for k, v in self.last.items() if math.isfinite(v)}
+
+    def register(self, trainer: Any, name: str | None = None) -> None:  # noqa: D102
+        trainer.register_op("batch_process", self)
+        trainer.register_op("post_steps_log", self.log)
 
 
 class MetricsCSV(_Hook):

@@ -110,6 +110,8 @@ def run(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
         if hasattr(trainer.collector, "update_policy_weights_"):
             trainer.collector.update_policy_weights_()
     trainer.logger = build.build_logger(conf, run_dir)  # the first writer into run_dir
+    if trainer.logger is not None:
+        trainer.logger.log_hparams(build.flat_hparams(conf))
     if ckpt is not None and (run_dir / ".hydra").is_dir():
         # Hydra wrote the config composed for this command; the run goes on with the resumed one.
         from omegaconf import OmegaConf
