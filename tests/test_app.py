@@ -783,3 +783,11 @@ def test_the_logger_receives_training_episodes_curriculum_and_hparams(tmp_path):
     assert (logs / "scalars" / "curriculum" / "level_mean.csv").is_file()
     hparams = "".join(p.read_text() for p in (logs / "texts").glob("hparams*.txt"))
     assert "curriculum._target_: currlearn.LevelCurriculum" in hparams and "env.num_envs: 16" in hparams
+
+
+def test_an_unwritable_run_dir_is_one_line_before_anything_runs(tmp_path):
+    r = _train(*TINY, "hydra.run.dir=/proc/currlearn-run", cwd=tmp_path)  # /proc takes no new directory
+    assert r.returncode == 1
+    err = r.stderr.strip()
+    assert err.count("\n") == 0 and "hydra.run.dir='/proc/currlearn-run' is not writable" in err, err
+    assert "Traceback" not in err

@@ -130,6 +130,38 @@ def _refuse_empty_dict_overrides(argv: list[str]) -> None:
             )
 
 
+def _refuse_unwritable_dirs(argv: list[str]) -> Path | None:
+    """Exit with one line when the run (or sweep) directory cannot be written, before Hydra
+    tries and fails with a traceback.
+
+    Returns:
+        The directory if this check made it (:func:`main` removes it again when the command
+        fails before anything but Hydra's files is in it).
+    """
+    import tempfile
+
+    values = dict(a.split("=", 1) for a in argv if "=" in a and not a.startswith("-"))
+    key = "hydra.sweep.dir" if ("-m" in argv or "--multirun" in argv) else "hydra.run.dir"
+    target = Path(values[key]) if key in values else Path.cwd()
+    made = None if target.exists() else target
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=target):
+            pass
+    except OSError as e:
+        where = f"{key}={values[key]!r}" if key in values else f"the working directory {str(target)!r}"
+        _fail(f"{where} is not writable ({e.strerror or type(e).__name__}): choose a directory you can write to.")
+    return made
+
+
+def _remove_if_unused(path: Path | None) -> None:
+    """Remove ``path`` when it holds nothing but Hydra's own files (a run that never started)."""
+    if path is None or not path.is_dir():
+        return
+    if {p.name for p in path.iterdir()} <= {".hydra", "cli.log", "train.log"}:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _refuse_existing_run_dir(argv: list[str]) -> None:
     """Exit with one line when ``hydra.run.dir=`` names a directory that holds a run already
     (Hydra would write its files into it before the app starts), unless ``resume=`` names it.
@@ -163,8 +195,12 @@ def main() -> None:
 
         print(f"{PROG} (currlearn) {__version__}")
         return
-    _refuse_empty_dict_overrides(sys.argv[1:])
-    _refuse_existing_run_dir(sys.argv[1:])
+    made = None
+    informative = ("--help", "-h", "--hydra-help", "--cfg", "-c", "--info", "-sc", "--shell-completion")
+    if not any(a in sys.argv[1:] for a in informative):
+        _refuse_empty_dict_overrides(sys.argv[1:])
+        _refuse_existing_run_dir(sys.argv[1:])
+        made = _refuse_unwritable_dirs(sys.argv[1:])
     # TorchRL's INFO lines (read from this variable at its import) would break the progress bar.
     os.environ.setdefault("RL_LOGGING_LEVEL", "WARNING")
     global _real_stderr, _captured
@@ -185,6 +221,7 @@ def main() -> None:
         text = _captured.getvalue() if (_captured is not None and sys.stderr is _captured) else ""
         sys.stderr = _real_stderr
     if code not in (0, None):
+        _remove_if_unused(made)
         if text.strip():
             msg = one_line(text)
             sys.exit(f"{PROG}: error: {msg}{_allowed_keys_hint(msg, sys.argv[1:])}")
