@@ -37,6 +37,13 @@ def _strip(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k != "wall_time"} for r in rows]
 
 
+def _run_to_the_end(args: list[str], run_dir: Path, cwd: Path) -> None:
+    r = subprocess.run(
+        _cmd(*args, f"hydra.run.dir={run_dir}"), cwd=cwd, env=ENV, capture_output=True, text=True, timeout=TIMEOUT
+    )
+    assert r.returncode == 0, r.stderr
+
+
 def _run_until_killed(args: list[str], run_dir: Path, after_rows: int, cwd: Path) -> None:
     """Start the app, SIGKILL it once metrics.csv has ``after_rows`` rows (the checkpoint of that
     iteration is written next, or is being written: either is a valid kill point)."""
@@ -80,11 +87,7 @@ def _assert_same(a: object, b: object, path: str = "") -> None:
 @pytest.mark.parametrize("curriculum", ["level", "plr"])
 def test_killed_and_resumed_three_times_ends_bit_identical(tmp_path, curriculum):
     ref = tmp_path / "uninterrupted"
-    r = subprocess.run(
-        _cmd(f"curriculum={curriculum}", f"frames={FRAMES}", f"hydra.run.dir={ref}"),
-        cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=TIMEOUT,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr
+    _run_to_the_end([f"curriculum={curriculum}", f"frames={FRAMES}"], ref, tmp_path)
 
     previous = None
     for i, after_rows in enumerate((2, 4, 6)):  # kill points: after iterations 2, 4 and 6
@@ -97,11 +100,7 @@ def test_killed_and_resumed_three_times_ends_bit_identical(tmp_path, curriculum)
         torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
         previous = run_dir
     final = tmp_path / "resumed"
-    r = subprocess.run(
-        _cmd(f"frames={FRAMES}", f"resume={previous}", f"hydra.run.dir={final}"),
-        cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=TIMEOUT,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr
+    _run_to_the_end([f"frames={FRAMES}", f"resume={previous}"], final, tmp_path)
 
     assert _rows(final) == _rows(ref)  # every row, those replayed from checkpoints included
     a = torch.load(ref / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
