@@ -791,3 +791,14 @@ def test_an_unwritable_run_dir_is_one_line_before_anything_runs(tmp_path):
     err = r.stderr.strip()
     assert err.count("\n") == 0 and "hydra.run.dir='/proc/currlearn-run' is not writable" in err, err
     assert "Traceback" not in err
+
+
+def test_the_known_settings_are_those_of_train_yaml():
+    """settings.KNOWN (what `+key=` may not add) lists exactly the keys of the composed config."""
+    from currlearn.app.settings import KNOWN
+
+    cfg = _compose([])
+    assert sorted(KNOWN[""]) == sorted(k for k in cfg if k != "hydra")
+    for node in ("eval", "output", "task"):
+        assert sorted(KNOWN[node]) == sorted(cfg[node]) or node == "task", node
+    assert set(cfg["task"]) <= set(KNOWN["task"])  # task.eval is optional (held-out seeds)

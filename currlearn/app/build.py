@@ -241,4 +241,3 @@ def flat_hparams(conf: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[name] = value if isinstance(value, (int, float, str, bool)) else str(value)
     return out
-

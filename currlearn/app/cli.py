@@ -38,6 +38,19 @@ def _fail(msg: str) -> None:
     sys.exit(f"{PROG}: error: {one_line(msg)}")
 
 
+def _overrides(argv: list[str]) -> dict[str, str]:
+    """``key=value`` arguments of the command line (options such as ``-m`` left out)."""
+    return dict(a.split("=", 1) for a in argv if "=" in a and not a.startswith("-"))
+
+
+def _remove_if_unused(path: Path | None, job_log: str = "cli.log") -> None:
+    """Remove ``path`` when it holds nothing but Hydra's own files (a run that never started)."""
+    if path is None or not path.is_dir():
+        return
+    if {p.name for p in path.iterdir()} <= {".hydra", job_log, "cli.log", "train.log"}:
+        shutil.rmtree(path, ignore_errors=True)
+
+
 def _allowed_keys_hint(msg: str, overrides: list[str]) -> str:
     """For "Could not override 'a.b'", the keys that ``a`` has in the composed config."""
     m = re.search(r"Could not override '([\w.]+)'", msg)
@@ -62,16 +75,11 @@ def _allowed_keys_hint(msg: str, overrides: list[str]) -> str:
 
 
 def _discard_new_run_dir(run_dir: Path, hc: Any) -> None:
-    """Remove the run dir Hydra made for a run that failed on its input: only Hydra's own
-    files are in it. Sweep dirs and directories with anything else in them are kept.
-    """
+    """Remove the run dir Hydra made for a run that failed on its input (sweep dirs are kept)."""
     from hydra.types import RunMode
 
-    if hc.mode != RunMode.RUN or not run_dir.is_dir():
-        return
-    names = {p.name for p in run_dir.iterdir()}
-    if names <= {".hydra", f"{hc.job.name}.log", "train.log", "cli.log"}:
-        shutil.rmtree(run_dir, ignore_errors=True)
+    if hc.mode == RunMode.RUN:
+        _remove_if_unused(run_dir, f"{hc.job.name}.log")
 
 
 @hydra.main(config_path="pkg://currlearn.conf", config_name="train", version_base="1.3")
@@ -140,7 +148,7 @@ def _refuse_unwritable_dirs(argv: list[str]) -> Path | None:
     """
     import tempfile
 
-    values = dict(a.split("=", 1) for a in argv if "=" in a and not a.startswith("-"))
+    values = _overrides(argv)
     key = "hydra.sweep.dir" if ("-m" in argv or "--multirun" in argv) else "hydra.run.dir"
     target = Path(values[key]) if key in values else Path.cwd()
     made = None if target.exists() else target
@@ -154,21 +162,13 @@ def _refuse_unwritable_dirs(argv: list[str]) -> Path | None:
     return made
 
 
-def _remove_if_unused(path: Path | None) -> None:
-    """Remove ``path`` when it holds nothing but Hydra's own files (a run that never started)."""
-    if path is None or not path.is_dir():
-        return
-    if {p.name for p in path.iterdir()} <= {".hydra", "cli.log", "train.log"}:
-        shutil.rmtree(path, ignore_errors=True)
-
-
 def _refuse_existing_run_dir(argv: list[str]) -> None:
     """Exit with one line when ``hydra.run.dir=`` names a directory that holds a run already
     (Hydra would write its files into it before the app starts), unless ``resume=`` names it.
     """
     if "-m" in argv or "--multirun" in argv:
         return
-    values = dict(a.split("=", 1) for a in argv if "=" in a and not a.startswith("-"))
+    values = _overrides(argv)
     run_dir = values.get("hydra.run.dir")
     if not run_dir or not Path(run_dir).is_dir():
         return

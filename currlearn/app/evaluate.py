@@ -45,11 +45,12 @@ def first_episodes(env: Any, policy: Any, max_steps: int) -> tuple[Any, Any, Any
     return returns, (success & finished).float() if has_success else torch.full((n,), math.nan), finished
 
 
-def evaluate(conf: Mapping[str, Any], policy: Any) -> dict[str, float]:
+def evaluate(conf: Mapping[str, Any], policy: Any, curriculum: Any = None) -> dict[str, float]:
     """``eval.episodes`` episodes of ``policy`` on the evaluation tasks (``task.eval``, else
     ``task.target``), each the first episode of an env of a fresh evaluation env (seeded
     ``seed + 10000``), in as many rounds of ``eval.num_envs`` (default ``env.num_envs``) envs
-    as needed.
+    as needed. ``curriculum`` is what :func:`~currlearn.app.build.build_eval_curriculum` builds
+    (built here when None).
     """
     import torch
     from torchrl.envs.utils import ExplorationType, set_exploration_type
@@ -57,7 +58,9 @@ def evaluate(conf: Mapping[str, Any], policy: Any) -> dict[str, float]:
     from currlearn.app.build import build_env, build_eval_curriculum
 
     ev = conf["eval"]
-    env = build_env(conf, build_eval_curriculum(conf), seed=conf["seed"] + 10_000, num_envs=ev.get("num_envs"))
+    if curriculum is None:
+        curriculum = build_eval_curriculum(conf)
+    env = build_env(conf, curriculum, seed=conf["seed"] + 10_000, num_envs=ev.get("num_envs"))
     device = next(policy.parameters()).device
     if env.device is not None and env.device != device:  # a CPU-only env, networks on the GPU
         from torchrl.envs import DeviceCastTransform

@@ -82,7 +82,7 @@ def run(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
 
     # Everything that can refuse the config is built before the first file is written.
     curriculum = build.build_curriculum(conf)
-    build.build_eval_curriculum(conf)  # checks task.eval / task.target now, not after training
+    eval_curriculum = build.build_eval_curriculum(conf)  # task.eval / task.target checked now, not after training
     env = build.build_env(conf, curriculum)
     trainer, hook = build.build_trainer(conf, env, curriculum)
     transform = hook.transform
@@ -168,7 +168,7 @@ def run(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
         "wall_time": round(metrics.wall_time, 3),
         "final_return": last.get("return", float("nan")),
         "final_success": last.get("success", float("nan")),
-        **evaluate(conf, policy),
+        **evaluate(conf, policy, eval_curriculum),
         "curriculum_metrics": curriculum.metrics(),
     }
     if conf.get("resume"):
