@@ -793,12 +793,20 @@ def test_an_unwritable_run_dir_is_one_line_before_anything_runs(tmp_path):
     assert "Traceback" not in err
 
 
-def test_the_known_settings_are_those_of_train_yaml():
-    """settings.KNOWN (what `+key=` may not add) lists exactly the keys of the composed config."""
-    from currlearn.app.settings import KNOWN
+def test_the_declared_settings_are_those_of_train_yaml():
+    """The schema (what `+key=` may not add) declares exactly the keys and defaults of train.yaml."""
+    import dataclasses
+
+    from currlearn.app.schema import TrainSettings
 
     cfg = _compose([])
-    assert sorted(KNOWN[""]) == sorted(k for k in cfg if k != "hydra")
-    for node in ("eval", "output", "task"):
-        assert sorted(KNOWN[node]) == sorted(cfg[node]) or node == "task", node
-    assert set(cfg["task"]) <= set(KNOWN["task"])  # task.eval is optional (held-out seeds)
+    fields = {f.name: f for f in dataclasses.fields(TrainSettings)}
+    assert sorted(fields) == sorted(k for k in cfg if k != "hydra")
+    for node in ("eval", "output"):
+        declared = fields[node].default_factory()
+        assert dataclasses.asdict(declared) == dict(cfg[node]), node
+    for key in ("seed", "device", "num_threads", "frames", "checkpoint_every", "resume", "progress"):
+        assert fields[key].default == cfg[key], key
+    task_keys = {f.name for f in dataclasses.fields(fields["task"].default_factory())}
+    for env in ENVS:
+        assert set(_compose([f"env={env}"])["task"]) <= task_keys, env  # task.eval is optional (held-out seeds)

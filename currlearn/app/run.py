@@ -8,12 +8,13 @@ import math
 import sys
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from currlearn.app.errors import PROG, AppError, Interrupted, first_line
 
-__all__ = ["run"]
+__all__ = ["Prepared", "check", "prepare", "run"]
 
 
 def _choice(group: str, node: Any) -> str:
@@ -46,30 +47,58 @@ def _finite(x: Any) -> Any:
     return x
 
 
-def run(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
-    """Train with a composed config, writing into ``run_dir``; returns the summary.
+@dataclass
+class Prepared:
+    """What :func:`prepare` builds from a config: everything that can refuse it."""
+
+    conf: dict[str, Any]
+    choices: dict[str, str]
+    ckpt: dict[str, Any] | None
+    curriculum: Any
+    eval_curriculum: Any
+    env: Any
+    trainer: Any
+    hook: Any
+
+    def close(self) -> None:
+        """Shut the collector and the envs down (a check that trains nothing)."""
+        collector = getattr(self.trainer, "collector", None)
+        for closing in (getattr(collector, "shutdown", None), getattr(self.env, "close", None)):
+            if closing is not None:
+                try:
+                    closing()
+                except Exception:  # already closed
+                    pass
+
+
+def prepare(cfg: Any, overrides: list[str] | None = None, choices: dict[str, str] | None = None) -> Prepared:
+    """Check a composed config and build the run from it, writing nothing.
+
+    Args:
+        cfg: the composed config (``DictConfig`` or mapping).
+        overrides (list of str, optional): the command line's overrides (a resume refuses
+            those that would change the run); default: Hydra's, when inside a Hydra app.
+        choices (dict, optional): the options chosen for ``curriculum`` and ``env``; default:
+            Hydra's, else the targets' class names.
 
     Raises:
-        AppError: bad input, found before anything is written into ``run_dir``.
-        Interrupted: SIGINT / SIGTERM (a ``KeyboardInterrupt``); the first one after the
-            iteration's checkpoint was saved.
+        AppError: bad input (one line naming the key, the value and what is allowed).
     """
     import torch
 
-    from currlearn.app import build, hooks, settings
+    from currlearn.app import build, settings
     from currlearn.app import checkpoint as ck
-    from currlearn.app.checkpoint import CHECKPOINT, CHECKPOINT_VERSION, load_checkpoint
-    from currlearn.app.evaluate import evaluate
+    from currlearn.app.checkpoint import load_checkpoint
 
     warnings.filterwarnings("ignore", message=".*hook stage will be replaced.*", category=FutureWarning)
-    run_dir = Path(run_dir)
-    choices = {g: _choice(g, cfg.get(g) if hasattr(cfg, "get") else None) for g in ("curriculum", "env")}
+    if choices is None:
+        choices = {g: _choice(g, cfg.get(g) if hasattr(cfg, "get") else None) for g in ("curriculum", "env")}
     conf = settings.resolve(cfg)
     ckpt = None
     source = settings.resume_dir(conf)
     if source is not None:
         ckpt = load_checkpoint(source)
-        conf = settings.merge_resumed(conf, ckpt.get("config") or {}, _overrides())
+        conf = settings.merge_resumed(conf, ckpt.get("config") or {}, _overrides() if overrides is None else overrides)
         choices = ckpt.get("choices", choices)
         done = ckpt["rows"][-1]["frames"] if ckpt.get("rows") else 0
         if done >= conf["frames"]:
@@ -79,12 +108,47 @@ def run(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
     settings.validate(conf)
     torch.set_num_threads(conf["num_threads"])
     ck.seed_everything(conf["seed"])
-
-    # Everything that can refuse the config is built before the first file is written.
     curriculum = build.build_curriculum(conf)
     eval_curriculum = build.build_eval_curriculum(conf)  # task.eval / task.target checked now, not after training
     env = build.build_env(conf, curriculum)
     trainer, hook = build.build_trainer(conf, env, curriculum)
+    return Prepared(conf, choices, ckpt, curriculum, eval_curriculum, env, trainer, hook)
+
+
+def check(cfg: Any) -> None:
+    """Check a job's composed config as :func:`run` would, training nothing and writing
+    nothing (the multirun sweeper checks every job with it before the first starts).
+
+    Raises:
+        AppError: as :func:`prepare`.
+    """
+    hydra_node = cfg.get("hydra") if hasattr(cfg, "get") else None
+    overrides = choices = None
+    if hydra_node is not None:
+        overrides = list(hydra_node.overrides.task)
+        picked = hydra_node.runtime.choices
+        choices = {g: str(picked.get(g)) for g in ("curriculum", "env")}
+    prepare(cfg, overrides, choices).close()
+
+
+def run(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
+    """Train with a composed config, writing into ``run_dir``; returns the summary.
+
+    Raises:
+        AppError: bad input, found before anything is written into ``run_dir``.
+        Interrupted: SIGINT / SIGTERM (a ``KeyboardInterrupt``); the first one after the
+            iteration's checkpoint was saved.
+    """
+    from currlearn.app import build, hooks
+    from currlearn.app import checkpoint as ck
+    from currlearn.app.checkpoint import CHECKPOINT, CHECKPOINT_VERSION
+    from currlearn.app.evaluate import evaluate
+
+    run_dir = Path(run_dir)
+    # Everything that can refuse the config is built before the first file is written.
+    p = prepare(cfg)
+    conf, choices, ckpt, curriculum = p.conf, p.choices, p.ckpt, p.curriculum
+    trainer, hook = p.trainer, p.hook
     transform = hook.transform
     stats = hooks.EpisodeStats()
     metrics = hooks.MetricsCSV(
@@ -168,7 +232,7 @@ def run(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
         "wall_time": round(metrics.wall_time, 3),
         "final_return": last.get("return", float("nan")),
         "final_success": last.get("success", float("nan")),
-        **evaluate(conf, policy, eval_curriculum),
+        **evaluate(conf, policy, p.eval_curriculum),
         "curriculum_metrics": curriculum.metrics(),
     }
     if conf.get("resume"):

@@ -1,0 +1,1 @@
+"""Hydra sweeper plugin of currlearn: the basic sweeper, checking every job before the first."""
