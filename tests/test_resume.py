@@ -17,8 +17,8 @@ import torch
 
 FRAMES = 8192  # 8 iterations of 1024 frames
 COMMON = [
-    "algo.frames_per_batch=1024", "checkpoint_every=1", "eval.episodes=16", "progress=false", "log=none",
-    "output.plots=false",
+    "algo.frames_per_batch=1024", "checkpoint_every=1", "eval.episodes=16", "eval.every=3", "eval.every_episodes=8",
+    "progress=false", "log=none", "output.plots=false",
 ]  # fmt: skip
 ENV = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"} | {"PYTHONWARNINGS": "ignore"}
 TIMEOUT = 300  # s per run: about 8 s on an idle 2-core machine, torch's import included
@@ -100,9 +100,15 @@ def test_killed_and_resumed_three_times_ends_bit_identical(tmp_path, curriculum)
         torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
         previous = run_dir
     final = tmp_path / "resumed"
-    _run_to_the_end([f"frames={FRAMES}", f"resume={previous}"], final, tmp_path)
+    _run_to_the_end([f"frames={FRAMES}", f"resume={previous}", "log=csv"], final, tmp_path)
 
     assert _rows(final) == _rows(ref)  # every row, those replayed from checkpoints included
+    assert [r["eval/success"] != "" for r in _rows(ref)] == [i % 3 == 0 for i in range(1, 9)]
+    # the logger (taken up on resume) goes on at the resumed step: the iterations after the checkpoint
+    resumed_from = torch.load(previous / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    done = len(resumed_from["rows"])
+    logged = (final / "logs" / "currlearn" / "scalars" / "train" / "return.csv").read_text().split()
+    assert [int(line.split(",")[0]) for line in logged] == [int(r["frames"]) for r in _rows(ref)[done:]]
     a = torch.load(ref / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
     b = torch.load(final / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
     for key in ("trainer", "collector", "rng", "episode_stats", "iteration", "rows"):

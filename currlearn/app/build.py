@@ -10,7 +10,9 @@ PLR).
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -202,12 +204,18 @@ def build_logger(conf: Mapping[str, Any], run_dir: Path) -> Any:
         if key in named:
             node.setdefault(key, str(run_dir / "logs"))
             break
+    logs = run_dir / "logs"
+    existed = logs.exists()
     try:
         return instantiate_node(node, "log")
     except AppError as e:
+        if not existed:  # a logger may make its directory before it fails
+            shutil.rmtree(logs, ignore_errors=True)
         if "not installed" not in str(e):
             raise
-        raise AppError(f"{e}; log=csv and log=none need no further package.") from None
+        extra = next((x for x in ("tensorboard", "wandb") if x in str(node["_target_"]).lower()), None)
+        hint = f'pip install "currlearn[{extra}]", or ' if extra else ""
+        raise AppError(f"{e}; {hint}log=csv and log=none need no further package.") from None
 
 
 def build_trainer(conf: Mapping[str, Any], env: Any, curriculum: Any, logger: Any = None) -> tuple[Any, Any]:
@@ -218,6 +226,10 @@ def build_trainer(conf: Mapping[str, Any], env: Any, curriculum: Any, logger: An
 
     node = {k: v for k, v in conf["algo"].items() if k != "_target_"}
     node["total_frames"] = conf["frames"]
+    allowed = [f.name for f in dataclasses.fields(PPOSettings)]
+    for key in node:
+        if key not in allowed:
+            raise AppError(f"algo.{key} is not a setting of algo (PPOSettings): allowed: {', '.join(allowed)}.")
     try:
         settings = PPOSettings(**node)
     except (TypeError, ValueError) as e:

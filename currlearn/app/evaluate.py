@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["evaluate", "first_episodes"]
+__all__ = ["PeriodicEval", "evaluate", "first_episodes"]
 
 _CHUNK = 64  # steps per rollout call while waiting for every env's first episode to end
 
@@ -45,12 +45,18 @@ def first_episodes(env: Any, policy: Any, max_steps: int) -> tuple[Any, Any, Any
     return returns, (success & finished).float() if has_success else torch.full((n,), math.nan), finished
 
 
-def evaluate(conf: Mapping[str, Any], policy: Any, curriculum: Any = None) -> dict[str, float]:
-    """``eval.episodes`` episodes of ``policy`` on the evaluation tasks (``task.eval``, else
-    ``task.target``), each the first episode of an env of a fresh evaluation env (seeded
-    ``seed + 10000``), in as many rounds of ``eval.num_envs`` (default ``env.num_envs``) envs
-    as needed. ``curriculum`` is what :func:`~currlearn.app.build.build_eval_curriculum` builds
-    (built here when None).
+def evaluate(
+    conf: Mapping[str, Any],
+    policy: Any,
+    curriculum: Any = None,
+    episodes: int | None = None,
+    seed: int | None = None,
+) -> dict[str, float]:
+    """``episodes`` (default ``eval.episodes``) episodes of ``policy`` on the evaluation tasks
+    (``task.eval``, else ``task.target``), each the first episode of an env of a fresh
+    evaluation env (seeded ``seed``, default ``seed + 10000``), in as many rounds of
+    ``eval.num_envs`` (default ``env.num_envs``) envs as needed. ``curriculum`` is what
+    :func:`~currlearn.app.build.build_eval_curriculum` builds (built here when None).
     """
     import torch
     from torchrl.envs.utils import ExplorationType, set_exploration_type
@@ -58,9 +64,11 @@ def evaluate(conf: Mapping[str, Any], policy: Any, curriculum: Any = None) -> di
     from currlearn.app.build import build_env, build_eval_curriculum
 
     ev = conf["eval"]
+    episodes = ev["episodes"] if episodes is None else episodes
     if curriculum is None:
         curriculum = build_eval_curriculum(conf)
-    env = build_env(conf, curriculum, seed=conf["seed"] + 10_000, num_envs=ev.get("num_envs"))
+    seed = conf["seed"] + 10_000 if seed is None else seed
+    env = build_env(conf, curriculum, seed=seed, num_envs=ev.get("num_envs"))
     device = next(policy.parameters()).device
     if env.device is not None and env.device != device:  # a CPU-only env, networks on the GPU
         from torchrl.envs import DeviceCastTransform
@@ -71,13 +79,63 @@ def evaluate(conf: Mapping[str, Any], policy: Any, curriculum: Any = None) -> di
     try:
         with torch.no_grad(), set_exploration_type(mode):
             played = 0
-            while played < ev["episodes"]:
+            while played < episodes:
                 r, s, _ = first_episodes(env, policy, ev["max_steps"])
                 returns.append(r)
                 success.append(s)
                 played += r.numel()
     finally:
         env.close()
-    r = torch.cat(returns)[: ev["episodes"]]
-    s = torch.cat(success)[: ev["episodes"]]
+    r = torch.cat(returns)[:episodes]
+    s = torch.cat(success)[:episodes]
     return {"target_return": float(r.mean()), "target_success": float(s.mean())}
+
+
+class PeriodicEval:
+    """Evaluation on the target tasks every ``eval.every`` iterations, during training.
+
+    Each evaluation plays ``eval.every_episodes`` episodes on a fresh evaluation env seeded
+    from the iteration, with the policy's random draws from a generator of its own
+    (:func:`torch.random.fork_rng`): the training run is the same with or without it, and a
+    resumed run evaluates exactly as the uninterrupted one.
+
+    Args:
+        conf (mapping): the run's config.
+        policy: the policy being trained.
+        curriculum: the evaluation curriculum (:func:`~currlearn.app.build.build_eval_curriculum`).
+        logger (optional): a TorchRL logger; receives ``eval/success`` and ``eval/return`` at
+            the step ``frames()``.
+        frames (callable): the frames collected so far.
+    """
+
+    def __init__(self, conf: Mapping[str, Any], policy: Any, curriculum: Any, logger: Any, frames: Any) -> None:
+        self.conf = conf
+        self.policy = policy
+        self.curriculum = curriculum
+        self.logger = logger
+        self.frames = frames
+        self.every = conf["eval"]["every"]
+        self.episodes = conf["eval"]["every_episodes"]
+
+    def __call__(self, iteration: int) -> dict[str, float]:
+        """The ``eval/*`` values of ``iteration``'s row (none off the evaluation iterations)."""
+        if not self.every or iteration % self.every:
+            return {}
+        import torch
+
+        device = next(self.policy.parameters()).device
+        seed = self.conf["seed"] + 10_000 + 1_000_003 * iteration
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(seed)
+            out = evaluate(self.conf, self.policy, self.curriculum, episodes=self.episodes, seed=seed)
+        row = {
+            "eval/success": out["target_success"],
+            "eval/return": out["target_return"],
+            "eval/episodes": self.episodes,
+        }
+        if self.logger is not None:
+            step = int(self.frames())
+            for key in ("eval/success", "eval/return"):
+                if math.isfinite(row[key]):
+                    self.logger.log_scalar(key, row[key], step=step)
+        return row

@@ -7,7 +7,8 @@ app adds:
 - :class:`EpisodeStats` (``batch_process``): return, success and length of the episodes that
   finished in the batch, also logged through the trainer's logger (``post_steps_log``);
 - :class:`MetricsCSV` (``post_steps``): one row per iteration into ``metrics.csv``, with the
-  curriculum's metrics and the mean of the parameters the envs play;
+  curriculum's metrics, the mean of the parameters the envs play and, every ``eval.every``
+  iterations, the evaluation on the target task;
 - :class:`Checkpointer` (``post_steps``): the checkpoint every ``every`` iterations and at the
   end of the budget;
 - :class:`ProgressBar` (``post_steps``): tqdm on stderr;
@@ -23,7 +24,7 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,12 +99,21 @@ class MetricsCSV(_Hook):
         transform (CurriculumTransform, optional): the mean of the parameters the envs play go
             into the row as ``task/<name>``.
         frames (callable): the frames collected so far (``trainer.collected_frames``).
+        extras (sequence of callables): each maps the iteration to more columns of its row
+            (the periodic evaluation's ``eval/*``).
     """
 
     def __init__(
-        self, path: Path, stats: EpisodeStats, curriculum: Any, transform: Any, frames: Callable[[], int]
+        self,
+        path: Path,
+        stats: EpisodeStats,
+        curriculum: Any,
+        transform: Any,
+        frames: Callable[[], int],
+        extras: Sequence[Callable[[int], Mapping[str, Any]]] = (),
     ) -> None:
         self.path = path
+        self.extras = list(extras)
         self.stats = stats
         self.curriculum = curriculum
         self.transform = transform
@@ -129,6 +139,8 @@ class MetricsCSV(_Hook):
         if tasks is not None:
             params = self.curriculum.params(tasks.reshape(-1, *self.curriculum.space.task_shape))
             row.update({f"task/{k}": _mean(v) for k, v in params.items()})
+        for extra in self.extras:
+            row.update(extra(self.iteration))
         self.rows.append(row)
         _write_csv(self.path, self.rows)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import math
@@ -65,10 +66,8 @@ class Prepared:
         collector = getattr(self.trainer, "collector", None)
         for closing in (getattr(collector, "shutdown", None), getattr(self.env, "close", None)):
             if closing is not None:
-                try:
+                with contextlib.suppress(Exception):  # already closed
                     closing()
-                except Exception:  # already closed
-                    pass
 
 
 def prepare(cfg: Any, overrides: list[str] | None = None, choices: dict[str, str] | None = None) -> Prepared:
@@ -142,7 +141,7 @@ def run(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
     from currlearn.app import build, hooks
     from currlearn.app import checkpoint as ck
     from currlearn.app.checkpoint import CHECKPOINT, CHECKPOINT_VERSION
-    from currlearn.app.evaluate import evaluate
+    from currlearn.app.evaluate import PeriodicEval, evaluate
 
     run_dir = Path(run_dir)
     # Everything that can refuse the config is built before the first file is written.
@@ -176,6 +175,12 @@ def run(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
     trainer.logger = build.build_logger(conf, run_dir)  # the first writer into run_dir
     if trainer.logger is not None:
         trainer.logger.log_hparams(build.flat_hparams(conf))
+    policy = getattr(trainer.collector, "policy", None)
+    if policy is None:
+        policy = trainer.loss_module.actor_network
+    metrics.extras.append(
+        PeriodicEval(conf, policy, p.eval_curriculum, trainer.logger, lambda: trainer.collected_frames)
+    )
     if ckpt is not None and (run_dir / ".hydra").is_dir():
         # Hydra wrote the config composed for this command; the run goes on with the resumed one.
         from omegaconf import OmegaConf
@@ -220,9 +225,6 @@ def run(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
         print(f"{PROG}: interrupted; checkpoint saved to {ckpt_path} (continue with resume={run_dir})", file=sys.stderr)
         raise Interrupted(stop.signum)  # type: ignore[arg-type]
 
-    policy = getattr(trainer.collector, "policy", None)
-    if policy is None:
-        policy = trainer.loss_module.actor_network
     last = metrics.rows[-1] if metrics.rows else {}
     summary: dict[str, Any] = {
         **choices,

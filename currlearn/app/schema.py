@@ -17,10 +17,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-import types
 from typing import Any
 
 from currlearn.app.errors import AppError
@@ -43,7 +43,9 @@ def setting(
 
     Args:
         default: the default value.
-        ge, gt, le (float, optional): the value must be ``>= ge``, ``> gt``, ``<= le``.
+        ge (float, optional): the value must be ``>= ge``.
+        gt (float, optional): the value must be ``> gt``.
+        le (float, optional): the value must be ``<= le``.
         pattern (str, optional): a string value must match it whole.
         allowed (str): how the pattern reads in a message (``cpu, cuda, cuda:N``).
         name_only (bool): a string must be a file or directory name (no ``/``, not empty).
@@ -80,7 +82,8 @@ class OutputSettings:
 @dataclass
 class TaskInterface:
     """``task``: what an env config tells the curriculum configs (see the README); each env
-    config sets the keys that make sense for it."""
+    config sets the keys that make sense for it.
+    """
 
     metric: Any = None
     threshold: Any = None
@@ -124,7 +127,7 @@ def _expected(kind: type, meta: Mapping[str, Any], optional: bool) -> str:
         text = "true or false"
     elif kind is str:
         text = (
-            f"allowed values: {meta['allowed']}"
+            f"one of {meta['allowed']}"
             if meta.get("allowed")
             else "a file or directory name inside the run dir"
             if meta.get("name_only")

@@ -49,7 +49,8 @@ class CurrlearnSweeper(BasicSweeper):
         return [list(job) for batch in self.split_arguments(overrides, None) for job in batch]
 
     def sweep(self, arguments: list[str]) -> Any:  # noqa: D102
-        assert self.hydra_context is not None and self.config is not None
+        assert self.hydra_context is not None
+        assert self.config is not None
         check = get_method(self.check)
         jobs = self.jobs(arguments)
         tic = time.perf_counter()
