@@ -77,3 +77,4 @@ def test_app_trains_on_cuda(tmp_path):
     assert summary["frames"] == 2048
     ckpt = torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
     assert ckpt["config"]["device"] == "cuda"
+    assert ckpt["rng"]["cuda"][0].dtype == torch.uint8  # the CUDA generators are in the checkpoint

@@ -1,5 +1,6 @@
 """The run's checkpoint: written atomically, read back with one-line errors, and the state
-TorchRL's trainer checkpoint leaves out (the collector's episodes in progress, the global RNGs)."""
+TorchRL's trainer checkpoint leaves out (the collector's episodes in progress, the global RNGs).
+"""
 
 from __future__ import annotations
 
@@ -42,6 +43,10 @@ def atomic_path(path: Path) -> Iterator[Path]:
     try:
         yield tmp
         os.replace(tmp, path)
+    except OSError as e:
+        if e.filename is not None:
+            raise
+        raise OSError(e.errno, e.strerror, str(path)) from e  # a failed write names no file
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -49,12 +54,22 @@ def atomic_path(path: Path) -> Iterator[Path]:
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """``torch.save`` to a temporary file, then ``os.replace``: an existing checkpoint is
     never left half-written.
+
+    Raises:
+        OSError: the file could not be written (a full disk, a file size limit); the previous
+            checkpoint is left as it was and the temporary file is removed.
     """
+    import io
+
     import torch
 
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    buffer = io.BytesIO()  # serialised first: a failed write is then an OSError naming its cause
+    torch.save(payload, buffer)
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        f.write(buffer.getbuffer())
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def load_checkpoint(run_dir: Path) -> dict[str, Any]:
@@ -110,13 +125,16 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict[str, Any]:
-    """The global torch, numpy and Python random states."""
+    """The global torch (CPU and, where initialised, every CUDA device), numpy and Python random states."""
     import random
 
     import numpy as np
     import torch
 
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    state = {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
@@ -132,6 +150,9 @@ def set_rng_state(state: dict[str, Any]) -> None:
     np.random.set_state(state["numpy"])
     random.setstate(state["python"])
     torch.set_rng_state(state["torch"])
+    # a run moved to a machine with fewer GPUs (or none) goes on with fresh CUDA generators
+    if state.get("cuda") is not None and torch.cuda.is_available() and torch.cuda.device_count() >= len(state["cuda"]):
+        torch.cuda.set_rng_state_all(state["cuda"])
 
 
 def collector_state(collector: Any) -> dict[str, Any]:

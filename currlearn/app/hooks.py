@@ -44,10 +44,10 @@ class _Hook(TrainerHookBase):
 
     stage = "post_steps"
 
-    def state_dict(self) -> dict[str, Any]:  # noqa: D102
+    def state_dict(self) -> dict[str, Any]:
         return {}
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:  # noqa: D102
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         pass
 
     def register(self, trainer: Any, name: str | None = None) -> None:

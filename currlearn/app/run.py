@@ -130,6 +130,21 @@ def check(cfg: Any) -> None:
     prepare(cfg, overrides, choices).close()
 
 
+def _dead_workers(env: Any) -> list[tuple[int, int | None, int | None]]:
+    """``(index, pid, exit code)`` of each worker process of ``env`` (a ``ParallelEnv``, maybe
+    inside a ``TransformedEnv``) that is no longer alive.
+    """
+    from torchrl.envs import ParallelEnv, TransformedEnv
+
+    while isinstance(env, TransformedEnv):
+        env = env.base_env
+    workers = env.__dict__.get("_workers") or [] if isinstance(env, ParallelEnv) else []
+    # TorchRL terminates and closes the other workers once it finds a dead one
+    return [
+        (i, w.pid, w.exitcode) for i, w in enumerate(workers) if not getattr(w, "_closed", False) and not w.is_alive()
+    ]
+
+
 def run(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
     """Train with a composed config, writing into ``run_dir``; returns the summary.
 
@@ -210,14 +225,30 @@ def run(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
     for hook_ in (stats, metrics, checkpointer, bar, stop):  # after the PPO and curriculum ops
         hook_.register(trainer)
 
+    def kept() -> str:
+        if checkpointer.saved_at:
+            saved = checkpointer.saved_at
+            return f"the checkpoint of iteration {saved} is kept ({ckpt_path}; continue with resume={run_dir})"
+        return "no checkpoint was written yet"
+
     try:
         with stop:
             trainer.train()
     except KeyboardInterrupt:
-        kept = (
-            f"the checkpoint of iteration {checkpointer.saved_at} is kept" if checkpointer.saved_at else "no checkpoint"
-        )
-        print(f"{PROG}: interrupted at once; {kept} ({ckpt_path})", file=sys.stderr)
+        print(f"{PROG}: interrupted at once; {kept()}", file=sys.stderr)
+        raise
+    except Exception as e:
+        dead = _dead_workers(p.env)
+        if dead:
+            i, pid, code = dead[0]
+            during = metrics.iteration + 1
+            msg = f"env worker {i} (pid {pid}) died (exit code {code}) during iteration {during}; {kept()}."
+            raise AppError(msg) from e
+        if isinstance(e, OSError):  # the app's writes (metrics.csv, checkpoint) come after the row's count
+            raise AppError(
+                f"writing the results of iteration {metrics.iteration} failed "
+                f"({e.strerror or type(e).__name__}: {e.filename or run_dir}); {kept()}."
+            ) from e
         raise
     finally:
         bar.close()
@@ -249,5 +280,5 @@ def run(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
         else:
             from currlearn.app.report import plot_run
 
-            plot_run(metrics.rows, run_dir)
+            plot_run(metrics.rows, run_dir, title=f"{choices['curriculum']} on {choices['env']}, seed {conf['seed']}")
     return summary

@@ -346,7 +346,11 @@ def find_transforms(env: EnvBase, cls: type[Transform]) -> list[Transform]:
     """The transforms of type ``cls`` of a TransformedEnv (its transform, or inside its Compose),
     in order; empty for an env without one.
     """
-    transform = getattr(env, "transform", None)
+    from torchrl.envs import TransformedEnv
+
+    if not isinstance(env, TransformedEnv):  # a ParallelEnv would forward the lookup to its workers
+        return []
+    transform = env.transform
     return [t for t in [transform, *getattr(transform, "transforms", [])] if isinstance(t, cls)]
 
 
