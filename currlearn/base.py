@@ -133,6 +133,25 @@ class Curriculum(ABC):
     ``__init__`` and implement :meth:`_sample`. They may override :meth:`_update` (learn from
     valid feedback), :meth:`_on_step` (once per training iteration) and :meth:`_metrics`.
 
+    **The numeric contract.** Whatever finite values (±1e30, ±3e38 included), NaNs and
+    infinities the feedback holds in its return, success, metric or scores:
+
+    - the state stays finite: episodes with a non-finite return or metric, or a success
+      outside [0, 1], are counted in the ``skipped_nonfinite`` metric and skipped by
+      :meth:`update`; a curriculum that reads other entries (PLR's scores) skips and counts
+      their non-finite values the same way; sums and means are accumulated in float64
+      (:func:`~currlearn.functional.group_by_task`) and stored saturated to the state's
+      dtype (:func:`~currlearn.functional.saturate`), so a sum of two returns near float32's
+      largest value is its largest finite value, not infinity;
+    - ``weights()`` (where a curriculum has it) is finite, non-negative and sums to 1;
+    - ``sample()`` returns tasks inside the task space;
+    - ``metrics()`` holds no infinity (NaN stands for "unknown", such as the success of a
+      task never played).
+
+    :func:`currlearn.testing.numeric_contract_test` checks it with hypothesis for any
+    curriculum, a user's included; ``tests/test_numeric_contract.py`` runs it over every
+    curriculum class of currlearn.
+
     Args:
         space (TaskSpace): the tasks to choose from. Moved to ``device`` if given.
         num_envs (int, optional): number of envs, for curricula that keep per-env state.
@@ -256,8 +275,10 @@ class Curriculum(ABC):
     def update(self, feedback: TensorDictBase) -> None:
         """Learn from finished episodes.
 
-        Episodes whose return (or metric) is NaN or infinite are counted in the
-        ``skipped_nonfinite`` metric and dropped before they reach the state.
+        Episodes whose return (or metric) is NaN or infinite, or whose success lies outside
+        [0, 1] (infinities included; a NaN success is an unknown one), are counted in the
+        ``skipped_nonfinite`` metric and dropped before they reach the state: a long run goes
+        on past a broken episode, and the counter shows it.
 
         Args:
             feedback (TensorDict): batch size ``[num_episodes]``, keys as in the module doc.
@@ -287,6 +308,8 @@ class Curriculum(ABC):
             feedback["success"] = torch.full_like(feedback["return"], float("nan"))
         self._check_feedback(feedback)
         valid = torch.isfinite(feedback["return"])
+        success = feedback["success"].to(feedback["return"].dtype)
+        valid &= torch.isnan(success) | ((success >= 0) & (success <= 1))
         if "metric" in feedback.keys():
             valid &= torch.isfinite(feedback["metric"])
         n_bad = (~valid).sum()

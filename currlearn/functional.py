@@ -39,6 +39,7 @@ __all__ = [
     "rank_cdf",
     "rank_weights",
     "sample_from_cdf",
+    "saturate",
     "staleness_weights",
     "update_sorted_order",
     "update_topk",
@@ -391,8 +392,23 @@ def batch_ema(old: Tensor, mean: Tensor, count: Tensor, smoothing: float, initia
         ...           0.5, torch.tensor([True, False]))
         tensor([0.2500, 2.0000])
     """
-    keep = (1.0 - smoothing) ** count.to(old.dtype)
-    return torch.where(initialized, keep * old + (1.0 - keep) * mean.to(old.dtype), mean.to(old.dtype))
+    x, m = old.double(), mean.double()  # a convex mix of finite values, rounded into old's range
+    keep = (1.0 - smoothing) ** count.double()
+    return saturate(torch.where(initialized, keep * x + (1.0 - keep) * m, m), old.dtype)
+
+
+def saturate(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """``x`` cast to the floating ``dtype``, finite values beyond its range clamped to its
+    largest finite magnitude (not rounded to infinity); NaN and infinities pass unchanged.
+
+    Examples:
+        >>> import torch
+        >>> saturate(torch.tensor([1e39, -1e39, 2.0], dtype=torch.float64), torch.float32)
+        tensor([ 3.4028e+38, -3.4028e+38,  2.0000e+00])
+    """
+    big = torch.finfo(dtype).max
+    finite = torch.isfinite(x)
+    return torch.where(finite, x.clamp(-big, big), x).to(dtype)
 
 
 def group_by_task(task: Tensor, *values: Tensor, valid: Tensor | None = None) -> tuple[Tensor, Tensor, list[Tensor]]:
@@ -405,23 +421,30 @@ def group_by_task(task: Tensor, *values: Tensor, valid: Tensor | None = None) ->
 
     Returns:
         ``(task_ids [m], counts [m], [sums [m] per value])`` with ``task_ids`` sorted and
-        unique. Synchronises with the host (dynamic size ``m``).
+        unique; counts and the sums of floating values in float64 (a sum of float32 values
+        near their range's end stays finite, and so does the mean). Synchronises with the host
+        (dynamic size ``m``).
 
     Examples:
         >>> import torch
         >>> ids, n, (s,) = group_by_task(torch.tensor([4, 1, 4]), torch.tensor([1.0, 2.0, 3.0]))
-        >>> ids, n, s
-        (tensor([1, 4]), tensor([1., 2.]), tensor([2., 4.]))
+        >>> ids, n.tolist(), s.tolist()
+        (tensor([1, 4]), [1.0, 2.0], [2.0, 4.0])
     """
     if valid is not None:
         task = task[valid]
         values = tuple(v[valid] for v in values)
     ids, inv = torch.unique(task, return_inverse=True)
-    dtype = values[0].dtype if values and values[0].is_floating_point() else torch.get_default_dtype()
+    dtype = torch.float64
     counts = torch.zeros(ids.numel(), dtype=dtype, device=task.device).index_add_(
         0, inv, torch.ones(task.numel(), dtype=dtype, device=task.device)
     )
-    sums = [torch.zeros(ids.numel(), dtype=v.dtype, device=task.device).index_add_(0, inv, v) for v in values]
+    sums = [
+        torch.zeros(ids.numel(), dtype=dtype if v.is_floating_point() else v.dtype, device=task.device).index_add_(
+            0, inv, v.double() if v.is_floating_point() else v
+        )
+        for v in values
+    ]
     return ids, counts, sums
 
 

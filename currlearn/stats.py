@@ -28,7 +28,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +115,7 @@ class TaskStats:
             raise ValueError(f"decay must be a number in (0, 1], got {decay!r}.")
         self.num_tasks = num_tasks
         self.decay = float(decay)
-        dtype = torch.get_default_dtype()
+        dtype = torch.float64  # sums of returns near float32's range stay finite
         # columns: episodes, return sum, success sum, episodes with a known success
         self.sums = torch.zeros(num_tasks, 4, dtype=dtype, device=device)
 
@@ -131,7 +131,9 @@ class TaskStats:
     def update(self, feedback: TensorDictBase) -> None:
         """Add the episodes of ``feedback`` (keys ``task`` (ids), ``return``, optional ``success``).
 
-        Episodes with a non-finite return are ignored; a NaN success counts as unknown.
+        Episodes with a non-finite return or a success outside [0, 1] are ignored (as
+        :meth:`Curriculum.update <currlearn.base.Curriculum.update>` skips them); a NaN success
+        counts as unknown.
         """
         task = feedback["task"].to(self.device).reshape(-1).long()
         if task.numel() and (task.min() < 0 or task.max() >= self.num_tasks):
@@ -142,7 +144,9 @@ class TaskStats:
             succ = feedback["success"].to(self.device, self.sums.dtype).reshape(-1)
         else:
             succ = torch.full_like(ret, float("nan"))
-        known = valid & ~torch.isnan(succ)
+        unknown = torch.isnan(succ)
+        valid &= unknown | ((succ >= 0) & (succ <= 1))
+        known = valid & ~unknown
         rows = torch.stack(
             [valid.to(ret.dtype), torch.where(valid, ret, 0.0), torch.where(known, succ, 0.0), known.to(ret.dtype)], -1
         )
@@ -198,12 +202,24 @@ class LearningStats:
         label (str, optional): the run's group (e.g. the curriculum), for plots.
         seed (int, optional): the run's seed.
         meta (dict, optional): anything JSON-serialisable saved with the stats.
+        clock (callable, optional): wall clock in seconds; default :func:`time.perf_counter`.
+        cpu_clock (callable, optional): CPU clock in seconds; default :func:`time.process_time`.
+            (Tests and replays pass clocks of their own.)
     """
 
-    def __init__(self, label: str | None = None, seed: int | None = None, meta: Mapping[str, Any] | None = None):
+    def __init__(
+        self,
+        label: str | None = None,
+        seed: int | None = None,
+        meta: Mapping[str, Any] | None = None,
+        *,
+        clock: Callable[[], float] = time.perf_counter,
+        cpu_clock: Callable[[], float] = time.process_time,
+    ):
         self.label = label
         self.seed = seed
         self.meta = dict(meta or {})
+        self._clock, self._cpu_clock = clock, cpu_clock
         self._n = 0
         self._n_eval = 0
         self._data = {k: torch.zeros(16, dtype=torch.float64) for k in _COLUMNS}
@@ -212,8 +228,8 @@ class LearningStats:
 
     def start(self) -> None:
         """Restart the wall and CPU clocks (times are measured from here)."""
-        self._t0 = time.perf_counter() - (float(self._data["wall_time"][self._n - 1]) if self._n else 0.0)
-        self._c0 = time.process_time() - (float(self._data["cpu_time"][self._n - 1]) if self._n else 0.0)
+        self._t0 = self._clock() - (float(self._data["wall_time"][self._n - 1]) if self._n else 0.0)
+        self._c0 = self._cpu_clock() - (float(self._data["cpu_time"][self._n - 1]) if self._n else 0.0)
 
     def __len__(self) -> int:
         return self._n
@@ -288,8 +304,8 @@ class LearningStats:
             raise ValueError(f"feedback lacks key 'return'; it has {sorted(map(str, feedback.keys()))}.")
         ret = feedback["return"].detach().to("cpu", torch.float64).reshape(-1)
         n = ret.numel()
-        wall = time.perf_counter() - self._t0
-        cpu = time.process_time() - self._c0
+        wall = self._clock() - self._t0
+        cpu = self._cpu_clock() - self._c0
         if n == 0:
             return
         length = (
@@ -332,7 +348,7 @@ class LearningStats:
         self._eval["eval_scores"][i] = s
         self._eval["eval_steps"][i] = float(steps) if steps is not None else (float(self.steps[-1]) if self._n else 0.0)
         self._eval["eval_episodes"][i] = float(self._n)
-        self._eval["eval_wall_time"][i] = time.perf_counter() - self._t0
+        self._eval["eval_wall_time"][i] = self._clock() - self._t0
         self._n_eval += 1
 
     # ------------------------------------------------------------------ JSON

@@ -8,9 +8,21 @@ Examples:
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
 import torch
 
-__all__ = ["get_default_devices", "make_pendulum_with_step_counter", "make_scheduled_pendulum"]
+__all__ = [
+    "HOSTILE_VALUES",
+    "check_numeric_contract",
+    "get_default_devices",
+    "hostile_feedback",
+    "make_pendulum_with_step_counter",
+    "make_scheduled_pendulum",
+    "numeric_contract_test",
+]
 
 
 def get_default_devices() -> list[torch.device]:
@@ -116,3 +128,110 @@ def make_gym_worker_with_curriculum(kind: str = "cartpole", seed: int = 0) -> ob
 
     factory, tasks = _GYM_WORKERS[kind]
     return with_curriculum(factory(), DomainRandomization(DiscreteSpace(tasks), seed=seed))
+
+
+# --------------------------------------------------------------------------- the numeric contract
+HOSTILE_VALUES = (
+    0.0, 1.0, -1.0, 0.5, 1e-30, 1e30, -1e30, 3e38, -3e38, float("nan"), float("inf"), float("-inf"),
+)  # fmt: skip
+"""Values the numeric contract feeds as returns, successes, metrics and scores, mixed with ordinary ones."""
+
+FEEDBACK_KEYS = ("return", "success", "metric", "score", "value_mean")
+"""The per-episode entries :func:`hostile_feedback` fills (PLR reads ``score`` and ``value_mean``)."""
+
+
+def hostile_feedback(curriculum: Any, values: dict[str, list[float]]) -> Any:
+    """A feedback TensorDict for tasks drawn from ``curriculum``, with the given per-episode
+    values (each list as long as the batch) under :data:`FEEDBACK_KEYS`.
+    """
+    from currlearn.feedback import episode_feedback
+
+    n = len(values["return"])
+    dev = curriculum.device
+    env_ids = torch.arange(n, device=dev) % curriculum.num_envs if curriculum.num_envs else None
+    tasks = curriculum.sample(n, env_ids=env_ids)
+    as_tensor = {k: torch.tensor(v, dtype=torch.float32, device=dev) for k, v in values.items()}
+    return episode_feedback(
+        tasks,
+        as_tensor.pop("return"),
+        success=as_tensor.pop("success"),
+        env_id=env_ids,
+        **as_tensor,
+    )
+
+
+def _floating_tensors(td: Any, prefix: str = "") -> Iterable[tuple[str, torch.Tensor]]:
+    for key, value in td.items(include_nested=True, leaves_only=True):
+        if torch.is_tensor(value) and value.is_floating_point():
+            yield f"{prefix}{key}", value
+
+
+def check_numeric_contract(curriculum: Any, batches: Iterable[dict[str, list[float]]], draws: int = 64) -> None:
+    """Feed ``batches`` (see :func:`hostile_feedback`) to ``curriculum`` and check, after each
+    update and step, the numeric contract of :class:`~currlearn.base.Curriculum`:
+
+    - every floating tensor of its state is finite;
+    - ``weights()`` (where it has one) is finite, non-negative and sums to 1;
+    - ``sample()`` returns tasks inside the task space (finite for a box);
+    - ``metrics()`` holds no infinity (NaN stands for "unknown" there);
+    - the state survives ``state_dict`` / ``load_state_dict`` into a copy that samples alike.
+
+    Raises:
+        AssertionError: naming the broken rule, the batch and the entry.
+    """
+    import copy
+
+    for i, values in enumerate(batches):
+        fb = hostile_feedback(curriculum, values)
+        curriculum.update(fb)
+        curriculum.step(len(values["return"]))
+        where = f"after batch {i} {values}"
+        for key, tensor in _floating_tensors(curriculum.state):
+            assert bool(torch.isfinite(tensor).all()), f"state[{key!r}] is not finite {where}: {tensor}"
+        if hasattr(curriculum, "weights"):
+            w = curriculum.weights()
+            assert bool(torch.isfinite(w).all()) and bool((w >= 0).all()), f"weights() {w} {where}"
+            assert abs(float(w.sum()) - 1.0) < 1e-4, f"weights() sum to {float(w.sum())} {where}"
+        tasks = _draw(curriculum, draws)
+        curriculum.space.check_tasks(tasks, "sample()")
+        if tasks.is_floating_point():
+            assert bool(torch.isfinite(tasks).all()), f"sample() {tasks} {where}"
+        for key, value in curriculum.metrics().items():
+            assert not (isinstance(value, float) and math.isinf(value)), f"metrics()[{key!r}] = {value} {where}"
+    twin = copy.deepcopy(curriculum)
+    twin.load_state_dict(curriculum.state_dict())
+    twin.generator.set_state(curriculum.generator.get_state())
+    assert torch.equal(_draw(twin, draws), _draw(curriculum, draws)), "a loaded copy samples differently"
+
+
+def _draw(curriculum: Any, num: int) -> torch.Tensor:
+    if curriculum.num_envs:  # per-env curricula say which envs the tasks are for
+        return curriculum.sample(env_ids=torch.arange(num, device=curriculum.device) % curriculum.num_envs)
+    return curriculum.sample(num)
+
+
+def numeric_contract_test(
+    factory: Callable[[], Any], *, max_examples: int = 40, batch: int = 8, rounds: int = 4
+) -> Callable[[], None]:
+    """A hypothesis test of :func:`check_numeric_contract` for the curricula ``factory`` builds:
+    batches mixing :data:`HOSTILE_VALUES` with ordinary values in every feedback entry.
+
+    Examples:
+        In a test module (hypothesis installed)::
+
+            test_my_curriculum_numerics = numeric_contract_test(lambda: MyCurriculum(space, seed=0))
+    """
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    value = st.one_of(st.sampled_from(HOSTILE_VALUES), st.floats(-2.0, 2.0), st.floats(width=32))
+    episode = st.fixed_dictionaries({k: value for k in FEEDBACK_KEYS})
+    batches = st.lists(st.lists(episode, min_size=1, max_size=batch), min_size=1, max_size=rounds)
+
+    @settings(max_examples=max_examples, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(batches)
+    def test(episodes_per_batch: list[list[dict[str, float]]]) -> None:
+        columns = [{k: [e[k] for e in episodes] for k in FEEDBACK_KEYS} for episodes in episodes_per_batch]
+        check_numeric_contract(factory(), columns)
+
+    return test

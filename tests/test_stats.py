@@ -175,7 +175,12 @@ def test_metrics_through_lightning_logger(tmp_path: Path):
 # --------------------------------------------------------------------------- LearningStats
 def _filled(seed: int, batches: int = 5, evals: int = 2) -> LearningStats:
     rng = np.random.default_rng(seed)
-    s = LearningStats(label="level", seed=seed, meta={"curriculum": "level"})
+    ticks = iter(range(10**6))  # a clock of its own: the same times on a loaded machine
+
+    def clock() -> float:
+        return 0.01 * next(ticks)
+
+    s = LearningStats(label="level", seed=seed, meta={"curriculum": "level"}, clock=clock, cpu_clock=clock)
     for b in range(batches):
         fb, *_ = _feedback(rng, int(rng.integers(1, 8)), nan_success=0.3)
         s.append(fb, steps=None if b % 2 else 100 * (b + 1))

@@ -329,7 +329,9 @@ class ALPGMMCurriculum(Curriculum):
             x, r, m = x[-h:], r[-h:], h
         st = self.state
         r_old, has_old = self._nearest_returns(x, r)
-        alp = torch.where(has_old, (r - r_old).abs(), torch.zeros_like(r))
+        # |r - r_old| of two finite float32 returns may exceed float32's range: saturate it
+        gap = (r.double() - r_old.double()).abs().clamp_max(torch.finfo(r.dtype).max).to(r.dtype)
+        alp = torch.where(has_old, gap, torch.zeros_like(r))
         slots = (st["cursor"] + torch.arange(m, device=self.device)) % h
         st["tasks"].index_copy_(0, slots, x)
         st["returns"].index_copy_(0, slots, r)
@@ -386,7 +388,7 @@ class ALPGMMCurriculum(Curriculum):
         size = st["size"]
         return {
             "history_size": size,
-            "alp_mean": st["alp"].sum() / size.clamp_min(1),
+            "alp_mean": st["alp"].double().sum() / size.clamp_min(1),
             "components": st["components"],
             "num_fits": st["num_fits"],
         }

@@ -84,7 +84,8 @@ class _DifficultyCurriculum(DiscreteCurriculum):
         self.initial_value = None if initial_value is None else check_finite("initial_value", initial_value)
         super().__init__(space, num_envs=num_envs, seed=seed, device=device)
         n = space.num_tasks
-        start = math.inf if initial_value is None else float(initial_value)
+        # never played: the largest finite value (the easiest; the state stays finite)
+        start = torch.finfo(torch.get_default_dtype()).max if initial_value is None else float(initial_value)
         self.state = TensorDict(
             {
                 "value": torch.full((n,), start),
@@ -174,7 +175,7 @@ class _DifficultyCurriculum(DiscreteCurriculum):
         n = played.sum().clamp_min(1)
         out: dict[str, Tensor | float] = {
             "num_played": played.sum(),
-            "value_mean": torch.where(played, self.state["value"], 0.0).sum() / n,
+            "value_mean": torch.where(played, self.state["value"].double(), 0.0).sum() / n,
             "progress": self._progress(),
         }
         p_bin = self._bin_distribution()

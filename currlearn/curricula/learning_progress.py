@@ -84,7 +84,8 @@ class LearningProgressCurriculum(_CachedCDFCurriculum):
             are counted and skipped.
         fast_rate (float): rate of the fast EMA in (0, 1]. Default 0.1.
         slow_rate (float): rate of the slow EMA in (0, 1], applied to the fast EMA. Default 0.1.
-        reweight_theta (float): θ of the reweighting in (0, 1). Default 0.1 (the paper).
+        reweight_theta (float): θ of the reweighting in (0, 1). Default 0.1 (the paper). The
+            reweighting reads the EMAs clamped into [0, 1].
         uniform_share (float): probability mass spread uniformly, in [0, 1]. Default 0.
         num_envs, seed, device: see :class:`~currlearn.base.Curriculum`.
 
@@ -126,17 +127,20 @@ class LearningProgressCurriculum(_CachedCDFCurriculum):
         self._refresh()
 
     def _reweight(self, p: Tensor) -> Tensor:
+        """``f(p)`` in float64, with ``p`` clamped into [0, 1] (its denominator is then at least
+        ``min(θ, 1 - θ) > 0``)."""
         theta = self.reweight_theta
-        return (1 - theta) * p / (p + theta * (1 - 2 * p)).clamp_min(1e-12)
+        p = p.double().clamp(0.0, 1.0)
+        return (1 - theta) * p / (p + theta * (1 - 2 * p))
 
     def learning_progress(self) -> Tensor:
         """``|f(p_fast) - f(p_slow)|`` per task, shape ``[num_tasks]`` (0 for tasks never played)."""
         st = self.state
-        return (self._reweight(st["p_fast"]) - self._reweight(st["p_slow"])).abs()
+        return (self._reweight(st["p_fast"]) - self._reweight(st["p_slow"])).abs().to(st["p_fast"].dtype)
 
     def _compute_weights(self) -> Tensor:
         played = self.state["count"] > 0
-        lp = self.learning_progress()
+        lp = self.learning_progress().double()
         num_played = played.sum().clamp_min(1)
         mean = (lp * played).sum() / num_played
         var = (((lp - mean) * played) ** 2).sum() / num_played
@@ -146,7 +150,7 @@ class LearningProgressCurriculum(_CachedCDFCurriculum):
         p = w / w.sum()
         if self.uniform_share > 0:
             p = (1 - self.uniform_share) * p + self.uniform_share / p.numel()
-        return p
+        return p.to(torch.get_default_dtype())
 
     def _update(self, feedback: TensorDictBase) -> None:
         values, valid = self._metric_values(feedback)
@@ -169,7 +173,7 @@ class LearningProgressCurriculum(_CachedCDFCurriculum):
         return {
             "num_played": played.sum(),
             "learning_progress_mean": (self.learning_progress() * played).sum() / n,
-            "success_fast_mean": (self.state["p_fast"] * played).sum() / n,
+            "success_fast_mean": (self.state["p_fast"].double() * played).sum() / n,
         }
 
 
@@ -235,9 +239,11 @@ class LearnabilityCurriculum(_CachedCDFCurriculum):
         self._refresh()
 
     def learnability(self) -> Tensor:
-        """``p (1 - p)`` per played task (0 for tasks never played), shape ``[num_tasks]``."""
+        """``p (1 - p)`` per played task (0 for tasks never played), shape ``[num_tasks]``; a
+        ``p`` outside [0, 1] (a metric that is no success rate) counts as 0 or 1: not learnable."""
         p = self.state["success"]
-        return p * (1 - p) * (self.state["count"] > 0)
+        q = p.double().clamp(0.0, 1.0)
+        return (q * (1 - q) * (self.state["count"] > 0)).to(p.dtype)
 
     def _learnable_weights(self) -> Tensor:
         score = self.learnability()
@@ -275,5 +281,5 @@ class LearnabilityCurriculum(_CachedCDFCurriculum):
             "num_played": played.sum(),
             "num_learnable": (learn > 0).sum(),
             "learnability_mean": learn.sum() / n,
-            "success_mean": (self.state["success"] * played).sum() / n,
+            "success_mean": (self.state["success"].double() * played).sum() / n,
         }
