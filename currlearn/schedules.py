@@ -226,10 +226,18 @@ class StepSchedule(Schedule):
         self.boundaries = boundaries
         self._values_t = torch.tensor(values)
         self._bounds_t = torch.tensor(boundaries, dtype=torch.get_default_dtype())
+        self._on_device: dict[torch.device, tuple[Tensor, Tensor]] = {}
+
+    def _tables(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        """The boundaries and values on ``device``, copied there once (not on every call)."""
+        tables = self._on_device.get(device)
+        if tables is None:
+            tables = self._on_device[device] = (self._bounds_t.to(device), self._values_t.to(device))
+        return tables
 
     def _value(self, t: Tensor) -> Tensor:
-        idx = torch.bucketize(t, self._bounds_t.to(t.device), right=True)
-        return self._values_t.to(t.device)[idx]
+        bounds, values = self._tables(t.device)
+        return values[torch.bucketize(t, bounds, right=True)]
 
     def __call__(self, iteration: int | Tensor) -> Tensor:  # noqa: D102 (no clamping window)
         t = iteration.to(torch.get_default_dtype()) if isinstance(iteration, Tensor) else torch.tensor(float(iteration))

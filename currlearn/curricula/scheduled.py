@@ -19,7 +19,8 @@ class ScheduledCurriculum(Curriculum):
 
     The task space is the box spanned by each schedule's range; a task is the vector of the
     scheduled values. :meth:`step` advances the iteration; the CurriculumTransform applies the
-    new values to running envs at once, not only at their next reset.
+    new values to running envs at their next env step (not only at their next reset), whether
+    or not a hook calls its ``refresh()``.
 
     Args:
         schedules (mapping of str to Schedule): env parameter name -> schedule.

@@ -65,6 +65,7 @@ class _Bookkeeping:
     pool_pos: int = 0
     pool_version: int = -1
     covers: bool | None = None
+    decision_seen: int = -1  # the curriculum's decision_version at the last full assignment
 
 
 class CurriculumTransform(Transform):
@@ -133,6 +134,7 @@ class CurriculumTransform(Transform):
         if mask is None or self._params is None:
             env_ids = torch.arange(n, device=self.curriculum.device)
             self._flat_tasks.copy_(self.curriculum.sample(env_ids=env_ids))
+            self._book.decision_seen = self.curriculum.decision_version
             self._refresh_params()
             return
         # Partial reset: new tasks and parameters for the reset envs only.
@@ -319,6 +321,11 @@ class CurriculumTransform(Transform):
     def _inv_call(self, tensordict: TensorDictBase) -> TensorDictBase:
         if self._params is None:
             return tensordict
+        cur = self.curriculum
+        if not cur.per_episode and cur.decision_version != self._book.decision_seen:
+            # A decision that holds mid-episode (a schedule's step) reaches the running envs at
+            # this step, whether or not a hook refreshed the transform.
+            self.refresh()
         if (
             self._book.written == self._book.version
             and self.param_key in tensordict.keys(True)
@@ -454,6 +461,7 @@ class CurriculumHook(TrainerHookBase):
         self._args = {"tracker": tracker, "refresh_every_iteration": refresh_every_iteration, "on_decision": sync}
         self._args["log_interval"] = check_positive_int("log_interval", log_interval, minimum=0)
         self.driver: CurriculumDriver | None = None
+        self._collector_of_trainer: Any = None  # the trainer's collector, known at register
         if curriculum is not None or transform is not None:
             self._drive(curriculum if curriculum is not None else transform.curriculum, transform)  # type: ignore[union-attr]
 
@@ -497,8 +505,19 @@ class CurriculumHook(TrainerHookBase):
         return batch
 
     def end_iteration(self) -> None:
-        """``post_steps`` op: advance the curriculum's iteration and apply its decision."""
-        self._run().step()
+        """``post_steps`` op: advance the curriculum's iteration and apply its decision.
+
+        After a refresh (curricula whose decision changes mid-episode), the new parameters
+        are also written into the collector's next step input, so that the first transition of
+        the next batch records the parameters it is played with.
+        """
+        driver = self._run()
+        driver.step()
+        transform = driver.transform
+        carrier = getattr(self._collector_of_trainer, "_carrier", None)
+        if driver.refresh_every_iteration and transform is not None and transform.tasks is not None:
+            if carrier is not None and transform.param_key in carrier.keys(True):
+                transform._write(carrier)
 
     def log(self, batch: TensorDictBase | None = None) -> dict[str, float] | None:
         """``post_steps_log`` op: the curriculum's metrics (logged by the trainer), or None
@@ -545,6 +564,7 @@ class CurriculumHook(TrainerHookBase):
         trainer.register_op("post_steps", self.end_iteration)
         trainer.register_op("post_steps_log", self.log)
         trainer.register_module(name, self)
+        self._collector_of_trainer = trainer.collector
 
     def _place_first_epoch(self, trainer: Any) -> None:
         """Move :meth:`first_epoch` among the trainer's ``pre_epoch`` ops: right before the
