@@ -83,6 +83,8 @@ class LevelCurriculumConfig:
     demote_threshold: float | None = None
     min_episodes: int = 10
     smoothing: float = 0.1
+    ema_init: float | None = None
+    compare: str = "ge"
     per_env: bool = False
     num_envs: int | None = None
     start_level: int = 0
