@@ -117,6 +117,8 @@ class StageConfig:
     reward_window: int = 100
     mode: str = "any"
     predicates: Any = field(default_factory=list)
+    avg_reward_window: int | None = None
+    reward_std_window: int | None = None
 
 
 @dataclass
@@ -127,6 +129,7 @@ class SequentialCurriculumConfig:
     stages: Any = MISSING
     seed: int | None = None
     device: str | None = None
+    clock: Any = None
 
 
 @dataclass
