@@ -153,6 +153,7 @@ class PrioritizedLevelReplayConfig:
     score_function: str = "l1_value_loss"
     prioritization: str = "rank"
     temperature: float = 0.1
+    eps: float = 0.05
     staleness_coef: float = 0.1
     replay_schedule: str = "proportionate"
     replay_prob: float = 0.5

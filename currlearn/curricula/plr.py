@@ -13,7 +13,8 @@ Algorithm 1 of the PLR paper, as implemented here for a batch of ``k`` resets at
 1. Replay decision ``d ~ P_D``: replay a seen level with probability ``p`` (see
    ``replay_schedule``), else draw a new level uniformly from the unseen ones.
 2. Replay level ``l_i ~ P_replay = (1 - ρ) P_S + ρ P_C`` over the seen levels, with
-   ``P_S(l_i) ∝ h(S_i)^(1/β)`` (``h = 1/rank`` or ``h = S``) and the staleness distribution
+   ``P_S(l_i) ∝ h(S_i)^(1/β)`` (``h = 1/rank`` or ``h = S``; Syllabus's further transforms:
+   ``prioritization``) and the staleness distribution
    ``P_C(l_i) ∝ c - C_i`` (``c``: episodes sampled so far, ``C_i``: when ``l_i`` was last
    sampled). ``ρ`` is the paper's staleness coefficient, called ``staleness_coef`` here as in
    the reference code (facebookresearch/level-replay).
@@ -39,6 +40,7 @@ Examples:
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, Literal
 
 import torch
@@ -73,10 +75,22 @@ SCORE_FUNCTIONS = (
 predictions), policy entropy, least confidence, min-margin (PLR paper, discrete actions), and
 the one-step TD error."""
 
-PRIORITIZATIONS = ("rank", "power")
+PRIORITIZATIONS = ("rank", "power", "softmax", "eps_greedy", "constant", "max", "match", "match_rank")
+"""Score transforms of ``P_S``: the PLR paper's ``rank`` and ``power``, and the others of
+Syllabus's ``TaskSampler`` (formulas in :class:`PrioritizedLevelReplay`)."""
+
 REPLAY_SCHEDULES = ("proportionate", "fixed")
+_RANKED = ("rank", "match_rank")  # P_S from ranks: by score, or by S (1 - S)
+_POWERED = ("power", "match", "softmax")  # P_S from a per-level weight, updated per level
 _UNSEEN = 2**62  # timestamp of levels never scored: in the future, so their staleness is 0
 _TOPK_MAX = 1024  # rank prioritisation draws among the top-k levels when k (see below) <= this
+_TINY64 = torch.finfo(torch.float64).tiny
+
+
+def _match_key(score: Tensor) -> Tensor:
+    """``S (1 - S)`` in float64: 1/4 at ``S = 1/2``, 0 at 0 and 1, negative outside [0, 1]."""
+    s = score.double()
+    return s * (1 - s)
 
 
 def _nested_key(key: Any) -> Any:
@@ -245,6 +259,100 @@ class StepScore:
         return f"StepScore({self.score_function!r})"
 
 
+class _Mixture:
+    """The distribution of the next draw, ``p ((1 - ρ) Q + ρ C) + (1 - p) N``.
+
+    ``p``: the replay probability; ``Q``: ``P_S``, or uniform over the seen levels while all
+    ``P_S`` weights are 0; ``C``: the staleness distribution ``P_C``, or ``Q`` while no level is
+    stale; ``N``: uniform over the unseen levels, or over all levels once none is left (PLR⊥;
+    PLR replays with ``p = 1`` then). Built by :meth:`PrioritizedLevelReplay._mixture`;
+    ``weights()`` reads :meth:`dense` and ``sample()`` :meth:`draw`, so the two cannot
+    disagree.
+    """
+
+    __slots__ = ("count", "num_seen", "order", "p", "rho", "robust", "score_draw", "score_weights", "seen", "timestamp")
+
+    def __init__(
+        self,
+        *,
+        p: Tensor,
+        rho: float,
+        robust: bool,
+        seen: Tensor,
+        num_seen: Tensor,
+        order: Tensor,
+        timestamp: Tensor,
+        count: Tensor,
+        score_weights: Callable[[], Tensor],
+        score_draw: Callable[[Tensor], Tensor],
+    ) -> None:
+        self.p, self.rho, self.robust = p, rho, robust
+        self.seen, self.num_seen, self.order = seen, num_seen, order
+        self.timestamp, self.count = timestamp, count
+        self.score_weights = score_weights  # () -> unnormalised P_S, float64 [n], 0 off the seen levels
+        self.score_draw = score_draw  # u [k] -> levels drawn from Q
+
+    def _staleness(self) -> Tensor:
+        return F.staleness_weights(self.timestamp, self.count)
+
+    def dense(self) -> Tensor:
+        """The probabilities, float64 ``[num_tasks]``: every normalisation is a scalar coefficient
+        of one weighted sum, a handful of passes over ``num_tasks``.
+        """
+        n = self.seen.numel()
+        seen = self.seen.double()
+        num_unseen = n - self.num_seen
+        p = self.p
+        score_w = self.score_weights()
+        total = score_w.sum()
+        rho = torch.zeros((), dtype=torch.float64, device=p.device)
+        if self.rho > 0:
+            stale = self._staleness().double()
+            stale_sum = stale.sum()
+            rho = torch.where(stale_sum > 0, self.rho, 0.0).double()  # C = Q while nothing is stale
+        p_score = p * (1 - rho)
+        has_score = total > 0
+        w = score_w * torch.where(has_score, p_score / total.clamp_min(torch.finfo(total.dtype).tiny), 0.0)
+        w.addcmul_(seen, torch.where(has_score, 0.0, p_score / self.num_seen.clamp_min(1)))
+        if self.rho > 0:
+            w.addcmul_(stale, p * rho / stale_sum.clamp_min(1))
+        c_unseen = torch.where(num_unseen > 0, (1 - p) / num_unseen.clamp_min(1), 0.0)
+        w.addcmul_(seen.neg_().add_(1), c_unseen)  # seen -> unseen, in place
+        if self.robust:
+            w.add_(torch.where(num_unseen > 0, 0.0, (1 - p) / n))
+        return w
+
+    def draw(self, u: Tensor) -> tuple[Tensor, Tensor]:
+        """Levels for the uniforms ``u`` (float64 ``[5, k]``) and which of them are replays."""
+        order, num_seen = self.order, self.num_seen
+        n = order.numel()
+        is_replay = u[0] < self.p
+        num_unseen = n - num_seen
+        if self.robust:
+            lo = torch.where(num_unseen > 0, num_seen, 0)
+            width = torch.where(num_unseen > 0, num_unseen, n)
+        else:
+            lo, width = num_seen, num_unseen.clamp_min(1)
+        new_level = order.index_select(0, (lo + (u[1] * width).long()).clamp_max(n - 1))
+        replay = self.score_draw(u[2])
+        if self.rho > 0:
+            # Each replay draw uses C with probability ρ; C is Q while no level is stale.
+            if order.device.type == "cpu":
+                # Only the ~ρ k draws that need it search P_C, and the O(num_tasks) staleness cdf
+                # is built only when there is one (small resets: most calls skip it; syncs are
+                # free on CPU).
+                rows = (u[4] < self.rho).nonzero().squeeze(1)
+                if rows.numel():
+                    stale_cdf = torch.cumsum(self._staleness(), 0)
+                    if bool(stale_cdf[-1] > 0):
+                        replay = replay.index_copy(0, rows, F.sample_from_cdf(stale_cdf, u[3].index_select(0, rows)))
+            else:
+                stale_cdf = torch.cumsum(self._staleness(), 0)
+                use_stale = (u[4] < self.rho) & (stale_cdf[-1] > 0)
+                replay = torch.where(use_stale, F.sample_from_cdf(stale_cdf, u[3]), replay)
+        return torch.where(is_replay, replay, new_level), is_replay
+
+
 class PrioritizedLevelReplay(DiscreteCurriculum):
     """Prioritized Level Replay over a discrete level set, and robust PLR (``robust=True``).
 
@@ -254,17 +362,77 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
     rank distribution and staleness from one cumulative sum: no Python loop over levels.
 
     Feedback: the per-episode score under ``"score"`` (``"value_mean"`` for ``max_mc``), e.g.
-    from :meth:`make_tracker`. Episodes whose score is NaN/inf are counted in
-    ``skipped_nonfinite`` and ignored. Several episodes of a level in one batch count as
-    ``k`` updates with their mean (see :func:`currlearn.functional.batch_ema`).
+    from :meth:`make_tracker`. Episodes whose score (or MaxMC value mean) is NaN or infinite are
+    counted in ``skipped_nonfinite`` and ignored. Several episodes of a level in one batch count
+    as ``k`` updates with their mean (see :func:`currlearn.functional.batch_ema`).
+
+    Score transforms (``prioritization``): ``P_S(l_i) = w_i / sum_j w_j`` over the seen levels
+    (unseen levels have weight 0; all weights 0: uniform over the seen levels), with ``S_i`` the
+    level's score, ``β`` the ``temperature``, ``M`` the highest seen score and ``m`` the number
+    of seen levels scoring ``M``:
+
+    ============ ================================================= ===========================
+    transform    ``w_i``                                           from
+    ============ ================================================= ===========================
+    rank         ``rank_i^(-1/β)``, rank 1 = highest score         PLR paper (the default)
+    power        ``max(S_i, 0)^(1/β)``                             PLR paper
+    softmax      ``exp((S_i - M) / β)``                            Syllabus
+    eps_greedy   ``(1 - ε) [S_i = M] / m + ε / num_seen``          Syllabus (``ε = eps``)
+    constant     ``1``: uniform over the seen levels               Syllabus
+    max          ``[S_i = M] / m``: ties share the mass            Syllabus
+    match        ``max(S_i (1 - S_i), 0)^(1/β)``                   Syllabus
+    match_rank   ``rank_i^(-1/β)``, ranked by ``S_i (1 - S_i)``    Syllabus
+    ============ ================================================= ===========================
+
+    Ranks are taken among the seen levels (ties in any order). ``match`` and ``match_rank``
+    favour levels scoring near 1/2 and are meant for scores in [0, 1], such as a success rate
+    fed as ``"score"``.
+
+    The transforms beyond the paper are those of Syllabus (Sullivan et al.,
+    https://github.com/RyanNavillus/Syllabus, ``syllabus/curricula/plr/task_sampler.py``:
+    ``TaskSampler._score_transform`` and ``sample_weights``). Where Syllabus departs from the PLR
+    paper, this class follows the paper:
+
+    - ranks count the seen levels only; Syllabus ranks all levels, the unseen ones with score 0,
+      so that a seen level with a negative score ranks behind every unseen level;
+    - ``power`` is ``max(S, 0)^(1/β)``, the paper's ``h(S) = S``; Syllabus adds ``1e-3`` to the
+      scores when ``staleness_coef == 0``;
+    - while no seen level is stale (all ``c - C_i = 0``, e.g. right after an update),
+      ``P_replay = P_S`` (ρ = 0); Syllabus then mixes in ``ρ`` times a uniform distribution over
+      the seen levels (weighted by the seen fraction, then renormalised).
+
+    and on the transforms the paper does not have:
+
+    - ``eps_greedy``: the greedy level is the best *seen* one, ties split, and ``ε`` is spread
+      over the seen levels; Syllabus takes the first argmax over all levels (an unseen one when
+      every seen score is negative) and spreads ``ε`` over all levels before it drops the unseen
+      ones and renormalises;
+    - ``max``: ties share the mass; Syllabus draws one of the (``np.isclose``) ties per call,
+      the same in expectation for exact ties;
+    - ``softmax``: the max is subtracted (the same distribution; Syllabus's ``exp(S/β)``
+      overflows from ``S/β ≈ 710``);
+    - ``match``: ``S (1 - S)`` is clamped at 0; in Syllabus a score outside [0, 1] gives a
+      negative base, hence NaN for a fractional ``1/β`` (a large weight for an even one).
+
+    Numerics: scores are stored finite. Non-finite feedback is skipped (above); per-level sums,
+    means, the EMA and the MaxMC difference are computed in float64 and saturated into the
+    state's range (a MaxMC score ``3e38 - (-3e38)`` is stored as float32's largest value);
+    unseen levels hold the lowest finite score (not -inf). ``power``, ``match`` and ``softmax``
+    use the plain formula while all its weights are representable in float64 (ordinary scores:
+    the same bits as the formula) and otherwise the same weights scaled by the largest first,
+    ``(h_i / max h)^(1/β)`` and ``exp((S_i - M) / β)``, so that a small temperature neither
+    overflows (β = 0.01, S = 1.2e3) nor underflows (β = 0.01, S = 1e-5) into a uniform draw.
 
     Args:
         space (TaskSpace): a discrete space: the levels.
         score_function (str): how :meth:`make_tracker` scores episodes, one of
             :data:`SCORE_FUNCTIONS`. Default ``"l1_value_loss"`` (mean |GAE|, the paper's best).
-        prioritization (str): ``"rank"`` (``h = 1/rank``, the paper's default) or ``"power"``
-            (``h = max(S, 0)``).
-        temperature (float): β > 0 of ``h(S)^(1/β)``. Default 0.1 (the paper's Procgen value).
+        prioritization (str): the score transform, one of :data:`PRIORITIZATIONS` (table above).
+            Default ``"rank"`` (the paper's).
+        temperature (float): β > 0 of ``rank``, ``power``, ``softmax``, ``match`` and
+            ``match_rank``. Default 0.1 (the paper's Procgen value).
+        eps (float): ε in [0, 1] of ``eps_greedy``: the share spread uniformly over the seen
+            levels. Default 0.05 (Syllabus's). Unused by the other transforms.
         staleness_coef (float): the paper's ρ in [0, 1], weight of the staleness distribution
             in ``P_replay = (1 - ρ) P_S + ρ P_C``. Default 0.1.
         replay_schedule (str): the replay decision ``P_D``. ``"proportionate"``: replay with
@@ -300,7 +468,7 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
 
     Raises:
         ValueError: unknown ``score_function``, ``prioritization`` or ``replay_schedule`` (the
-            message lists the valid names), ``temperature <= 0``, ``staleness_coef`` or
+            message lists the valid names), ``temperature <= 0``, ``eps``, ``staleness_coef``,
             ``replay_prob`` or ``min_seen_fraction`` outside [0, 1], ``smoothing`` outside (0, 1].
         TypeError: a continuous space.
     """
@@ -320,8 +488,11 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
             "min_margin",
             "one_step_td_error",
         ] = "l1_value_loss",
-        prioritization: Literal["rank", "power"] = "rank",
+        prioritization: Literal[
+            "rank", "power", "softmax", "eps_greedy", "constant", "max", "match", "match_rank"
+        ] = "rank",
         temperature: float = 0.1,
+        eps: float = 0.05,
         staleness_coef: float = 0.1,
         replay_schedule: Literal["proportionate", "fixed"] = "proportionate",
         replay_prob: float = 0.5,
@@ -336,6 +507,7 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
         self.prioritization = check_choice("prioritization", prioritization, PRIORITIZATIONS)
         self.replay_schedule = check_choice("replay_schedule", replay_schedule, REPLAY_SCHEDULES)
         self.temperature = _check_temperature("temperature", temperature)
+        self.eps = check_probability("eps", eps)
         self.staleness_coef = check_probability("staleness_coef", staleness_coef)
         self.replay_prob = check_probability("replay_prob", replay_prob)
         self.min_seen_fraction = check_probability("min_seen_fraction", min_seen_fraction)
@@ -345,12 +517,16 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
         self.robust = robust
         super().__init__(space, num_envs=num_envs, seed=seed, device=device)
         n = space.num_tasks
+        dtype = torch.get_default_dtype()
+        lowest = torch.finfo(dtype).min
+        # the lowest score a seen level stores: just above the unseen levels' (the lowest finite)
+        self._lowest_seen = float(torch.nextafter(torch.tensor(lowest, dtype=dtype), torch.zeros((), dtype=dtype)))
         self.state = TensorDict(
             {
-                "score": torch.full((n,), -math.inf),
+                "score": torch.full((n,), lowest),  # below every stored score: unseen levels rank last
                 "seen": torch.zeros(n, dtype=torch.bool),
                 "timestamp": torch.full((n,), _UNSEEN, dtype=torch.int64),
-                "max_return": torch.full((n,), -math.inf),
+                "max_return": torch.full((n,), lowest),
                 "order": torch.arange(n),
                 "num_seen": torch.zeros((), dtype=torch.int64),
                 "episode_count": torch.zeros((), dtype=torch.int64),
@@ -367,35 +543,108 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
         """Recompute what derives from the state (after construction, load, ``to``).
 
         ``state["order"]`` lists the seen levels first, then the unseen ones. Rank
-        prioritisation draws a rank ``r`` from the rank distribution, truncated where its
-        float64 cdf stops growing (``k`` ranks: 39 for β = 0.1), and plays the level of rank
-        ``r``: when ``k <= 1024`` the top-``k`` levels are kept per update from the old top-``k``
-        and the updated levels (:func:`currlearn.functional.update_topk`; ``O(num_tasks)`` only
-        when a top level's score fell), otherwise ``order`` is kept sorted by score
-        (:func:`currlearn.functional.update_sorted_order`). Power prioritisation keeps the
-        cumulative weights. Unseen levels are promoted in ``O(batch)`` swaps.
+        prioritisation (``rank``, ``match_rank``) draws a rank ``r`` from the rank distribution,
+        truncated where its float64 cdf stops growing (``k`` ranks: 39 for β = 0.1), and plays
+        the level of rank ``r``: when ``k <= 1024`` the top-``k`` levels are kept per update from
+        the old top-``k`` and the updated levels (:func:`currlearn.functional.update_topk`;
+        ``O(num_tasks)`` only when a top level's key fell), otherwise ``order`` is kept sorted by
+        the rank key (:func:`currlearn.functional.update_sorted_order`). The other transforms
+        keep ``P_S``'s weights and their cumulative sum. Unseen levels are promoted in
+        ``O(batch)`` swaps.
         """
-        n = self.space.num_tasks
         st = self.state
-        if self.prioritization == "rank" and (self._rank_cdf is None or self._rank_cdf.device != self.device):
-            cdf = F.rank_cdf(n, self.temperature, device=self.device)
+        ranked = self.prioritization in _RANKED
+        if ranked and (self._rank_cdf is None or self._rank_cdf.device != self.device):
+            cdf = F.rank_cdf(self.space.num_tasks, self.temperature, device=self.device)
             # Ranks past the point where the cdf stops growing (float64) are never drawn.
             self._rank_cdf = cdf[: F.effective_length(cdf)].clone()
-        self._sorted = (
-            self.prioritization == "rank" and self._rank_cdf is not None and self._rank_cdf.numel() > _TOPK_MAX
-        )
+        self._sorted = ranked and self._rank_cdf is not None and self._rank_cdf.numel() > _TOPK_MAX
         self._num_seen = int(st["num_seen"])
         if not self._sorted:
             self._position = F.inverse_permutation(st["order"])
-        if self.prioritization == "rank" and not self._sorted:
-            self._top = torch.topk(st["score"], self._rank_cdf.numel()).indices
-        if self.prioritization == "power":
-            self._power_w = F.power_weights(st["score"].double(), self.temperature, st["seen"])
-            self._power_cdf = torch.cumsum(self._power_w, 0)
+        if self.prioritization == "match_rank":
+            self._match_rank_key = torch.where(st["seen"], _match_key(st["score"]), -math.inf)
+        if ranked and not self._sorted:
+            self._top = torch.topk(self._rank_keys(), self._rank_cdf.numel()).indices
+        if not ranked:
+            self._set_score_weights()
         self._last_replay = self._last_replay.to(self.device)
 
     def _on_load(self) -> None:
+        st = self.state
+        score, seen = st["score"], st["seen"]
+        info = torch.finfo(score.dtype)
+        # States of earlier versions mark unseen levels with -inf and may hold non-finite scores.
+        bad = bool((seen & ~torch.isfinite(score)).any())
+        clean = torch.nan_to_num(score, nan=0.0, posinf=info.max, neginf=info.min).clamp_min_(self._lowest_seen)
+        score.copy_(torch.where(seen, clean, info.min))
+        st["max_return"].nan_to_num_(nan=info.min, posinf=info.max, neginf=info.min)
         self._refresh()
+        if bad and self._sorted:  # the sorted order follows the repaired scores
+            st["order"] = torch.sort(self._rank_keys(), descending=True, stable=True).indices
+
+    def _store(self, x: Tensor) -> Tensor:
+        """Float64 scores saturated into the state's dtype, above the unseen levels' value."""
+        dtype = self.state["score"].dtype
+        return x.clamp(self._lowest_seen, torch.finfo(dtype).max).to(dtype)
+
+    def _rank_keys(self) -> Tensor:
+        """What ranks order the levels by: the score, or ``S (1 - S)`` for ``match_rank``."""
+        return self._match_rank_key if self.prioritization == "match_rank" else self.state["score"]
+
+    def _plain_weights(self, score: Tensor) -> Tensor:
+        """``P_S`` weights of ``power``, ``match`` and ``softmax`` by their formula (float64)."""
+        if self.prioritization == "softmax":
+            return score.double().div(self.temperature).exp_()
+        if self.prioritization == "match":
+            return F.power_weights(_match_key(score), self.temperature)
+        return F.power_weights(score.double(), self.temperature)
+
+    def _scaled_weights(self) -> Tensor:
+        """The same weights up to a common factor, scaled by the largest first: ``(h / max h)^(1/β)``,
+        ``exp((S - M) / β)``; each in [0, 1], the largest 1 (all 0 without a positive ``h``).
+        """
+        st = self.state
+        seen = st["seen"]
+        score = st["score"].double()
+        if self.prioritization == "softmax":
+            # the unseen levels' score is the lowest: the max is the seen levels'
+            return (score - score.max()).div_(self.temperature).exp_().mul_(seen)
+        h = (_match_key(score) if self.prioritization == "match" else score).clamp_min(0).mul_(seen)
+        return (h / h.max().clamp_min(_TINY64)).pow_(1.0 / self.temperature)
+
+    def _set_score_weights(self, ids: Tensor | None = None, new: Tensor | None = None) -> None:
+        """``P_S``'s weights (float64, 0 off the seen levels) and their cumulative sum, for the
+        transforms other than ranks: all levels, or after the scores of ``ids`` became ``new``.
+        """
+        st = self.state
+        seen = st["seen"]
+        kind = self.prioritization
+        if kind in _POWERED:
+            if ids is None:
+                self._plain = self._plain_weights(st["score"]).mul_(seen)
+            else:
+                self._plain.index_copy_(0, ids, self._plain_weights(new))
+            plain = self._plain
+            # The formula while its weights are finite with a normal largest one, else scaled.
+            ok = torch.isfinite(plain.sum()) & (plain.max() >= _TINY64)
+            if self.device.type != "cpu":
+                w = torch.where(ok, plain, self._scaled_weights())
+            elif bool(ok):  # on CPU the check waits for no device
+                w = plain
+            else:
+                w = self._scaled_weights()
+        elif kind == "constant":
+            w = seen.double()
+        else:  # max, eps_greedy
+            score = st["score"]
+            top = (score == score.max()) & seen  # the unseen levels' score is the lowest
+            w = top.double()
+            if kind == "eps_greedy":
+                w.mul_((1 - self.eps) / top.sum().clamp_min(1).double())
+                w.add_(seen.double() * (self.eps / st["num_seen"].clamp_min(1).double()))
+        self._score_w = w
+        self._score_cdf = torch.cumsum(w, 0)
 
     # ------------------------------------------------------------------ public views
     @property
@@ -455,95 +704,64 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
         """Unnormalised ``P_S`` weights, float64, shape ``[num_tasks]``, zero for unseen levels."""
         st = self.state
         seen = st["seen"]
-        if self.prioritization == "rank" and self._sorted:
+        if self.prioritization not in _RANKED:
+            return self._score_w
+        if self._sorted:
             ranks = F.inverse_permutation(st["order"]) + 1
             return ranks.double().pow_(-1.0 / self.temperature).mul_(seen)
-        if self.prioritization == "rank":
-            # Exactly what `_sample` draws: ranks past the truncation point have weight 0 (their
-            # true weights are below float64 resolution relative to rank 1).
-            k = min(self._num_seen, self._rank_cdf.numel())
-            top_w = torch.arange(1, k + 1, device=self.device, dtype=torch.float64).pow(-1.0 / self.temperature)
-            return torch.zeros(seen.numel(), device=self.device, dtype=torch.float64).index_copy_(
-                0, self._top[:k], top_w
-            )
-        return F.power_weights(st["score"].double(), self.temperature, seen)
+        # Exactly what `_score_draw` draws: ranks past the truncation point have weight 0 (their
+        # true weights are below float64 resolution relative to rank 1).
+        k = min(self._num_seen, self._rank_cdf.numel())
+        top_w = torch.arange(1, k + 1, device=self.device, dtype=torch.float64).pow(-1.0 / self.temperature)
+        return torch.zeros(seen.numel(), device=self.device, dtype=torch.float64).index_copy_(0, self._top[:k], top_w)
+
+    def _score_draw(self, u: Tensor) -> Tensor:
+        """Levels drawn from ``Q`` (``P_S``, or uniform over the seen levels while it has no mass)
+        for the uniforms ``u``.
+        """
+        st = self.state
+        order = st["order"]
+        seen_count = st["num_seen"].clamp_min(1)
+        if self.prioritization in _RANKED:  # rank 1 always has weight: Q = P_S
+            rank = F.sample_from_cdf(self._rank_cdf, u, seen_count)
+            return (order if self._sorted else self._top).index_select(0, rank)
+        by_score = F.sample_from_cdf(self._score_cdf, u)
+        uniform_seen = order.index_select(0, (u * seen_count).long().clamp_max(order.numel() - 1))
+        return torch.where(self._score_cdf[-1] > 0, by_score, uniform_seen)
+
+    def _mixture(self) -> _Mixture:
+        """The distribution of the next draw (see :class:`_Mixture`): the one definition that
+        :meth:`weights` and :meth:`sample` both read.
+        """
+        st = self.state
+        return _Mixture(
+            p=self.replay_probability(),
+            rho=self.staleness_coef,
+            robust=self.robust,
+            seen=st["seen"],
+            num_seen=st["num_seen"],
+            order=st["order"],
+            timestamp=st["timestamp"],
+            count=st["episode_count"],
+            score_weights=self._score_weights,
+            score_draw=self._score_draw,
+        )
 
     def _compute_weights(self) -> Tensor:
-        """The distribution of the next draw, shape ``[num_tasks]``:
-        ``p ((1 - ρ) P_S + ρ P_C) + (1 - p) P_new``.
+        """The distribution of the next draw (:meth:`_mixture`, which ``sample`` draws from),
+        shape ``[num_tasks]``: ``p ((1 - ρ) P_S + ρ P_C) + (1 - p) P_new``.
 
         ``p`` is :meth:`replay_probability`; ``ρ`` is ``staleness_coef`` once some level is stale
         (``P_C`` all zero before: ``ρ = 0``); ``P_S`` is uniform over the seen levels while all
         their weights are 0; ``P_new`` is uniform over the unseen levels (PLR⊥ once all are seen:
-        over all levels). Every normalisation is a scalar coefficient of one in-place weighted
-        sum, a handful of passes over ``num_tasks``.
+        over all levels).
         """
-        st = self.state
-        n = self.space.num_tasks
-        seen = st["seen"].double()
-        num_seen = st["num_seen"]
-        num_unseen = n - num_seen
-        p = self.replay_probability()
-        score_w = self._score_weights()
-        total = score_w.sum()
-        rho = torch.zeros((), dtype=torch.float64, device=self.device)
-        if self.staleness_coef > 0:
-            stale = F.staleness_weights(st["timestamp"], st["episode_count"]).double()
-            stale_sum = stale.sum()
-            rho = torch.where(stale_sum > 0, self.staleness_coef, 0.0).double()
-        p_score = p * (1 - rho)
-        has_score = total > 0
-        w = score_w.mul_(torch.where(has_score, p_score / total.clamp_min(torch.finfo(total.dtype).tiny), 0.0))
-        w.addcmul_(seen, torch.where(has_score, 0.0, p_score / num_seen.clamp_min(1)))
-        if self.staleness_coef > 0:
-            w.addcmul_(stale, p * rho / stale_sum.clamp_min(1))
-        c_unseen = torch.where(num_unseen > 0, (1 - p) / num_unseen.clamp_min(1), 0.0)
-        w.addcmul_(seen.neg_().add_(1), c_unseen)  # seen -> unseen, in place
-        if self.robust:  # all levels seen: PLR⊥ explores uniformly over all of them
-            w.add_(torch.where(num_unseen > 0, 0.0, (1 - p) / n))
-        return w.to(torch.get_default_dtype())
+        return self._mixture().dense().to(torch.get_default_dtype())
 
     def _sample(self, num: int, env_ids: Tensor | None) -> Tensor:
         st = self.state
-        n = self.space.num_tasks
-        order, num_seen = st["order"], st["num_seen"]
         u = torch.rand(5, num, generator=self.generator, device=self.device, dtype=torch.float64)
-        is_replay = u[0] < self.replay_probability()
-        # New levels: uniform over the unseen ones (the tail of `order`); PLR⊥ once all are seen:
-        # uniform over all levels.
-        num_unseen = n - num_seen
-        if self.robust:
-            lo = torch.where(num_unseen > 0, num_seen, 0)
-            width = torch.where(num_unseen > 0, num_unseen, n)
-        else:
-            lo, width = num_seen, num_unseen.clamp_min(1)
-        slot = (lo + (u[1] * width).long()).clamp_max(n - 1)
-        new_level = order.index_select(0, slot)
-        # Replay: score distribution over the seen levels (the head of `order`).
-        seen_count = num_seen.clamp_min(1)
-        if self.prioritization == "rank":
-            rank = F.sample_from_cdf(self._rank_cdf, u[2], seen_count)
-            replay = (order if self._sorted else self._top).index_select(0, rank)
-        else:
-            by_score = F.sample_from_cdf(self._power_cdf, u[2])
-            uniform_seen = order.index_select(0, (u[2] * seen_count).long().clamp_max(n - 1))
-            replay = torch.where(self._power_cdf[-1] > 0, by_score, uniform_seen)
-        if self.staleness_coef > 0:
-            # The mixture (1 - ρ) P_S + ρ P_C: each draw uses P_C with probability ρ.
-            if self.device.type == "cpu":
-                # Only the ~ρ k draws that need it search P_C, and the O(num_tasks) staleness cdf
-                # is built only when there is one (small resets: most calls skip it; syncs are
-                # free on CPU).
-                rows = (u[4] < self.staleness_coef).nonzero().squeeze(1)
-                if rows.numel():
-                    stale_cdf = torch.cumsum(F.staleness_weights(st["timestamp"], st["episode_count"]), 0)
-                    if bool(stale_cdf[-1] > 0):
-                        replay = replay.index_copy(0, rows, F.sample_from_cdf(stale_cdf, u[3].index_select(0, rows)))
-            else:
-                stale_cdf = torch.cumsum(F.staleness_weights(st["timestamp"], st["episode_count"]), 0)
-                use_stale = (u[4] < self.staleness_coef) & (stale_cdf[-1] > 0)
-                replay = torch.where(use_stale, F.sample_from_cdf(stale_cdf, u[3]), replay)
-        tasks = torch.where(is_replay, replay, new_level)
+        tasks, is_replay = self._mixture().draw(u)
         count = st["episode_count"]
         count += num
         # C_i <- c for the sampled levels that are seen (unseen ones keep the sentinel).
@@ -564,51 +782,54 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
                 "curriculum.make_tracker() (or EpisodeTracker(mean_keys={" + repr(key) + ": StepScore(...)}))."
             )
         st = self.state
-        values = feedback[key].to(st["score"].dtype)
+        values = feedback[key].double()
         valid = torch.isfinite(values)
         self.counters["skipped_nonfinite"] += (~valid).sum()
         task = feedback["task"]
+        big = torch.finfo(st["score"].dtype).max
+        # float64 from here on: sums and differences of values near float32's end stay finite
+        values = values.clamp(-big, big)
+        ids, count, (total,) = F.group_by_task(task, values, valid=valid)
+        mean = total.double() / count.double()
         if self.score_function == "max_mc":
-            ret = feedback["return"].to(values.dtype)
-            st["max_return"].scatter_reduce_(0, task[valid], ret[valid], "amax")
-            ids, count, (total,) = F.group_by_task(task, values, valid=valid)
-            mean = st["max_return"].index_select(0, ids) - total / count
-        else:
-            ids, count, (total,) = F.group_by_task(task, values, valid=valid)
-            mean = total / count
+            ret = feedback["return"].double().clamp(-big, big)  # finite: update() skipped the rest
+            st["max_return"].scatter_reduce_(0, task[valid], ret[valid].to(st["max_return"].dtype), "amax")
+            mean = st["max_return"].index_select(0, ids).double() - mean
         if ids.numel() == 0:
             return
         was_seen = st["seen"].index_select(0, ids)
-        if self.prioritization == "rank" and not self._sorted:
-            old_kth = st["score"][self._top[-1]]
-        new = F.batch_ema(st["score"].index_select(0, ids), mean, count, self.smoothing, was_seen)
+        ranked = self.prioritization in _RANKED
+        if ranked and not self._sorted:
+            old_kth = self._rank_keys()[self._top[-1]]
+        new = self._store(F.batch_ema(st["score"].index_select(0, ids).double(), mean, count, self.smoothing, was_seen))
         st["score"].index_copy_(0, ids, new)
         st["seen"].index_fill_(0, ids, True)
         st["num_seen"] += (~was_seen).sum()
         st["timestamp"].index_fill_(0, ids, st["episode_count"])
+        if self.prioritization == "match_rank":
+            self._match_rank_key.index_copy_(0, ids, _match_key(new))
         if self._sorted:
-            st["order"] = F.update_sorted_order(st["order"], st["score"], ids, assume_unique=True)
+            st["order"] = F.update_sorted_order(st["order"], self._rank_keys(), ids, assume_unique=True)
         else:
             newly_seen = ids[~was_seen]
             F.partition_promote(st["order"], self._position, newly_seen, self._num_seen)
-            if self.prioritization == "rank":
-                self._top = F.update_topk(self._top, old_kth, st["score"], ids)
+            if ranked:
+                self._top = F.update_topk(self._top, old_kth, self._rank_keys(), ids)
         self._num_seen += int((~was_seen).sum())
-        if self.prioritization == "power":
-            self._power_w.index_copy_(0, ids, F.power_weights(new.double(), self.temperature))
-            self._power_cdf = torch.cumsum(self._power_w, 0)
+        if not ranked:
+            self._set_score_weights(ids, new)
 
     def _metrics(self) -> dict[str, Tensor | float]:
         st = self.state
         seen = st["seen"]
         num_seen = st["num_seen"]
-        score = st["score"]  # -inf for unseen levels
+        score = st["score"].double()  # float64: a sum of scores near float32's end stays finite
         # products over the seen mask: a `where` over an irregular mask is slower on CPU
-        mean_score = (score.clamp_min(torch.finfo(score.dtype).min) * seen).sum() / num_seen.clamp_min(1)
+        mean_score = (score * seen).sum() / num_seen.clamp_min(1)
         return {
             "num_seen": num_seen,
             "proportion_seen": num_seen / self.space.num_tasks,
             "replay_probability": self.replay_probability(),
             "score_mean": mean_score,
-            "score_max": score.max(),
+            "score_max": torch.where(num_seen > 0, score.max(), math.nan),  # NaN: nothing scored yet
         }
