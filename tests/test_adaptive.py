@@ -264,8 +264,8 @@ class TestPrioritizedLevelReplay:
     def test_bad_inputs(self):
         with pytest.raises(ValueError, match=r"score_function='td'.*l1_value_loss"):
             self._make(score_function="td")
-        with pytest.raises(ValueError, match=r"prioritization='softmax'.*\['rank', 'power'\]"):
-            self._make(prioritization="softmax")
+        with pytest.raises(ValueError, match=r"prioritization='best'.*\['rank', 'power', 'softmax'"):
+            self._make(prioritization="best")
         with pytest.raises(ValueError, match=r"replay_schedule='always'.*proportionate"):
             self._make(replay_schedule="always")
         for t in (0.0, -1.0):

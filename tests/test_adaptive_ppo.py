@@ -101,7 +101,8 @@ def _check_plr(cur: PrioritizedLevelReplay, seen: dict) -> None:
     scores = st["score"][played]
     assert bool(torch.isfinite(scores).all()), scores
     assert bool((scores > 0).any()), f"PLR scores of played levels stayed zero: {scores}"
-    assert bool(torch.isinf(st["score"][~played]).all())  # unplayed levels keep no score
+    lowest = torch.finfo(st["score"].dtype).min
+    assert bool((st["score"][~played] == lowest).all())  # unplayed levels keep no score (a finite sentinel)
     # the staleness clock counts sampled levels: one per env at the first reset, then one per episode
     assert int(st["episode_count"]) == seen["done"] + NUM_ENVS
     if cur.robust:
