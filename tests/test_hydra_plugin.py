@@ -41,7 +41,7 @@ def _user_app(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
         cwd=tmp_path,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,
     )
 
 
