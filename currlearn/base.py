@@ -221,6 +221,7 @@ class Curriculum(ABC):
         )
         self.state: TensorDictBase = TensorDict({}, device=space.device)
         self.decision_version = 0  # bumped whenever the state may change what sample() draws
+        self.step_calls = 0  # step() calls in this process (a transform re-samples mid-episode curricula on it)
         # Per-task return / success, reported by metrics() for small discrete spaces. Not
         # checkpointed: a diagnostic that starts afresh in a resumed run.
         self.task_stats: TaskStats | None = (
@@ -382,6 +383,7 @@ class Curriculum(ABC):
         """Mark the end of a training iteration that collected ``frames`` env steps."""
         self.counters["iteration"] += 1
         self.decision_version += 1
+        self.step_calls += 1
         self.counters["frames"] += frames
         self._on_step()
 

@@ -829,3 +829,21 @@ def test_the_declared_settings_are_those_of_train_yaml():
     task_keys = {f.name for f in dataclasses.fields(fields["task"].default_factory())}
     for env in ENVS:
         assert set(_compose([f"env={env}"])["task"]) <= task_keys, env  # task.eval is optional (held-out seeds)
+
+
+def test_a_checkpoint_without_todays_settings_resumes(tiny_run, tmp_path):
+    """A run saved before a setting existed (here eval.every and eval.every_episodes) resumes
+    with today's defaults for it."""
+    import torch
+
+    old = tmp_path / "old"
+    shutil.copytree(tiny_run, old)
+    path = old / "checkpoints" / "last.pt"
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    for key in ("every", "every_episodes"):
+        del ckpt["config"]["eval"][key]
+    torch.save(ckpt, path)
+    out = tmp_path / "out"
+    r = _train("frames=4096", "progress=false", f"resume={old}", f"hydra.run.dir={out}", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert [row["frames"] for row in _rows(out / "metrics.csv")] == ["1024", "2048", "3072", "4096"]

@@ -58,6 +58,8 @@ BAD = [
     (["output.plots=maybe"], ["output.plots='maybe'", "true or false"]),
     (["output.metrics=a/b.csv"], ["output.metrics='a/b.csv'", "name inside the run dir"]),
     (["output.summary=''"], ["output.summary=''", "name inside the run dir"]),
+    (["output.checkpoint_dir=.."], ["output.checkpoint_dir='..'", "name inside the run dir"]),
+    (["output.metrics=."], ["output.metrics='.'", "name inside the run dir"]),
     (["output.checkpoint_dir=null"], ["output.checkpoint_dir=None", "name inside the run dir"]),
     # algo (PPOSettings)
     (["algo.lr=inf"], ["algo.lr=inf", "finite number > 0"]),

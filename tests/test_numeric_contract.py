@@ -70,7 +70,7 @@ def test_the_probes_of_the_issue(name):
     ordinary = [0.0, 1.0, 0.5, 1.0, 0.0, 1.0, 0.25, 0.75]
     hostile = {k: big for k in ("return", "success", "metric", "score", "value_mean")}
     normal = {k: ordinary for k in ("return", "success", "metric", "score", "value_mean")}
-    check_numeric_contract(FACTORIES[name](), [hostile, hostile, *[normal] * 5])
+    check_numeric_contract(FACTORIES[name](), [hostile, hostile, *[normal] * 5], fresh=FACTORIES[name])
 
 
 def test_the_contract_catches_a_broken_curriculum():
@@ -85,3 +85,22 @@ def test_the_contract_catches_a_broken_curriculum():
             Naive(_discrete(), seed=0),
             [{"return": [3e38], "success": [0.0], "metric": [0.0], "score": [0.0], "value_mean": [0.0]}],
         )
+
+
+def test_the_contract_catches_state_left_out_of_the_checkpoint():
+    """A curriculum whose decision depends on an attribute outside state_dict fails the round trip."""
+
+    class Forgetful(cl.DomainRandomization):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.offset = 0
+
+        def _update(self, feedback):
+            self.offset = 1  # not in state_dict
+
+        def _sample(self, num, env_ids):
+            return (super()._sample(num, env_ids) + self.offset) % self.space.num_tasks
+
+    batch = {k: [0.5] for k in ("return", "success", "metric", "score", "value_mean")}
+    with pytest.raises(AssertionError, match="samples differently"):
+        check_numeric_contract(Forgetful(_discrete(), seed=0), [batch], fresh=lambda: Forgetful(_discrete(), seed=0))

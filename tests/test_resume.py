@@ -84,7 +84,7 @@ def _assert_same(a: object, b: object, path: str = "") -> None:
         assert a == b or (a != a and b != b), path  # NaN == NaN here
 
 
-@pytest.mark.parametrize("curriculum", ["level", "plr"])
+@pytest.mark.parametrize("curriculum", ["level", "plr", "scheduled"])
 def test_killed_and_resumed_three_times_ends_bit_identical(tmp_path, curriculum):
     ref = tmp_path / "uninterrupted"
     _run_to_the_end([f"curriculum={curriculum}", f"frames={FRAMES}"], ref, tmp_path)
@@ -117,3 +117,32 @@ def test_killed_and_resumed_three_times_ends_bit_identical(tmp_path, curriculum)
     sa, sb = (json.loads((d / "summary.json").read_text()) for d in (ref, final))
     for key in ("target_success", "target_return", "final_return", "curriculum_metrics", "frames"):
         assert sa[key] == sb[key], key
+
+
+def test_an_evaluation_depends_on_its_iteration_alone():
+    """With several evaluation tasks, an evaluation at iteration 20 is the same after one at
+    iteration 10 (the uninterrupted run) as without it (a run resumed after iteration 10), and
+    so is the final one."""
+    from hydra import compose, initialize_config_module
+
+    from currlearn.app.build import build_eval_curriculum
+    from currlearn.app.evaluate import PeriodicEval, evaluate
+    from currlearn.app.run import prepare
+
+    targets = "task.target={gate_width: [0.5, 2.0, 4.0], gate_position: [1.0, 0.0, -1.0]}"
+    with initialize_config_module("currlearn.conf", version_base="1.3"):
+        cfg = compose("train", overrides=["frames=2048", "eval.every_episodes=8", "eval.episodes=8", targets])
+    p = prepare(cfg, [], {"curriculum": "level", "env": "point_mass"})
+    policy = p.trainer.collector.policy
+    assert p.eval_curriculum.space.num_tasks == 9
+    going_on = PeriodicEval(p.conf, policy, p.eval_curriculum, None, lambda: 0)
+    going_on(10)
+    after = going_on(20)
+    resumed = PeriodicEval(p.conf, policy, build_eval_curriculum(p.conf), None, lambda: 0)
+    assert resumed(20) == after
+    finals = []
+    for curriculum in (p.eval_curriculum, build_eval_curriculum(p.conf)):
+        torch.manual_seed(0)  # the global generator, as the checkpoint restores it
+        finals.append(evaluate(p.conf, policy, curriculum))
+    assert finals[0] == finals[1]
+    p.close()

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["PROG", "AppError", "Interrupted", "first_line", "one_line"]
+__all__ = ["PROG", "AppError", "Interrupted", "WriteFailed", "first_line", "one_line"]
 
 PROG = "currlearn-train"
 
 
 class AppError(ValueError):
     """Bad input: reported as one line ``<prog>: error: ...`` and exit status 1."""
+
+
+class WriteFailed(OSError):
+    """A write of the run's own files (``metrics.csv``, the checkpoint) failed: a full disk, a
+    file size limit, a directory gone. The previous file is left as it was."""
+
+    @classmethod
+    def wrap(cls, error: OSError, path: object) -> WriteFailed:
+        """``error`` as a :class:`WriteFailed` naming ``path`` when it names no file."""
+        return cls(error.errno, error.strerror or type(error).__name__, str(error.filename or path))
 
 
 class Interrupted(KeyboardInterrupt):

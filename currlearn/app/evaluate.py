@@ -68,6 +68,9 @@ def evaluate(
     if curriculum is None:
         curriculum = build_eval_curriculum(conf)
     seed = conf["seed"] + 10_000 if seed is None else seed
+    # The evaluation tasks are drawn from `seed` too: every evaluation is a function of the
+    # policy and its seed alone (not of the evaluations before it, which a resumed run lacks).
+    curriculum.generator.manual_seed(seed)
     env = build_env(conf, curriculum, seed=seed, num_envs=ev.get("num_envs"))
     device = next(policy.parameters()).device
     if env.device is not None and env.device != device:  # a CPU-only env, networks on the GPU

@@ -185,8 +185,13 @@ class Checkpointer(_Hook):
         """Write the checkpoint now (atomically), unless this iteration's is written already."""
         from currlearn.app.checkpoint import save_checkpoint
 
+        from currlearn.app.errors import WriteFailed
+
         if self.saved_at != self.metrics.iteration:
-            save_checkpoint(self.path, self.payload())
+            try:
+                save_checkpoint(self.path, self.payload())
+            except OSError as e:
+                raise WriteFailed.wrap(e, self.path) from e
             self.saved_at = self.metrics.iteration
 
     def __call__(self) -> None:  # noqa: D102
@@ -292,8 +297,12 @@ def _write_csv(path: Path, rows: list[Mapping[str, Any]]) -> None:
     for r in rows:
         fields.extend(k for k in r if k not in fields)
     from currlearn.app.checkpoint import atomic_path
+    from currlearn.app.errors import WriteFailed
 
-    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields)
-        w.writeheader()
-        w.writerows(rows)
+    try:
+        with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            w.writerows(rows)
+    except OSError as e:
+        raise WriteFailed.wrap(e, path) from e

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from currlearn.app.errors import PROG, AppError, Interrupted, first_line
+from currlearn.app.errors import PROG, AppError, Interrupted, WriteFailed, first_line
 
 __all__ = ["Prepared", "check", "prepare", "run"]
 
@@ -244,7 +244,7 @@ def run(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
             during = metrics.iteration + 1
             msg = f"env worker {i} (pid {pid}) died (exit code {code}) during iteration {during}; {kept()}."
             raise AppError(msg) from e
-        if isinstance(e, OSError):  # the app's writes (metrics.csv, checkpoint) come after the row's count
+        if isinstance(e, WriteFailed):  # the app's writes (metrics.csv, checkpoint) come after the row's count
             raise AppError(
                 f"writing the results of iteration {metrics.iteration} failed "
                 f"({e.strerror or type(e).__name__}: {e.filename or run_dir}); {kept()}."

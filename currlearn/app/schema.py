@@ -155,7 +155,7 @@ def _ok(kind: type, value: Any, meta: Mapping[str, Any]) -> bool:
             return False
         if meta.get("pattern") and not re.fullmatch(meta["pattern"], value):
             return False
-        return not meta.get("name_only") or (bool(value) and "/" not in value)
+        return not meta.get("name_only") or (value not in ("", ".", "..") and "/" not in value and "\0" not in value)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return False
     if kind is int and not isinstance(value, int):

@@ -142,6 +142,9 @@ def merge_resumed(conf: dict[str, Any], old: Mapping[str, Any], overrides: list[
     for key in RESUME_CHANGEABLE:
         if key in conf and (key not in old or overridden(key)):
             merged[key] = conf[key]
+        elif isinstance(conf.get(key), Mapping) and isinstance(old.get(key), Mapping) and key != "log":
+            # a setting added since the resumed run was saved (eval.every) takes today's default
+            merged[key] = {**conf[key], **old[key]}
     return merged
 
 

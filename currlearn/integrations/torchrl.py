@@ -65,7 +65,7 @@ class _Bookkeeping:
     pool_pos: int = 0
     pool_version: int = -1
     covers: bool | None = None
-    decision_seen: int = -1  # the curriculum's decision_version at the last full assignment
+    steps_seen: int = -1  # the curriculum's step_calls when every env's task was last set
 
 
 class CurriculumTransform(Transform):
@@ -134,7 +134,7 @@ class CurriculumTransform(Transform):
         if mask is None or self._params is None:
             env_ids = torch.arange(n, device=self.curriculum.device)
             self._flat_tasks.copy_(self.curriculum.sample(env_ids=env_ids))
-            self._book.decision_seen = self.curriculum.decision_version
+            self._book.steps_seen = self.curriculum.step_calls
             self._refresh_params()
             return
         # Partial reset: new tasks and parameters for the reset envs only.
@@ -209,6 +209,7 @@ class CurriculumTransform(Transform):
             )
         self.curriculum.space.check_tasks(tasks.reshape(-1, *self.curriculum.space.task_shape), "tasks")
         self._tasks.copy_(tasks.to(self._tasks.device, self._tasks.dtype))
+        self._book.steps_seen = self.curriculum.step_calls
         self._refresh_params()
 
     def sync(self, state_dict: dict[str, Any], refresh: bool = False) -> None:
@@ -322,9 +323,10 @@ class CurriculumTransform(Transform):
         if self._params is None:
             return tensordict
         cur = self.curriculum
-        if not cur.per_episode and cur.decision_version != self._book.decision_seen:
+        if not cur.per_episode and cur.step_calls != self._book.steps_seen:
             # A decision that holds mid-episode (a schedule's step) reaches the running envs at
-            # this step, whether or not a hook refreshed the transform.
+            # this step, whether or not a hook refreshed the transform. Keyed on step() alone: an
+            # update, or a load (whose tasks set_tasks restores), re-samples nothing.
             self.refresh()
         if (
             self._book.written == self._book.version
