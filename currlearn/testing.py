@@ -16,6 +16,7 @@ import torch
 
 __all__ = [
     "HOSTILE_VALUES",
+    "assert_state_dicts_equal",
     "check_numeric_contract",
     "get_default_devices",
     "hostile_feedback",
@@ -128,6 +129,34 @@ def make_gym_worker_with_curriculum(kind: str = "cartpole", seed: int = 0) -> ob
 
     factory, tasks = _GYM_WORKERS[kind]
     return with_curriculum(factory(), DomainRandomization(DiscreteSpace(tasks), seed=seed))
+
+
+def assert_state_dicts_equal(a: object, b: object, path: str = "state_dict") -> None:
+    """Exact, NaN-aware comparison of two (nested) state dicts: tensors equal element by
+    element (NaN equal to NaN), the same keys, lists of the same length, other values ``==``.
+
+    Raises:
+        AssertionError: naming the path of the first difference.
+
+    Examples:
+        >>> a = {"x": torch.tensor([1.0, float("nan")]), "n": 3}
+        >>> assert_state_dicts_equal(a, {"x": torch.tensor([1.0, float("nan")]), "n": 3})
+    """
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor), f"{path}: tensor vs {type(b).__name__}"
+        torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True, msg=lambda m: f"{path}: {m}")
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and set(a) == set(b), (
+            f"{path}: keys {sorted(a)} vs {sorted(b) if isinstance(b, dict) else b}"
+        )
+        for k in a:
+            assert_state_dicts_equal(a[k], b[k], f"{path}[{k!r}]")
+    elif isinstance(a, (list, tuple)):
+        assert isinstance(b, (list, tuple)) and len(a) == len(b), f"{path}: {a!r} vs {b!r}"
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_state_dicts_equal(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, f"{path}: {a!r} != {b!r}"
 
 
 # --------------------------------------------------------------------------- the numeric contract

@@ -30,31 +30,12 @@ from currlearn.curricula import (
 from currlearn.feedback import episode_feedback
 from currlearn.schedules import CosineSchedule, LinearSchedule, StepSchedule
 from currlearn.spaces import BoxSpace, DiscreteSpace, ProductSpace
-from currlearn.testing import get_default_devices
+from currlearn.testing import assert_state_dicts_equal, get_default_devices
 
 DEVICES = get_default_devices()
 
 
 # ---------------------------------------------------------------- helpers
-def assert_state_dicts_equal(a: object, b: object, path: str = "state_dict") -> None:
-    """Exact, NaN-aware comparison of two (nested) state dicts."""
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor), f"{path}: tensor vs {type(b).__name__}"
-        torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True, msg=lambda m: f"{path}: {m}")
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and set(a) == set(b), (
-            f"{path}: keys {sorted(a)} vs {sorted(b) if isinstance(b, dict) else b}"
-        )
-        for k in a:
-            assert_state_dicts_equal(a[k], b[k], f"{path}[{k!r}]")
-    elif isinstance(a, (list, tuple)):
-        assert isinstance(b, (list, tuple)) and len(a) == len(b), f"{path}: {a!r} vs {b!r}"
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_state_dicts_equal(x, y, f"{path}[{i}]")
-    else:
-        assert a == b, f"{path}: {a!r} != {b!r}"
-
-
 def _tensors(obj: object):
     if isinstance(obj, torch.Tensor):
         yield obj

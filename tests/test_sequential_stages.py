@@ -22,7 +22,7 @@ from currlearn.configs import SequentialCurriculumConfig, StageConfig
 from currlearn.curricula import SequentialCurriculum, Stage, register_predicate
 from currlearn.feedback import episode_feedback
 from currlearn.tasks import ladder_stages
-from currlearn.testing import get_default_devices
+from currlearn.testing import assert_state_dicts_equal, get_default_devices
 
 DEVICES = get_default_devices()
 
@@ -63,22 +63,6 @@ def on_stage(n: int, stage: int = 0, device=None) -> torch.Tensor:
 def two_stages(stage0: dict, last: dict | None = None, **kwargs) -> SequentialCurriculum:
     kwargs.setdefault("clock", FakeClock())
     return SequentialCurriculum([{"params": {"m": 0.0}, **stage0}, {"params": {"m": 1.0}, **(last or {})}], **kwargs)
-
-
-def assert_state_dicts_equal(a, b, path="state_dict"):
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor), path
-        torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True, msg=lambda m: f"{path}: {m}")
-    elif isinstance(a, dict):
-        assert isinstance(b, dict) and set(a) == set(b), path
-        for k in a:
-            assert_state_dicts_equal(a[k], b[k], f"{path}[{k!r}]")
-    elif isinstance(a, (list, tuple)):
-        assert isinstance(b, (list, tuple)) and len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_state_dicts_equal(x, y, f"{path}[{i}]")
-    else:
-        assert a == b, f"{path}: {a!r} != {b!r}"
 
 
 # ---------------------------------------------------------------- predicates with values
