@@ -19,8 +19,10 @@ for currlearn and syllabus alike), so replay sampling is what is measured.
 
 Run ``python benchmarks/bench_sampling.py`` (``--device cuda`` for a GPU, ``--quick`` for a
 short run, ``--threads 2`` for two intra-op threads; the default, 1, keeps the medians stable
-when other processes share the cores). The last lines are ``speedup_vs_syllabus_plr_1e5=<x>`` and
-``ratio_to_floor_1e5=<x>`` (currlearn PLR vs. syllabus PLR and vs. the floor, at 1e5 tasks).
+when other processes share the cores). Then come ``ratio_to_floor_<curriculum>_<size>=<x>``
+(every discrete curriculum over the floor of its size, same run), and last
+``speedup_vs_syllabus_plr_1e5=<x>`` and ``ratio_to_floor_1e5=<x>`` (currlearn PLR vs. syllabus
+PLR and vs. the floor, at 1e5 tasks).
 """
 
 from __future__ import annotations
@@ -271,6 +273,17 @@ def headline(results: dict[tuple[str, str], float]) -> dict[str, float]:
     return {"speedup_vs_syllabus_plr_1e5": theirs / ours, "ratio_to_floor_1e5": ours / floor}
 
 
+def floor_ratios(results: dict[tuple[str, str], float]) -> dict[str, float]:
+    """``ratio_to_floor_<curriculum>_<size>``: each discrete curriculum's time over the floor's
+    of the same size and the same run (the target is at most 1.5)."""
+    out = {}
+    for (row, col), value in results.items():
+        floor = results.get(("floor", col))
+        if row in DISCRETE and floor:
+            out[f"ratio_to_floor_{row}_{col}"] = value / floor
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
@@ -297,6 +310,8 @@ def main(argv: list[str] | None = None) -> None:
     )
     results = run(sizes, args.device, repeats, 3, with_syllabus=with_syllabus)
     print(table(results))
+    for key, value in floor_ratios(results).items():
+        print(f"{key}={value:.2f}")
     for key, value in headline(results).items():
         print(f"{key}={value:.1f}" if key.startswith("speedup") else f"{key}={value:.2f}")
 

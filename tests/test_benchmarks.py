@@ -36,6 +36,14 @@ def test_headline_lines(bench):
     assert bench.headline(results) == {"speedup_vs_syllabus_plr_1e5": 10_000.0, "ratio_to_floor_1e5": 2.0}
 
 
+def test_floor_ratios(bench):
+    results = {("plr_rank", "1e5"): 0.003, ("easy_first", "1e5"): 0.0045, ("floor", "1e5"): 0.0015}
+    results[("alp_gmm", "box")] = 0.05  # continuous rows have no floor
+    assert bench.floor_ratios(results) == pytest.approx(
+        {"ratio_to_floor_plr_rank_1e5": 2.0, "ratio_to_floor_easy_first_1e5": 3.0}
+    )
+
+
 @pytest.mark.skipif(importlib.util.find_spec("syllabus") is None, reason="syllabus-rl not installed")
 def test_syllabus_rows_run(bench):
     if not bench.syllabus_available():
