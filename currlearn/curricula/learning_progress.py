@@ -127,20 +127,20 @@ class LearningProgressCurriculum(_CachedCDFCurriculum):
         self._refresh()
 
     def _reweight(self, p: Tensor) -> Tensor:
-        """``f(p)`` in float64, with ``p`` clamped into [0, 1] (its denominator is then at least
-        ``min(θ, 1 - θ) > 0``)."""
+        """``f(p)``, with ``p`` clamped into [0, 1]: the denominator is then at least
+        ``min(θ, 1 - θ) > 0`` and ``f(p)`` lies in [0, 1], in any floating dtype."""
         theta = self.reweight_theta
-        p = p.double().clamp(0.0, 1.0)
+        p = p.clamp(0.0, 1.0)
         return (1 - theta) * p / (p + theta * (1 - 2 * p))
 
     def learning_progress(self) -> Tensor:
         """``|f(p_fast) - f(p_slow)|`` per task, shape ``[num_tasks]`` (0 for tasks never played)."""
         st = self.state
-        return (self._reweight(st["p_fast"]) - self._reweight(st["p_slow"])).abs().to(st["p_fast"].dtype)
+        return (self._reweight(st["p_fast"]) - self._reweight(st["p_slow"])).abs()
 
     def _compute_weights(self) -> Tensor:
         played = self.state["count"] > 0
-        lp = self.learning_progress().double()
+        lp = self.learning_progress()  # in [0, 1]: its mean and spread stay in range
         num_played = played.sum().clamp_min(1)
         mean = (lp * played).sum() / num_played
         var = (((lp - mean) * played) ** 2).sum() / num_played
@@ -150,7 +150,7 @@ class LearningProgressCurriculum(_CachedCDFCurriculum):
         p = w / w.sum()
         if self.uniform_share > 0:
             p = (1 - self.uniform_share) * p + self.uniform_share / p.numel()
-        return p.to(torch.get_default_dtype())
+        return p
 
     def _update(self, feedback: TensorDictBase) -> None:
         values, valid = self._metric_values(feedback)
@@ -242,8 +242,8 @@ class LearnabilityCurriculum(_CachedCDFCurriculum):
         """``p (1 - p)`` per played task (0 for tasks never played), shape ``[num_tasks]``; a
         ``p`` outside [0, 1] (a metric that is no success rate) counts as 0 or 1: not learnable."""
         p = self.state["success"]
-        q = p.double().clamp(0.0, 1.0)
-        return (q * (1 - q) * (self.state["count"] > 0)).to(p.dtype)
+        q = p.clamp(0.0, 1.0)
+        return q * (1 - q) * (self.state["count"] > 0)
 
     def _learnable_weights(self) -> Tensor:
         score = self.learnability()
