@@ -36,7 +36,6 @@ Examples:
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 import torch
