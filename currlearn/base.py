@@ -56,7 +56,7 @@ from tensordict.utils import NestedKey
 from torch import Tensor
 
 from currlearn.feedback import EpisodeTracker
-from currlearn.functional import sample_from_cdf
+from currlearn.functional import group_by_task, sample_from_cdf
 from currlearn.metrics import BUILTIN_METRICS, MetricLike, StepMetric, register_metric, resolve_metric
 from currlearn.spaces import TaskSpace
 from currlearn.stats import TaskStats
@@ -308,21 +308,26 @@ class Curriculum(ABC):
             feedback = feedback.clone(False)
             feedback["success"] = torch.full_like(feedback["return"], float("nan"))
         self._check_feedback(feedback)
-        valid = torch.isfinite(feedback["return"])
-        success = feedback["success"].to(feedback["return"].dtype)
-        valid &= torch.isnan(success) | ((success >= 0) & (success <= 1))
+        ret = feedback["return"]
+        # a success outside [0, 1] (infinities included) is bad; NaN compares False: unknown, kept
+        success = feedback["success"]
+        if not success.is_floating_point():
+            success = success.to(ret.dtype)
+        bad = (success - 0.5).abs_() > 0.5
+        bad |= ~torch.isfinite(ret)
         if "metric" in feedback.keys():
-            valid &= torch.isfinite(feedback["metric"])
-        n_bad = (~valid).sum()
+            bad |= ~torch.isfinite(feedback["metric"])
+        n_bad = bad.sum()
         self.counters["skipped_nonfinite"] += n_bad
-        self.counters["episodes"] += valid.numel() - n_bad
+        self.counters["episodes"] += bad.numel()
+        self.counters["episodes"] -= n_bad
         if self.task_stats is not None:
             self.task_stats.update(feedback)  # skips non-finite returns itself, without a sync
         self.decision_version += 1
         if not bool(n_bad):  # one sync (like the task check above) saves a masked copy
             self._update(feedback)
             return
-        self._update(feedback[valid])
+        self._update(feedback[~bad])
 
     def make_tracker(self, task_key: NestedKey = ("next", "task_id")) -> EpisodeTracker:
         """The :class:`~currlearn.feedback.EpisodeTracker` that reads this curriculum's feedback
@@ -373,7 +378,7 @@ class Curriculum(ABC):
         """
         values = feedback[self.metric_key].to(torch.get_default_dtype() if dtype is None else dtype)
         valid = torch.isfinite(values)
-        self.counters["skipped_nonfinite"] += (~valid).sum()
+        self.counters["skipped_nonfinite"] += valid.numel() - valid.sum()
         return values, valid
 
     def _update(self, feedback: TensorDictBase) -> None:  # noqa: B027 (optional hook)
@@ -513,7 +518,7 @@ class Curriculum(ABC):
             )
         incoming = state_dict["state"]
         current = {".".join(k) if isinstance(k, tuple) else k: v for k, v in self.state.items(True, True)}
-        if set(incoming) != set(current):
+        if not set(current) - set(self._new_state_keys) <= set(incoming) <= set(current):
             raise ValueError(
                 f"state_dict state keys {sorted(incoming)} differ from this curriculum's {sorted(current)}."
             )
@@ -522,6 +527,10 @@ class Curriculum(ABC):
                 raise ValueError(
                     f"state_dict['state'][{k!r}] has shape {list(v.shape)}, expected {list(current[k].shape)}."
                 )
+
+    _new_state_keys: tuple[str, ...] = ()
+    """State entries that states saved by earlier versions may lack; they keep their fresh
+    values on load."""
 
     def _on_load(self) -> None:  # noqa: B027 (optional hook)
         """Called after :meth:`load_state_dict` changed the state, to refresh derived caches."""
@@ -589,6 +598,16 @@ class DiscreteCurriculum(Curriculum):
     @abstractmethod
     def _compute_weights(self) -> Tensor:
         """Unnormalised, non-negative, finite weights of shape ``[num_tasks]`` with a positive sum."""
+
+    def _group(self, task: Tensor, *values: Tensor, valid: Tensor | None = None) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """:func:`~currlearn.functional.group_by_task` in ``O(episodes)``, through a scratch
+        tensor of one int64 per task kept by the curriculum (not part of its state)."""
+        scratch = getattr(self, "_group_scratch", None)
+        if scratch is None or scratch.device != task.device:
+            scratch = self._group_scratch = torch.empty(self.space.num_tasks, dtype=torch.int64, device=task.device)
+        if valid is not None and task.device.type == "cpu" and bool(valid.all()):
+            valid = None  # (free to check on CPU; saves the masked copies)
+        return group_by_task(task, *values, valid=valid, scratch=scratch)
 
     def weights(self) -> Tensor:
         """The task distribution: shape ``[num_tasks]``, non-negative, sums to 1."""

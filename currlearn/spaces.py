@@ -184,9 +184,13 @@ class DiscreteSpace(TaskSpace):
     def check_tasks(self, tasks: Tensor, argument: str = "tasks") -> None:  # noqa: D102
         if tasks.dtype.is_floating_point or tasks.dtype == torch.bool:
             raise ValueError(f"{argument} must hold integer task ids, got dtype {tasks.dtype}.")
-        if tasks.numel() and (tasks.min() < 0 or tasks.max() >= self._num_tasks):
+        if tasks.numel() and not self._ids_inside(tasks):
             bad = tasks[(tasks < 0) | (tasks >= self._num_tasks)]
             raise ValueError(f"{argument} has task ids {bad[:5].tolist()} outside [0, {self._num_tasks}).")
+
+    def _ids_inside(self, tasks: Tensor) -> bool:
+        lo, hi = torch.aminmax(tasks)  # one pass, one sync
+        return bool((lo >= 0) & (hi < self._num_tasks))
 
     def to(self, device: torch.device | str) -> DiscreteSpace:  # noqa: D102
         self.table = self.table.to(device)

@@ -158,7 +158,7 @@ class _DifficultyCurriculum(DiscreteCurriculum):
     # ------------------------------------------------------------------ learning
     def _update(self, feedback: TensorDictBase) -> None:
         values, valid = self._metric_values(feedback, self.state["value"].dtype)
-        ids, count, (total,) = F.group_by_task(feedback["task"], values, valid=valid)
+        ids, count, (total,) = self._group(feedback["task"], values, valid=valid)
         if ids.numel() == 0:
             return
         st = self.state

@@ -154,7 +154,7 @@ class LearningProgressCurriculum(_CachedCDFCurriculum):
 
     def _update(self, feedback: TensorDictBase) -> None:
         values, valid = self._metric_values(feedback)
-        ids, count, (total,) = F.group_by_task(feedback["task"], values, valid=valid)
+        ids, count, (total,) = self._group(feedback["task"], values, valid=valid)
         if ids.numel() == 0:
             return
         st = self.state
@@ -263,7 +263,7 @@ class LearnabilityCurriculum(_CachedCDFCurriculum):
 
     def _update(self, feedback: TensorDictBase) -> None:
         values, valid = self._metric_values(feedback)
-        ids, count, (total,) = F.group_by_task(feedback["task"], values, valid=valid)
+        ids, count, (total,) = self._group(feedback["task"], values, valid=valid)
         if ids.numel() == 0:
             return
         st = self.state

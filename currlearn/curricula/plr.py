@@ -84,6 +84,7 @@ _RANKED = ("rank", "match_rank")  # P_S from ranks: by score, or by S (1 - S)
 _POWERED = ("power", "match", "softmax")  # P_S from a per-level weight, updated per level
 _UNSEEN = 2**62  # timestamp of levels never scored: in the future, so their staleness is 0
 _TOPK_MAX = 1024  # rank prioritisation draws among the top-k levels when k (see below) <= this
+_TOP_SPARE = 1024  # candidates kept for the top-k (F.update_top_candidates): a full topk is rare
 _TINY64 = torch.finfo(torch.float64).tiny
 
 
@@ -91,6 +92,13 @@ def _match_key(score: Tensor) -> Tensor:
     """``S (1 - S)`` in float64: 1/4 at ``S = 1/2``, 0 at 0 and 1, negative outside [0, 1]."""
     s = score.double()
     return s * (1 - s)
+
+
+def _rank_codes(keys: Tensor, ids: Tensor) -> Tensor:
+    """Distinct int64 codes ordered as the levels' ranks: by key (as float32) descending, ties
+    by level id ascending, so that the top levels are the same however they were found (an
+    update, or a rebuild after a load)."""
+    return (F._sortable_int(keys.float()).long() << 32) | (0x7FFFFFFF - ids)
 
 
 def _nested_key(key: Any) -> Any:
@@ -270,7 +278,19 @@ class _Mixture:
     disagree.
     """
 
-    __slots__ = ("count", "num_seen", "order", "p", "rho", "robust", "score_draw", "score_weights", "seen", "timestamp")
+    __slots__ = (
+        "count",
+        "num_seen",
+        "order",
+        "p",
+        "rho",
+        "robust",
+        "score_draw",
+        "score_weights",
+        "seen",
+        "stale_draw",
+        "timestamp",
+    )
 
     def __init__(
         self,
@@ -285,12 +305,14 @@ class _Mixture:
         count: Tensor,
         score_weights: Callable[[], Tensor],
         score_draw: Callable[[Tensor], Tensor],
+        stale_draw: Callable[[int], Tensor | None],
     ) -> None:
         self.p, self.rho, self.robust = p, rho, robust
         self.seen, self.num_seen, self.order = seen, num_seen, order
         self.timestamp, self.count = timestamp, count
         self.score_weights = score_weights  # () -> unnormalised P_S, float64 [n], 0 off the seen levels
         self.score_draw = score_draw  # u [k] -> levels drawn from Q
+        self.stale_draw = stale_draw  # k -> k levels drawn from P_C, None if no level is stale (CPU)
 
     def _staleness(self) -> Tensor:
         return F.staleness_weights(self.timestamp, self.count)
@@ -322,34 +344,50 @@ class _Mixture:
             w.add_(torch.where(num_unseen > 0, 0.0, (1 - p) / n))
         return w
 
-    def draw(self, u: Tensor) -> tuple[Tensor, Tensor]:
-        """Levels for the uniforms ``u`` (float64 ``[5, k]``) and which of them are replays."""
+    def draw(self, num: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """``num`` levels drawn with ``generator``, and which of them are replays."""
         order, num_seen = self.order, self.num_seen
         n = order.numel()
-        is_replay = u[0] < self.p
+        device = order.device
         num_unseen = n - num_seen
         if self.robust:
             lo = torch.where(num_unseen > 0, num_seen, 0)
             width = torch.where(num_unseen > 0, num_unseen, n)
         else:
             lo, width = num_seen, num_unseen.clamp_min(1)
-        new_level = order.index_select(0, (lo + (u[1] * width).long()).clamp_max(n - 1))
-        replay = self.score_draw(u[2])
-        if self.rho > 0:
-            # Each replay draw uses C with probability ρ; C is Q while no level is stale.
-            if order.device.type == "cpu":
-                # Only the ~ρ k draws that need it search P_C, and the O(num_tasks) staleness cdf
-                # is built only when there is one (small resets: most calls skip it; syncs are
-                # free on CPU).
-                rows = (u[4] < self.rho).nonzero().squeeze(1)
-                if rows.numel():
-                    stale_cdf = torch.cumsum(self._staleness(), 0)
-                    if bool(stale_cdf[-1] > 0):
-                        replay = replay.index_copy(0, rows, F.sample_from_cdf(stale_cdf, u[3].index_select(0, rows)))
-            else:
+        if device.type != "cpu":  # a fixed set of draws: no decision waits for the device
+            u = torch.rand(5, num, generator=generator, device=device, dtype=torch.float64)
+            is_replay = u[0] < self.p
+            new_level = order.index_select(0, (lo + (u[1] * width).long()).clamp_max(n - 1))
+            replay = self.score_draw(u[2])
+            if self.rho > 0:
                 stale_cdf = torch.cumsum(self._staleness(), 0)
                 use_stale = (u[4] < self.rho) & (stale_cdf[-1] > 0)
                 replay = torch.where(use_stale, F.sample_from_cdf(stale_cdf, u[3]), replay)
+            return torch.where(is_replay, replay, new_level), is_replay
+        # On CPU the decisions are free to read: only the draws a branch needs are made.
+        p = float(self.p)
+        if p >= 1:
+            is_replay = torch.ones(num, dtype=torch.bool)
+        elif p <= 0:
+            is_replay = torch.zeros(num, dtype=torch.bool)
+        else:
+            is_replay = torch.rand(num, generator=generator, dtype=torch.float64) < p
+        if p < 1:
+            u = torch.rand(num, generator=generator, dtype=torch.float64)
+            new_level = order.index_select(0, (lo + (u * width).long()).clamp_max(n - 1))
+            if p <= 0:
+                return new_level, is_replay
+        replay = self.score_draw(torch.rand(num, generator=generator, dtype=torch.float64))
+        if self.rho > 0:
+            # Each replay draw uses C with probability ρ; C is Q while no level is stale.
+            rows = (torch.rand(num, generator=generator, dtype=torch.float64) < self.rho).nonzero().squeeze(1)
+            if rows.numel():
+                stale = self.stale_draw(rows.numel())
+                if stale is not None:
+                    replay = replay.index_copy(0, rows, stale)
+        if p >= 1:
+            return replay, is_replay
         return torch.where(is_replay, replay, new_level), is_replay
 
 
@@ -384,7 +422,8 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
     match_rank   ``rank_i^(-1/β)``, ranked by ``S_i (1 - S_i)``    Syllabus
     ============ ================================================= ===========================
 
-    Ranks are taken among the seen levels (ties in any order). ``match`` and ``match_rank``
+    Ranks are taken among the seen levels; ties go to the lower level id (``match_rank`` compares
+    ``S (1 - S)`` rounded to float32), so a resumed run ranks as the original. ``match`` and ``match_rank``
     favour levels scoring near 1/2 and are meant for scores in [0, 1], such as a success rate
     fed as ``"score"``.
 
@@ -474,6 +513,7 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
     """
 
     needs_value_estimates = True  # scores come from advantages / values of the batch
+    _new_state_keys = ("stale_floor",)
 
     def __init__(
         self,
@@ -530,6 +570,8 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
                 "order": torch.arange(n),
                 "num_seen": torch.zeros((), dtype=torch.int64),
                 "episode_count": torch.zeros((), dtype=torch.int64),
+                # a lower bound of the seen levels' timestamps, for staleness draws on CPU
+                "stale_floor": torch.zeros((), dtype=torch.int64),
                 "env_replay": torch.ones(num_envs or 0, dtype=torch.bool),
             },
             device=self.device,
@@ -553,6 +595,8 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
         ``O(batch)`` swaps.
         """
         st = self.state
+        # the state's tensors by name: a dict lookup, where a TensorDict lookup costs microseconds
+        self._tensors = dict(st.items())
         ranked = self.prioritization in _RANKED
         if ranked and (self._rank_cdf is None or self._rank_cdf.device != self.device):
             cdf = F.rank_cdf(self.space.num_tasks, self.temperature, device=self.device)
@@ -565,10 +609,23 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
         if self.prioritization == "match_rank":
             self._match_rank_key = torch.where(st["seen"], _match_key(st["score"]), -math.inf)
         if ranked and not self._sorted:
-            self._top = torch.topk(self._rank_keys(), self._rank_cdf.numel()).indices
+            n = self.space.num_tasks
+            self._codes = _rank_codes(self._rank_keys(), torch.arange(n, device=self.device))
+            self._top_member = torch.zeros(n, dtype=torch.bool, device=self.device)
+            self._rebuild_top()
         if not ranked:
             self._set_score_weights()
         self._last_replay = self._last_replay.to(self.device)
+
+    def _rebuild_top(self) -> None:
+        """The candidates for the top-``k`` levels from all rank codes (``O(num_tasks)``)."""
+        codes = self._codes
+        n, k = codes.numel(), self._rank_cdf.numel()
+        m = min(n, max(k, _TOP_SPARE))
+        values, self._top = torch.topk(codes, m)
+        # no level outside the candidates ranks above their last
+        self._top_bound = values[-1] if m < n else torch.tensor(torch.iinfo(torch.int64).min, device=values.device)
+        self._top_member.zero_().index_fill_(0, self._top, True)
 
     def _on_load(self) -> None:
         st = self.state
@@ -581,16 +638,16 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
         st["max_return"].nan_to_num_(nan=info.min, posinf=info.max, neginf=info.min)
         self._refresh()
         if bad and self._sorted:  # the sorted order follows the repaired scores
-            st["order"] = torch.sort(self._rank_keys(), descending=True, stable=True).indices
+            st["order"] = self._tensors["order"] = torch.sort(self._rank_keys(), descending=True, stable=True).indices
 
     def _store(self, x: Tensor) -> Tensor:
         """Float64 scores saturated into the state's dtype, above the unseen levels' value."""
-        dtype = self.state["score"].dtype
+        dtype = self._tensors["score"].dtype
         return x.clamp(self._lowest_seen, torch.finfo(dtype).max).to(dtype)
 
     def _rank_keys(self) -> Tensor:
         """What ranks order the levels by: the score, or ``S (1 - S)`` for ``match_rank``."""
-        return self._match_rank_key if self.prioritization == "match_rank" else self.state["score"]
+        return self._match_rank_key if self.prioritization == "match_rank" else self._tensors["score"]
 
     def _plain_weights(self, score: Tensor) -> Tensor:
         """``P_S`` weights of ``power``, ``match`` and ``softmax`` by their formula (float64)."""
@@ -687,7 +744,7 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
     # ------------------------------------------------------------------ decision
     def replay_probability(self) -> Tensor:
         """Probability that the next draw replays a seen level (scalar tensor, float64)."""
-        st = self.state
+        st = self._tensors
         n = self.space.num_tasks
         num_seen = st["num_seen"]
         if self.replay_schedule == "proportionate":
@@ -702,7 +759,7 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
 
     def _score_weights(self) -> Tensor:
         """Unnormalised ``P_S`` weights, float64, shape ``[num_tasks]``, zero for unseen levels."""
-        st = self.state
+        st = self._tensors
         seen = st["seen"]
         if self.prioritization not in _RANKED:
             return self._score_w
@@ -719,7 +776,7 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
         """Levels drawn from ``Q`` (``P_S``, or uniform over the seen levels while it has no mass)
         for the uniforms ``u``.
         """
-        st = self.state
+        st = self._tensors
         order = st["order"]
         seen_count = st["num_seen"].clamp_min(1)
         if self.prioritization in _RANKED:  # rank 1 always has weight: Q = P_S
@@ -729,11 +786,51 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
         uniform_seen = order.index_select(0, (u * seen_count).long().clamp_max(order.numel() - 1))
         return torch.where(self._score_cdf[-1] > 0, by_score, uniform_seen)
 
+    def _stale_draw(self, num: int) -> Tensor | None:
+        """``num`` levels from ``P_C`` (``∝ c - C_i``), on CPU, or ``None`` while no level is stale.
+
+        Rejection sampling: a seen level proposed uniformly is kept with probability
+        ``(c - C_i) / (c - L)``, with ``L <= min_i C_i`` (``state["stale_floor"]``; timestamps
+        only grow, so an old minimum stays a bound; it is renewed when fewer than a quarter of
+        the proposals are kept). Every kept proposal is an exact draw from ``P_C``, at a cost
+        independent of the number of levels; after three rounds of ``4 num + 16`` proposals,
+        the remaining draws come from the staleness cdf (``O(num_tasks)``).
+        """
+        st = self._tensors
+        count = int(st["episode_count"])
+        seen = self._num_seen
+        if seen == 0:
+            return None
+        ts, order, floor = st["timestamp"], st["order"], st["stale_floor"]
+        out: list[Tensor] = []
+        need = num
+        for _ in range(3):
+            span = count - int(floor)
+            if span <= 0:  # every seen level was sampled just now: nothing is stale
+                return None
+            m = 4 * need + 16
+            u = torch.rand(2, m, generator=self.generator, dtype=torch.float64)
+            proposal = order.index_select(0, (u[0] * seen).long().clamp_max(seen - 1))
+            stale = count - ts.index_select(0, proposal)
+            kept = proposal.masked_select(u[1] * span < stale)
+            if 4 * kept.numel() < m:  # renew the bound: its staleness may have run far ahead
+                floor.copy_(ts.min())
+            out.append(kept[:need])
+            need -= out[-1].numel()
+            if need == 0:
+                return torch.cat(out)
+        stale_cdf = torch.cumsum(F.staleness_weights(ts, st["episode_count"]), 0)
+        if not bool(stale_cdf[-1] > 0):
+            return None
+        u = torch.rand(need, generator=self.generator, dtype=torch.float64)
+        out.append(F.sample_from_cdf(stale_cdf, u))
+        return torch.cat(out)
+
     def _mixture(self) -> _Mixture:
         """The distribution of the next draw (see :class:`_Mixture`): the one definition that
         :meth:`weights` and :meth:`sample` both read.
         """
-        st = self.state
+        st = self._tensors
         return _Mixture(
             p=self.replay_probability(),
             rho=self.staleness_coef,
@@ -745,6 +842,7 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
             count=st["episode_count"],
             score_weights=self._score_weights,
             score_draw=self._score_draw,
+            stale_draw=self._stale_draw,
         )
 
     def _compute_weights(self) -> Tensor:
@@ -759,9 +857,8 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
         return self._mixture().dense().to(torch.get_default_dtype())
 
     def _sample(self, num: int, env_ids: Tensor | None) -> Tensor:
-        st = self.state
-        u = torch.rand(5, num, generator=self.generator, device=self.device, dtype=torch.float64)
-        tasks, is_replay = self._mixture().draw(u)
+        st = self._tensors
+        tasks, is_replay = self._mixture().draw(num, self.generator)
         count = st["episode_count"]
         count += num
         # C_i <- c for the sampled levels that are seen (unseen ones keep the sentinel).
@@ -781,41 +878,63 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
                 f"feedback, which has keys {sorted(map(str, feedback.keys()))}; build the tracker with "
                 "curriculum.make_tracker() (or EpisodeTracker(mean_keys={" + repr(key) + ": StepScore(...)}))."
             )
-        st = self.state
+        st = self._tensors
         values = feedback[key].double()
         valid = torch.isfinite(values)
-        self.counters["skipped_nonfinite"] += (~valid).sum()
+        n_bad = valid.numel() - valid.sum()
+        self.counters["skipped_nonfinite"] += n_bad
+        if self.device.type == "cpu" and not bool(n_bad):  # (free to check on CPU)
+            valid = None
         task = feedback["task"]
         big = torch.finfo(st["score"].dtype).max
         # float64 from here on: sums and differences of values near float32's end stay finite
         values = values.clamp(-big, big)
-        ids, count, (total,) = F.group_by_task(task, values, valid=valid)
+        ids, count, (total,) = self._group(task, values, valid=valid)
         mean = total.double() / count.double()
         if self.score_function == "max_mc":
             ret = feedback["return"].double().clamp(-big, big)  # finite: update() skipped the rest
-            st["max_return"].scatter_reduce_(0, task[valid], ret[valid].to(st["max_return"].dtype), "amax")
+            if valid is not None:
+                task, ret = task[valid], ret[valid]
+            st["max_return"].scatter_reduce_(0, task, ret.to(st["max_return"].dtype), "amax")
             mean = st["max_return"].index_select(0, ids).double() - mean
         if ids.numel() == 0:
             return
-        was_seen = st["seen"].index_select(0, ids)
+        all_seen = self._num_seen == self.space.num_tasks  # (a Python int: no sync)
+        was_seen = None if all_seen else st["seen"].index_select(0, ids)
         ranked = self.prioritization in _RANKED
-        if ranked and not self._sorted:
-            old_kth = self._rank_keys()[self._top[-1]]
-        new = self._store(F.batch_ema(st["score"].index_select(0, ids).double(), mean, count, self.smoothing, was_seen))
+        if self.smoothing == 1 and was_seen is None:  # the paper's S_i <- score: no average
+            new = self._store(mean)
+        else:
+            if was_seen is None:
+                was_seen = torch.ones_like(ids, dtype=torch.bool)
+            old = st["score"].index_select(0, ids).double()
+            new = self._store(F.batch_ema(old, mean, count, self.smoothing, was_seen))
         st["score"].index_copy_(0, ids, new)
-        st["seen"].index_fill_(0, ids, True)
-        st["num_seen"] += (~was_seen).sum()
         st["timestamp"].index_fill_(0, ids, st["episode_count"])
+        if not all_seen:
+            st["seen"].index_fill_(0, ids, True)
+            st["num_seen"] += (~was_seen).sum()
         if self.prioritization == "match_rank":
             self._match_rank_key.index_copy_(0, ids, _match_key(new))
         if self._sorted:
-            st["order"] = F.update_sorted_order(st["order"], self._rank_keys(), ids, assume_unique=True)
+            st["order"] = self.state["order"] = F.update_sorted_order(
+                st["order"], self._rank_keys(), ids, assume_unique=True
+            )
         else:
-            newly_seen = ids[~was_seen]
-            F.partition_promote(st["order"], self._position, newly_seen, self._num_seen)
+            if not all_seen:
+                newly_seen = ids[~was_seen]
+                F.partition_promote(st["order"], self._position, newly_seen, self._num_seen)
+                self._num_seen += newly_seen.numel()
             if ranked:
-                self._top = F.update_topk(self._top, old_kth, self._rank_keys(), ids)
-        self._num_seen += int((~was_seen).sum())
+                k = self._rank_cdf.numel()
+                self._codes.index_copy_(0, ids, _rank_codes(self._rank_keys().index_select(0, ids), ids))
+                self._top, self._top_bound, exact = F.update_top_candidates(
+                    self._top, self._top_bound, self._codes, ids, self._top_member, k
+                )
+                if not bool(exact):  # the spare candidates ran out: one full topk
+                    self._rebuild_top()
+        if self._sorted and not all_seen:
+            self._num_seen += int((~was_seen).sum())
         if not ranked:
             self._set_score_weights(ids, new)
 
