@@ -474,6 +474,9 @@ class Curriculum(ABC):
                 self.task_stats.sums.copy_(stats)
         self.decision_version += 1
         self._on_load()
+        missing = set(current) - set(state_dict["state"])
+        if missing:
+            self._fill_new_state(missing)
 
     def check_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Raise ``ValueError`` if ``state_dict`` cannot be loaded; change nothing."""
@@ -529,8 +532,12 @@ class Curriculum(ABC):
                 )
 
     _new_state_keys: tuple[str, ...] = ()
-    """State entries that states saved by earlier versions may lack; they keep their fresh
-    values on load."""
+    """State entries that states saved by earlier versions may lack; :meth:`_fill_new_state`
+    sets them after such a state is loaded."""
+
+    def _fill_new_state(self, keys: set[str]) -> None:  # noqa: B027 (optional hook)
+        """Set the entries ``keys`` (of :attr:`_new_state_keys`) that a loaded state lacked,
+        from the rest of the state. Default: nothing (they keep their values)."""
 
     def _on_load(self) -> None:  # noqa: B027 (optional hook)
         """Called after :meth:`load_state_dict` changed the state, to refresh derived caches."""

@@ -108,6 +108,12 @@ def _as_name(name: object, argument: str) -> str:
     return name
 
 
+def _ids_inside(tasks: Tensor, num_tasks: int) -> bool:
+    """Whether every id lies in ``[0, num_tasks)``: one pass, one sync."""
+    lo, hi = torch.aminmax(tasks)
+    return bool((lo >= 0) & (hi < num_tasks))
+
+
 class DiscreteSpace(TaskSpace):
     """A table of ``num_tasks`` tasks, each a set of named parameter values.
 
@@ -184,13 +190,9 @@ class DiscreteSpace(TaskSpace):
     def check_tasks(self, tasks: Tensor, argument: str = "tasks") -> None:  # noqa: D102
         if tasks.dtype.is_floating_point or tasks.dtype == torch.bool:
             raise ValueError(f"{argument} must hold integer task ids, got dtype {tasks.dtype}.")
-        if tasks.numel() and not self._ids_inside(tasks):
+        if tasks.numel() and not _ids_inside(tasks, self._num_tasks):
             bad = tasks[(tasks < 0) | (tasks >= self._num_tasks)]
             raise ValueError(f"{argument} has task ids {bad[:5].tolist()} outside [0, {self._num_tasks}).")
-
-    def _ids_inside(self, tasks: Tensor) -> bool:
-        lo, hi = torch.aminmax(tasks)  # one pass, one sync
-        return bool((lo >= 0) & (hi < self._num_tasks))
 
     def to(self, device: torch.device | str) -> DiscreteSpace:  # noqa: D102
         self.table = self.table.to(device)

@@ -121,10 +121,19 @@ class LearningProgressCurriculum(_CachedCDFCurriculum):
                 "p_fast": torch.zeros(n),
                 "p_slow": torch.zeros(n),
                 "count": torch.zeros(n, dtype=torch.int64),
+                # sums of the progress and of its square over the tasks (float64, kept per update)
+                "progress_sums": torch.zeros(2, dtype=torch.float64),
             },
             device=self.device,
         )
         self._refresh()
+
+    _new_state_keys = ("progress_sums",)
+
+    def _fill_new_state(self, keys: set[str]) -> None:
+        lp = self._lp.double()
+        self.state["progress_sums"].copy_(torch.stack([lp.sum(), lp.square().sum()]))
+        self._stats = self._z_stats()
 
     def _reweight(self, p: Tensor) -> Tensor:
         """``f(p)``, with ``p`` clamped into [0, 1]: the denominator is then at least
@@ -138,19 +147,74 @@ class LearningProgressCurriculum(_CachedCDFCurriculum):
         st = self.state
         return (self._reweight(st["p_fast"]) - self._reweight(st["p_slow"])).abs()
 
+    @staticmethod
+    def _exact_z_stats(lp: Tensor, played: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean and spread (population std, 1 where it is 0) of the progress ``lp`` over the
+        played tasks, float64 scalars: the z-score's shift and scale (two passes)."""
+        num_played = played.sum().clamp_min(1)
+        lp = lp.double()
+        mean = (lp * played).sum() / num_played
+        var = ((lp - mean) * played).square_().sum() / num_played
+        std = var.sqrt()
+        return mean, torch.where(std > 0, std, torch.ones_like(std))
+
+    def _z_stats(self) -> tuple[Tensor, Tensor]:
+        """:meth:`_exact_z_stats` from the kept sums, in ``O(1)``: the progress of tasks never
+        played is 0, so the sums over all tasks are those over the played ones. Where the
+        variance is below the sums' precision (``1e-12`` of the mean square: near-equal
+        progress values), it is computed in two passes instead."""
+        num_played = max(self._num_played, 1)
+        s1, s2 = self.state["progress_sums"].unbind()
+        mean = s1 / num_played
+        square = s2 / num_played
+        var = square - mean * mean
+        if self.device.type == "cpu" and not bool(var > 1e-12 * square):
+            return self._exact_z_stats(self._lp, self._played)
+        std = var.clamp_min(0).sqrt()
+        return mean, torch.where(std > 0, std, torch.ones_like(std))
+
+    def _task_weights(self, lp: Tensor, played: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+        """``sigmoid(z)`` of tasks' progress values ``lp`` (z = 0 for tasks never played), in (0, 1)."""
+        return torch.sigmoid((lp.double() - mean) / std * played)
+
     def _compute_weights(self) -> Tensor:
         played = self.state["count"] > 0
         lp = self.learning_progress()  # in [0, 1]: its mean and spread stay in range
-        num_played = played.sum().clamp_min(1)
-        mean = (lp * played).sum() / num_played
-        var = (((lp - mean) * played) ** 2).sum() / num_played
-        std = var.sqrt()
-        z = (lp - mean) / torch.where(std > 0, std, torch.ones_like(std))
-        w = torch.sigmoid(z * played)
+        w = self._task_weights(lp, played, *self._exact_z_stats(lp, played))
         p = w / w.sum()
         if self.uniform_share > 0:
             p = (1 - self.uniform_share) * p + self.uniform_share / p.numel()
         return p
+
+    def _refresh(self) -> None:
+        st = self.state
+        self._lp = self.learning_progress()
+        self._played = st["count"] > 0
+        self._num_played = int(self._played.sum())
+        self._stats = self._z_stats()
+
+    def _sample(self, num: int, env_ids: Tensor | None) -> Tensor:
+        """Rejection sampling: a task proposed uniformly is kept with probability ``sigmoid(z)``
+        (at most 1), which draws exactly from the progress distribution at ``O(num)`` cost
+        whatever the number of tasks; ``sigmoid(z)`` averages about 1/2 over the tasks (z-scores
+        have mean 0), so few rounds are needed. ``uniform_share`` of the draws are uniform.
+        """
+        n, device, g = self.space.num_tasks, self.device, self.generator
+        out: list[Tensor] = []
+        need = num
+        while need:
+            m = 3 * need + 16
+            u = torch.rand(2, m, generator=g, device=device, dtype=torch.float64)
+            proposal = (u[0] * n).long().clamp_max_(n - 1)
+            w = self._task_weights(self._lp.index_select(0, proposal), self._played.index_select(0, proposal), *self._stats)
+            kept = proposal.masked_select(u[1] < w)
+            out.append(kept[:need])
+            need -= out[-1].numel()
+        tasks = torch.cat(out) if len(out) > 1 else out[0]
+        if self.uniform_share > 0:
+            u = torch.rand(2, num, generator=g, device=device, dtype=torch.float64)
+            tasks = torch.where(u[0] < self.uniform_share, (u[1] * n).long().clamp_max_(n - 1), tasks)
+        return tasks
 
     def _update(self, feedback: TensorDictBase) -> None:
         values, valid = self._metric_values(feedback)
@@ -165,7 +229,15 @@ class LearningProgressCurriculum(_CachedCDFCurriculum):
         st["p_fast"].index_copy_(0, ids, fast)
         st["p_slow"].index_copy_(0, ids, slow)
         st["count"].index_add_(0, ids, count.to(torch.int64))
-        self._refresh()
+        fast, slow = st["p_fast"].index_select(0, ids), st["p_slow"].index_select(0, ids)  # as stored
+        new_lp = (self._reweight(fast) - self._reweight(slow)).abs_()
+        old_lp = self._lp.index_select(0, ids).double()
+        self._lp.index_copy_(0, ids, new_lp)
+        new_lp = new_lp.double()
+        st["progress_sums"] += torch.stack([(new_lp - old_lp).sum(), (new_lp.square() - old_lp.square()).sum()])
+        self._num_played += int((~played).sum())
+        self._played.index_fill_(0, ids, True)
+        self._stats = self._z_stats()
 
     def _metrics(self) -> dict[str, Tensor | float]:
         played = self.state["count"] > 0

@@ -515,6 +515,9 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
     needs_value_estimates = True  # scores come from advantages / values of the batch
     _new_state_keys = ("stale_floor",)
 
+    def _fill_new_state(self, keys: set[str]) -> None:
+        self._tensors["stale_floor"].zero_()  # 0 bounds every timestamp
+
     def __init__(
         self,
         space: TaskSpace,
@@ -683,12 +686,16 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
             else:
                 self._plain.index_copy_(0, ids, self._plain_weights(new))
             plain = self._plain
-            # The formula while its weights are finite with a normal largest one, else scaled.
-            ok = torch.isfinite(plain.sum()) & (plain.max() >= _TINY64)
+            cdf = torch.cumsum(plain, 0)
+            # The formula while its weights are finite with a normal largest one (a total of at
+            # least num_tasks times the smallest normal float64 implies one), else scaled.
+            total = cdf[-1]
+            ok = torch.isfinite(total) & (total >= _TINY64 * plain.numel())
             if self.device.type != "cpu":
                 w = torch.where(ok, plain, self._scaled_weights())
             elif bool(ok):  # on CPU the check waits for no device
-                w = plain
+                self._score_w, self._score_cdf = plain, cdf
+                return
             else:
                 w = self._scaled_weights()
         elif kind == "constant":
