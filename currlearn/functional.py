@@ -37,6 +37,7 @@ __all__ = [
     "partition_promote",
     "power_weights",
     "rank_cdf",
+    "rank_codes",
     "rank_weights",
     "sample_from_cdf",
     "saturate",
@@ -259,6 +260,24 @@ def update_topk(top: Tensor, old_kth: Tensor, keys: Tensor, index: Tensor) -> Te
     if bool(values[-1] >= old_kth):
         return candidates.index_select(0, pos)
     return keys.topk(k).indices
+
+
+def rank_codes(keys: Tensor, ids: Tensor) -> Tensor:
+    """Distinct int64 codes that order entries by key (compared as float32) descending, ties by
+    id ascending: ``topk`` of the codes picks the same entries however it is reached (an
+    incremental update or a rebuild after a load), where ``topk`` of tied keys may not.
+
+    Args:
+        keys (Tensor): shape ``[m]``, floating, no NaN.
+        ids (Tensor): shape ``[m]``, int64 ids in ``[0, 2**31)``.
+
+    Examples:
+        >>> import torch
+        >>> codes = rank_codes(torch.tensor([1.0, 2.0, 2.0]), torch.arange(3))
+        >>> codes.topk(3).indices  # key 2 first, the lower id first among the ties
+        tensor([1, 2, 0])
+    """
+    return (_sortable_int(keys.float()).long() << 32) | (0x7FFFFFFF - ids)
 
 
 def update_top_candidates(

@@ -200,7 +200,7 @@ class LearningProgressCurriculum(_CachedCDFCurriculum):
         have mean 0), so few rounds are needed. ``uniform_share`` of the draws are uniform.
         """
         n, device, g = self.space.num_tasks, self.device, self.generator
-        out: list[Tensor] = []
+        out: list[Tensor] = [torch.zeros(0, dtype=torch.int64, device=device)]
         need = num
         while need:
             m = 3 * need + 16
@@ -210,7 +210,7 @@ class LearningProgressCurriculum(_CachedCDFCurriculum):
             kept = proposal.masked_select(u[1] < w)
             out.append(kept[:need])
             need -= out[-1].numel()
-        tasks = torch.cat(out) if len(out) > 1 else out[0]
+        tasks = torch.cat(out)
         if self.uniform_share > 0:
             u = torch.rand(2, num, generator=g, device=device, dtype=torch.float64)
             tasks = torch.where(u[0] < self.uniform_share, (u[1] * n).long().clamp_max_(n - 1), tasks)
@@ -321,10 +321,46 @@ class LearnabilityCurriculum(_CachedCDFCurriculum):
         score = self.learnability()
         if self.sampling == "proportional":
             return score
-        k = min(self.topk, score.numel())
-        top = torch.topk(score, k)
         w = torch.zeros_like(score)
-        return w.index_copy_(0, top.indices, (top.values > 0).to(w.dtype))
+        return w.index_fill_(0, self._learnable_set(), 1.0)
+
+    def _learnable_set(self) -> Tensor:
+        """``"topk"``: the ids of the learnable set, the top-``topk`` tasks by learnability
+        (ties: the lower id) that have a positive one."""
+        top = self._top[: min(self.topk, self.space.num_tasks)]
+        return top[: int((self._learn.index_select(0, top) > 0).sum())]
+
+    def _rebuild_top(self) -> None:
+        """The candidates for the top-``topk`` from all tasks (``O(num_tasks)``)."""
+        n = self.space.num_tasks
+        m = min(n, max(self.topk, 1024))
+        values, self._top = torch.topk(self._codes, m)
+        self._top_bound = values[-1] if m < n else torch.tensor(torch.iinfo(torch.int64).min, device=self.device)
+        self._top_member.zero_().index_fill_(0, self._top, True)
+
+    def _refresh(self) -> None:
+        n = self.space.num_tasks
+        self._learn = self.learnability()
+        if self.sampling == "proportional":
+            self._cdf = torch.cumsum(self._compute_weights().double(), 0)
+            return
+        # the top-k by learnability, kept per update (F.update_top_candidates)
+        self._codes = F.rank_codes(self._learn, torch.arange(n, device=self.device))
+        self._top_member = torch.zeros(n, dtype=torch.bool, device=self.device)
+        self._rebuild_top()
+        self._set = self._learnable_set()
+
+    def _sample(self, num: int, env_ids: Tensor | None) -> Tensor:
+        if self.sampling == "proportional":
+            return super()._sample(num, env_ids)
+        n, size = self.space.num_tasks, self._set.numel()
+        u = torch.rand(2, num, generator=self.generator, device=self.device, dtype=torch.float64)
+        uniform = (u[1] * n).long().clamp_max_(n - 1)
+        if size == 0:  # nothing learnable yet: uniform
+            return uniform
+        # u[1] serves both branches: given the branch, it is uniform either way
+        learnable = self._set.index_select(0, (u[1] * size).long().clamp_max_(size - 1))
+        return torch.where(u[0] < self.learnable_prob, learnable, uniform)
 
     def _compute_weights(self) -> Tensor:
         w = self._learnable_weights().double()
@@ -343,7 +379,20 @@ class LearnabilityCurriculum(_CachedCDFCurriculum):
         p = F.batch_ema(st["success"].index_select(0, ids), total / count, count, self.smoothing, played)
         st["success"].index_copy_(0, ids, p)
         st["count"].index_add_(0, ids, count.to(torch.int64))
-        self._refresh()
+        q = st["success"].index_select(0, ids).clamp(0.0, 1.0)  # as stored
+        learn = q * (1 - q)
+        self._learn.index_copy_(0, ids, learn)
+        if self.sampling == "proportional":
+            self._cdf = torch.cumsum(self._compute_weights().double(), 0)
+            return
+        self._codes.index_copy_(0, ids, F.rank_codes(learn, ids))
+        k = min(self.topk, self.space.num_tasks)
+        self._top, self._top_bound, exact = F.update_top_candidates(
+            self._top, self._top_bound, self._codes, ids, self._top_member, k
+        )
+        if not bool(exact):  # the spare candidates ran out: one full topk
+            self._rebuild_top()
+        self._set = self._learnable_set()
 
     def _metrics(self) -> dict[str, Tensor | float]:
         played = self.state["count"] > 0

@@ -94,13 +94,6 @@ def _match_key(score: Tensor) -> Tensor:
     return s * (1 - s)
 
 
-def _rank_codes(keys: Tensor, ids: Tensor) -> Tensor:
-    """Distinct int64 codes ordered as the levels' ranks: by key (as float32) descending, ties
-    by level id ascending, so that the top levels are the same however they were found (an
-    update, or a rebuild after a load)."""
-    return (F._sortable_int(keys.float()).long() << 32) | (0x7FFFFFFF - ids)
-
-
 def _nested_key(key: Any) -> Any:
     """A nested key given as a list (YAML, Hydra) as the tuple tensordict expects."""
     return tuple(key) if isinstance(key, list) else key
@@ -613,7 +606,7 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
             self._match_rank_key = torch.where(st["seen"], _match_key(st["score"]), -math.inf)
         if ranked and not self._sorted:
             n = self.space.num_tasks
-            self._codes = _rank_codes(self._rank_keys(), torch.arange(n, device=self.device))
+            self._codes = F.rank_codes(self._rank_keys(), torch.arange(n, device=self.device))
             self._top_member = torch.zeros(n, dtype=torch.bool, device=self.device)
             self._rebuild_top()
         if not ranked:
@@ -934,7 +927,7 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
                 self._num_seen += newly_seen.numel()
             if ranked:
                 k = self._rank_cdf.numel()
-                self._codes.index_copy_(0, ids, _rank_codes(self._rank_keys().index_select(0, ids), ids))
+                self._codes.index_copy_(0, ids, F.rank_codes(self._rank_keys().index_select(0, ids), ids))
                 self._top, self._top_bound, exact = F.update_top_candidates(
                     self._top, self._top_bound, self._codes, ids, self._top_member, k
                 )
