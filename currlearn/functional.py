@@ -24,6 +24,8 @@ Examples:
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -463,8 +465,11 @@ def batch_ema(old: Tensor, mean: Tensor, count: Tensor, smoothing: float, initia
         ...           0.5, torch.tensor([True, False]))
         tensor([0.2500, 2.0000])
     """
-    x, m = old.double(), mean.double()  # a convex mix of finite values, rounded into old's range
-    keep = (1.0 - smoothing) ** count.double()
+    m = mean.double()
+    if smoothing == 1:  # the latest mean, initialised or not
+        return saturate(m, old.dtype)
+    x = old.double()  # a convex mix of finite values, rounded into old's range
+    keep = (count.double() * math.log1p(-smoothing)).exp_()  # (1 - a)^count; pow is 3x slower
     return saturate(torch.where(initialized, keep * x + (1.0 - keep) * m, m), old.dtype)
 
 

@@ -337,48 +337,50 @@ class _Mixture:
             w.add_(torch.where(num_unseen > 0, 0.0, (1 - p) / n))
         return w
 
-    def draw(self, num: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
-        """``num`` levels drawn with ``generator``, and which of them are replays."""
+    def _new_levels(self, u: Tensor) -> Tensor:
+        """Levels drawn from ``N`` for the uniforms ``u``."""
         order, num_seen = self.order, self.num_seen
         n = order.numel()
-        device = order.device
         num_unseen = n - num_seen
         if self.robust:
             lo = torch.where(num_unseen > 0, num_seen, 0)
             width = torch.where(num_unseen > 0, num_unseen, n)
         else:
             lo, width = num_seen, num_unseen.clamp_min(1)
+        return order.index_select(0, (lo + (u * width).long()).clamp_max(n - 1))
+
+    def draw(self, num: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
+        """``num`` levels drawn with ``generator``, and which of them are replays."""
+        order = self.order
+        device = order.device
         if device.type != "cpu":  # a fixed set of draws: no decision waits for the device
             u = torch.rand(5, num, generator=generator, device=device, dtype=torch.float64)
             is_replay = u[0] < self.p
-            new_level = order.index_select(0, (lo + (u[1] * width).long()).clamp_max(n - 1))
+            new_level = self._new_levels(u[1])
             replay = self.score_draw(u[2])
             if self.rho > 0:
                 stale_cdf = torch.cumsum(self._staleness(), 0)
                 use_stale = (u[4] < self.rho) & (stale_cdf[-1] > 0)
                 replay = torch.where(use_stale, F.sample_from_cdf(stale_cdf, u[3]), replay)
             return torch.where(is_replay, replay, new_level), is_replay
-        # On CPU the decisions are free to read: only the draws a branch needs are made.
+        # On CPU the decisions are free to read: only the draws a branch needs are made, in
+        # one call (rows: score draw, staleness coin, replay coin, new level).
         p = float(self.p)
-        if p >= 1:
-            is_replay = torch.ones(num, dtype=torch.bool)
-        elif p <= 0:
-            is_replay = torch.zeros(num, dtype=torch.bool)
-        else:
-            is_replay = torch.rand(num, generator=generator, dtype=torch.float64) < p
+        rows = 1 + (self.rho > 0) + (0 < p < 1) + (p < 1)
+        u = torch.rand(rows, num, generator=generator, dtype=torch.float64)
         if p < 1:
-            u = torch.rand(num, generator=generator, dtype=torch.float64)
-            new_level = order.index_select(0, (lo + (u * width).long()).clamp_max(n - 1))
+            new_level = self._new_levels(u[rows - 1])
             if p <= 0:
-                return new_level, is_replay
-        replay = self.score_draw(torch.rand(num, generator=generator, dtype=torch.float64))
+                return new_level, torch.zeros(num, dtype=torch.bool)
+        is_replay = u[rows - 2] < p if 0 < p < 1 else torch.ones(num, dtype=torch.bool)
+        replay = self.score_draw(u[0])
         if self.rho > 0:
             # Each replay draw uses C with probability ρ; C is Q while no level is stale.
-            rows = (torch.rand(num, generator=generator, dtype=torch.float64) < self.rho).nonzero().squeeze(1)
-            if rows.numel():
-                stale = self.stale_draw(rows.numel())
+            stale_rows = (u[1] < self.rho).nonzero().squeeze(1)
+            if stale_rows.numel():
+                stale = self.stale_draw(stale_rows.numel())
                 if stale is not None:
-                    replay = replay.index_copy(0, rows, stale)
+                    replay = replay.index_copy(0, stale_rows, stale)
         if p >= 1:
             return replay, is_replay
         return torch.where(is_replay, replay, new_level), is_replay
@@ -744,6 +746,8 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
     # ------------------------------------------------------------------ decision
     def replay_probability(self) -> Tensor:
         """Probability that the next draw replays a seen level (scalar tensor, float64)."""
+        if self.device.type == "cpu":  # from the host's count of seen levels: a few scalar ops fewer
+            return torch.tensor(self._replay_probability(self._num_seen), dtype=torch.float64)
         st = self._tensors
         n = self.space.num_tasks
         num_seen = st["num_seen"]
@@ -755,6 +759,19 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
             p = torch.where(num_seen == n, 1.0, p)
         if self.min_seen_fraction > 0:
             p = torch.where(num_seen >= math.ceil(self.min_seen_fraction * n), p, 0.0)
+        return p
+
+    def _replay_probability(self, num_seen: int) -> float:
+        """:meth:`replay_probability` for ``num_seen`` seen levels, in Python."""
+        n = self.space.num_tasks
+        if self.replay_schedule == "proportionate":
+            p = num_seen / n
+        else:
+            p = self.replay_prob if num_seen > 0 else 0.0
+        if not self.robust and num_seen == n:
+            p = 1.0
+        if self.min_seen_fraction > 0 and num_seen < math.ceil(self.min_seen_fraction * n):
+            p = 0.0
         return p
 
     def _score_weights(self) -> Tensor:
@@ -810,7 +827,9 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
                 return None
             m = 4 * need + 16
             u = torch.rand(2, m, generator=self.generator, dtype=torch.float64)
-            proposal = order.index_select(0, (u[0] * seen).long().clamp_max(seen - 1))
+            proposal = (u[0] * seen).long().clamp_max_(seen - 1)
+            if seen < order.numel():  # (once all are seen, order[:seen] is every level)
+                proposal = order.index_select(0, proposal)
             stale = count - ts.index_select(0, proposal)
             kept = proposal.masked_select(u[1] * span < stale)
             if 4 * kept.numel() < m:  # renew the bound: its staleness may have run far ahead
@@ -880,7 +899,7 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
             )
         st = self._tensors
         values = feedback[key].double()
-        valid = torch.isfinite(values)
+        valid = values.abs() < math.inf  # finite (NaN compares False)
         n_bad = valid.numel() - valid.sum()
         self.counters["skipped_nonfinite"] += n_bad
         if self.device.type == "cpu" and not bool(n_bad):  # (free to check on CPU)
