@@ -464,7 +464,8 @@ class Curriculum(ABC):
         self.check_state_dict(state_dict)
         current = {".".join(k) if isinstance(k, tuple) else k: v for k, v in self.state.items(True, True)}
         for k, v in state_dict["state"].items():
-            current[k].copy_(v.to(current[k].device, current[k].dtype))
+            if k not in self._old_state_keys:
+                current[k].copy_(v.to(current[k].device, current[k].dtype))
         for k, v in state_dict["counters"].items():
             if k in self.counters.keys():
                 self.counters[k].copy_(torch.as_tensor(v))
@@ -522,6 +523,7 @@ class Curriculum(ABC):
             )
         incoming = state_dict["state"]
         current = {".".join(k) if isinstance(k, tuple) else k: v for k, v in self.state.items(True, True)}
+        incoming = {k: v for k, v in incoming.items() if k not in self._old_state_keys}
         if not set(current) - set(self._new_state_keys) <= set(incoming) <= set(current):
             raise ValueError(
                 f"state_dict state keys {sorted(incoming)} differ from this curriculum's {sorted(current)}."
@@ -531,6 +533,10 @@ class Curriculum(ABC):
                 raise ValueError(
                     f"state_dict['state'][{k!r}] has shape {list(v.shape)}, expected {list(current[k].shape)}."
                 )
+
+    _old_state_keys: tuple[str, ...] = ()
+    """State entries that states saved by earlier versions may hold and that are ignored on load
+    (derived data the curriculum now rebuilds)."""
 
     _new_state_keys: tuple[str, ...] = ()
     """State entries that states saved by earlier versions may lack; :meth:`_fill_new_state`

@@ -16,10 +16,13 @@ items with equal estimates share a bin), and a distribution over bins decides wh
   ``sigmoid((c(t) - q_b) / T)`` with ``q_b = b / B`` the bin's lowest quantile.
 
 The probability of an item is proportional to its bin's weight (so with equal bin weights
-sampling is uniform over items). The state is the items' EMAs and the items sorted by it,
-kept sorted incrementally (no sort of all items per update); a draw picks a bin (``num_bins``
-values) and a uniform position inside the bin's slice of the sorted items. No per-item
-dictionary, no Python loop over items.
+sampling is uniform over items). The state is the items' EMAs. The curricula keep the items
+sorted by it (ties by item id) as one array of distinct int64 keys that encode both
+(:func:`~currlearn.functional.rank_codes`): an update of ``k`` items finds their old slots by
+binary search and merges them back in, a few sequential passes over the array and no sort of
+all items; a draw picks a bin (``num_bins`` values) and a uniform position inside the bin's
+slice of the array, and decodes the item from the key there. No per-item dictionary, no Python
+loop over items.
 
 Examples:
     >>> import torch
@@ -86,14 +89,43 @@ class _DifficultyCurriculum(DiscreteCurriculum):
         # never played: the largest finite value (the easiest; the state stays finite)
         start = torch.finfo(torch.get_default_dtype()).max if initial_value is None else float(initial_value)
         self.state = TensorDict(
-            {
-                "value": torch.full((n,), start),
-                "count": torch.zeros(n, dtype=torch.int64),
-                "order": torch.arange(n),
-            },
+            {"value": torch.full((n,), start), "count": torch.zeros(n, dtype=torch.int64)},
             device=self.device,
         )
-        self._refresh()
+        self._on_load()
+
+    # states of earlier versions also hold the sorted order, rebuilt from the values on load
+    _old_state_keys = ("order",)
+
+    # ------------------------------------------------------------------ sorted keys
+    def _keys_of(self, values: Tensor, ids: Tensor) -> Tensor:
+        """Ascending keys: easiest (highest value) first, ties by the lower id; distinct."""
+        return -F.rank_codes(values, ids)
+
+    @staticmethod
+    def _ids_of(keys: Tensor) -> Tensor:
+        """The items that ``keys`` encode."""
+        return 0x7FFFFFFF - ((-keys) & 0xFFFFFFFF)
+
+    def _sort_keys(self) -> None:
+        """All keys from the values: one sort, ``O(n log n)`` (construction, load)."""
+        n = self.space.num_tasks
+        self._keys = torch.sort(self._keys_of(self.state["value"], torch.arange(n, device=self.device))).values
+
+    def _merge_keys(self, ids: Tensor, old_values: Tensor, new_values: Tensor) -> None:
+        """Move the distinct items ``ids`` from their old keys to their new ones, keeping the
+        array sorted: their old slots by binary search, the other keys in order, and the new
+        keys merged in at their ranks (a few sequential passes, no full sort)."""
+        keys = self._keys
+        n = keys.numel()
+        old_slots = torch.searchsorted(keys, self._keys_of(old_values, ids))
+        moved = torch.zeros(n, dtype=torch.bool, device=keys.device).index_fill_(0, old_slots, True)
+        kept = keys.masked_select(~moved)
+        new_keys = torch.sort(self._keys_of(new_values, ids)).values
+        new_slots = torch.searchsorted(kept, new_keys) + torch.arange(new_keys.numel(), device=keys.device)
+        slots = moved.zero_().index_fill_(0, new_slots, True)
+        out = torch.empty_like(keys).masked_scatter_(~slots, kept)
+        self._keys = out.index_copy_(0, new_slots, new_keys)
 
     # ------------------------------------------------------------------ bins
     def _progress(self) -> Tensor:
@@ -109,12 +141,12 @@ class _DifficultyCurriculum(DiscreteCurriculum):
         """Start and size of each bin's slice of the sorted items, shapes ``[num_bins]``."""
         n = self.space.num_tasks
         b = self.num_bins
-        sorted_values = self.state["value"].index_select(0, self.state["order"])  # descending
         cut = torch.arange(1, b, device=self.device) * n // b  # positional quantile boundaries
         # Bin j - 1 ends after the last item whose value is >= that of the item just before the
         # boundary: without ties exactly at the boundary; a tie class goes to the easier bin.
-        edges = sorted_values.index_select(0, (cut - 1).clamp_min(0))
-        ends = torch.searchsorted(-sorted_values, -edges, right=True) * (cut > 0)
+        # (A key's high half orders the values; the lowest key of a value has a zero low half.)
+        edge = (-self._keys.index_select(0, (cut - 1).clamp_min(0))) >> 32
+        ends = torch.searchsorted(self._keys, -(edge << 32), right=True) * (cut > 0)
         zero = torch.zeros(1, dtype=torch.int64, device=self.device)
         full = torch.full((1,), n, dtype=torch.int64, device=self.device)
         starts = torch.cat([zero, ends])
@@ -123,7 +155,7 @@ class _DifficultyCurriculum(DiscreteCurriculum):
     def bins(self) -> Tensor:
         """Difficulty bin of every item, shape ``[num_tasks]``, int64 (0 = easiest)."""
         starts, sizes = self._bounds()
-        position = F.inverse_permutation(self.state["order"])
+        position = F.inverse_permutation(self._ids_of(self._keys))
         return torch.searchsorted(starts + sizes, position, right=True).clamp_max(self.num_bins - 1)
 
     def _bin_distribution(self) -> Tensor:
@@ -137,6 +169,7 @@ class _DifficultyCurriculum(DiscreteCurriculum):
         self._bin_cdf = torch.cumsum(self._bin_distribution(), 0)
 
     def _on_load(self) -> None:
+        self._sort_keys()
         self._refresh()
 
     def _on_step(self) -> None:
@@ -153,7 +186,7 @@ class _DifficultyCurriculum(DiscreteCurriculum):
         b = F.sample_from_cdf(self._bin_cdf, u[0])
         start, size = self._starts.index_select(0, b), self._sizes.index_select(0, b)
         position = (start + (u[1] * size).long()).clamp_max(self.space.num_tasks - 1)
-        return self.state["order"].index_select(0, position)
+        return self._ids_of(self._keys.index_select(0, position))
 
     # ------------------------------------------------------------------ learning
     def _update(self, feedback: TensorDictBase) -> None:
@@ -163,10 +196,11 @@ class _DifficultyCurriculum(DiscreteCurriculum):
             return
         st = self.state
         played = st["count"].index_select(0, ids) > 0
-        new = F.batch_ema(st["value"].index_select(0, ids), total / count, count, self.smoothing, played)
+        old = st["value"].index_select(0, ids)
+        new = F.batch_ema(old, total / count, count, self.smoothing, played)
         st["value"].index_copy_(0, ids, new)
         st["count"].index_add_(0, ids, count.to(torch.int64))
-        st["order"] = F.update_sorted_order(st["order"], st["value"], ids, assume_unique=True)
+        self._merge_keys(ids, old, new)
         self._refresh()
 
     def _metrics(self) -> dict[str, Tensor | float]:
