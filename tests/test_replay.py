@@ -14,7 +14,7 @@ from currlearn.curricula.adr import ADRCurriculum
 from currlearn.curricula.plr import PrioritizedLevelReplay
 from currlearn.envs.point_mass import PointMassGateEnv
 from currlearn.feedback import episode_feedback
-from currlearn.integrations.replay import CurriculumSampler, ReplayDecisionTransform, SumTree
+from currlearn.integrations.replay import CurriculumSampler, ReplayDecisionTransform, SegmentSumTree, SumTree
 from currlearn.integrations.torchrl import CurriculumTransform
 from currlearn.spaces import BoxSpace, DiscreteSpace
 from currlearn.testing import get_default_devices
@@ -36,13 +36,17 @@ def _frequencies(rb: ReplayBuffer, num_tasks: int, draws: int = 100) -> torch.Te
     return counts / counts.sum()
 
 
+TREES = [SumTree, SegmentSumTree]  # currlearn's tensor tree and TorchRL's C++ one (CPU)
+
+
+@pytest.mark.parametrize("tree_cls", TREES)
 class TestSumTree:
     @pytest.mark.parametrize("capacity", [1, 2, 5, 64, 1000])
-    def test_find_matches_a_cumulative_sum(self, capacity):
+    def test_find_matches_a_cumulative_sum(self, capacity, tree_cls):
         g = torch.Generator().manual_seed(capacity)
         w = torch.randint(0, 4, (capacity,), generator=g).double()  # integers: exact sums, zeros included
         w[0] = 1.0
-        tree = SumTree(capacity)
+        tree = tree_cls(capacity)
         tree.build(w)
         assert float(tree.total) == float(w.sum())
         mass = torch.arange(int(w.sum())).double() + 0.5  # the middle of every unit of mass
@@ -50,29 +54,34 @@ class TestSumTree:
         assert tree.find(mass).tolist() == expected.tolist()
         torch.testing.assert_close(tree.leaves(torch.arange(capacity)), w)
 
-    def test_never_returns_a_zero_weight_leaf(self):
+    def test_never_returns_a_zero_weight_leaf(self, tree_cls):
         g = torch.Generator().manual_seed(0)
         w = torch.rand(1000, generator=g, dtype=torch.float64) * (torch.rand(1000, generator=g) < 0.1)
-        tree = SumTree(1024)
+        tree = tree_cls(1024)
         tree.build(w)
         edges = torch.cumsum(w, 0)  # the boundaries, where rounding decides
         mass = torch.cat([edges, edges * (1 - 1e-15), torch.rand(10_000, generator=g).double() * tree.total])
         mass = mass.clamp_max(float(tree.total) * (1 - 1e-16))
         assert bool((w[tree.find(mass)] > 0).all())
 
-    def test_update_equals_a_rebuild(self):
+    def test_update_equals_a_rebuild(self, tree_cls):
         g = torch.Generator().manual_seed(1)
         w = torch.rand(300, generator=g, dtype=torch.float64)
-        tree = SumTree(300)
+        tree = tree_cls(300)
         tree.build(w)
         idx = torch.randint(0, 300, (80,), generator=g)  # with duplicates
         new = torch.rand(80, generator=g, dtype=torch.float64)
         tree.update(idx, new)
         w[idx] = tree.leaves(idx)  # duplicates: the value the tree kept, which must be one of those given
         assert all(float(v) in new.tolist() for v in tree.leaves(idx))
-        fresh = SumTree(300)
+        fresh = tree_cls(300)
         fresh.build(w)
-        torch.testing.assert_close(tree.nodes, fresh.nodes)
+        torch.testing.assert_close(tree.leaves(torch.arange(300)), fresh.leaves(torch.arange(300)))
+        torch.testing.assert_close(tree.total, fresh.total)
+        mass = torch.rand(1000, generator=g, dtype=torch.float64) * fresh.total
+        assert tree.find(mass).tolist() == fresh.find(mass).tolist()
+        if tree_cls is SumTree:
+            torch.testing.assert_close(tree.nodes, fresh.nodes)
 
 
 class TestCurriculumSampler:
