@@ -178,7 +178,8 @@ class SegmentSumTree:
 
     def leaves(self, index: Tensor) -> Tensor:
         """Weights of leaves ``index``."""
-        return self._tree[index]
+        w = self._tree[index]
+        return w if isinstance(w, Tensor) else torch.tensor([w], dtype=torch.float64)  # (one leaf: a float)
 
     def build(self, weights: Tensor) -> None:
         """Set leaves ``0..len(weights)-1`` to ``weights`` and every other leaf to 0."""
