@@ -17,6 +17,12 @@ Workload per iteration: ``update`` with 4096 finished episodes (random tasks and
 Steady state for the PLRs: every level has been seen and scored (state filled before timing,
 for currlearn and syllabus alike), so replay sampling is what is measured.
 
+A row is the median over blocks of 5 iterations of their mean: work done once every few
+iterations (a full ``topk`` when the spare top-k candidates run out) counts at its share.
+
+Then comes a scaling table: one ``update`` of ``k`` = 1 and 4096 episodes of easy-first and
+competence, at 1e3 to 1e6 tasks.
+
 Run ``python benchmarks/bench_sampling.py`` (``--device cuda`` for a GPU, ``--quick`` for a
 short run, ``--threads 2`` for two intra-op threads; the default, 1, keeps the medians stable
 when other processes share the cores). Then come ``ratio_to_floor_<curriculum>_<size>=<x>``
@@ -98,21 +104,36 @@ def fill_plr(cur: PrioritizedLevelReplay, seed: int = 0) -> None:
     cur._on_load()
 
 
+BLOCK = 5
+"""Iterations per timed block: a row is the median over blocks of the mean iteration of a
+block, so that work done every few iterations (a full top-k once the spare candidates run
+out) counts at its share, while a stall of the machine moves one block only."""
+
+
+def _blocks(step: Callable[[int], None], repeats: int, warmup: int, device: torch.device) -> float:
+    for i in range(warmup):
+        step(i)
+    means = []
+    for b in range(max(1, repeats // BLOCK)):
+        _sync(device)
+        t0 = time.perf_counter()
+        for i in range(BLOCK):
+            step(warmup + b * BLOCK + i)
+        _sync(device)
+        means.append((time.perf_counter() - t0) / BLOCK)
+    return statistics.median(means)
+
+
 def time_iterations(
     cur: Curriculum, feedbacks: list[Any], repeats: int, warmup: int, device: torch.device, episodes: int = EPISODES
 ) -> float:
-    """Median seconds of one ``update(feedback)`` + ``sample(episodes)``."""
-    times = []
-    for i in range(warmup + repeats):
-        fb = feedbacks[i % len(feedbacks)]
-        _sync(device)
-        t0 = time.perf_counter()
-        cur.update(fb)
+    """Seconds of one ``update(feedback)`` + ``sample(episodes)`` (median of block means)."""
+
+    def step(i: int) -> None:
+        cur.update(feedbacks[i % len(feedbacks)])
         cur.sample(episodes)
-        _sync(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+
+    return _blocks(step, repeats, warmup, device)
 
 
 def time_floor(num_tasks: int, repeats: int, warmup: int, device: torch.device, episodes: int = EPISODES) -> float:
@@ -121,18 +142,49 @@ def time_floor(num_tasks: int, repeats: int, warmup: int, device: torch.device, 
     w = torch.rand(num_tasks, device=device)
     tasks = torch.randint(num_tasks, (episodes,), device=device, generator=g)
     scores = torch.rand(episodes, device=device, generator=g) * 1e-3
-    times = []
-    for i in range(warmup + repeats):
-        _sync(device)
-        t0 = time.perf_counter()
+
+    def step(i: int) -> None:
         w.index_add_(0, tasks, scores)
         cdf = torch.cumsum(w, 0)
         u = torch.rand(episodes, device=device, generator=g) * cdf[-1]
         torch.searchsorted(cdf, u)
-        _sync(device)
-        if i >= warmup:
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+
+    return _blocks(step, repeats, warmup, device)
+
+
+SCALING_SIZES = (1_000, 10_000, 100_000, 1_000_000)
+SCALING_ITEMS = (1, 4096)
+
+
+def time_update_scaling(
+    name: str, sizes: tuple[int, ...] = SCALING_SIZES, items: tuple[int, ...] = SCALING_ITEMS, repeats: int = 10,
+    device: torch.device | None = None,
+) -> dict[tuple[int, int], float]:
+    """Seconds of one ``update`` of ``k`` episodes (``k`` in ``items``, distinct random tasks)
+    for every size: how an update's cost grows with the number of tasks and of episodes."""
+    dev = torch.device("cpu") if device is None else device
+    out = {}
+    for n in sizes:
+        cur = DISCRETE[name](DiscreteSpace(num_tasks=n, device=dev))
+        g = torch.Generator().manual_seed(1)
+        for k in items:
+            fbs = []
+            for _ in range(4):
+                task = torch.randperm(n, generator=g)[: min(k, n)]
+                ret = torch.rand(task.numel(), generator=g)
+                fbs.append(episode_feedback(task, ret, success=(ret < 0.5).float(), score=ret).to(dev))
+            out[(n, k)] = _blocks(lambda i: cur.update(fbs[i % 4]), repeats, 2, dev)
+    return out
+
+
+def scaling_table(name: str, results: dict[tuple[int, int], float]) -> str:
+    """Milliseconds per update, one row per number of episodes, one column per size."""
+    sizes = sorted({n for n, _ in results})
+    items = sorted({k for _, k in results})
+    lines = [f"{name} update, ms (k episodes)".ljust(34) + "".join(f"{n:.0e}".replace("+0", "").rjust(11) for n in sizes)]
+    for k in items:
+        lines.append(f"  k={k}".ljust(34) + "".join(f"{results[(n, k)] * 1e3:11.3f}" for n in sizes))
+    return "\n".join(lines)
 
 
 # ---------------------------------------------------------------------- syllabus-rl 0.7
@@ -210,7 +262,7 @@ def time_syllabus_dr(num_tasks: int, repeats: int, episodes: int = EPISODES) -> 
 def run(
     sizes: tuple[int, ...] = SIZES,
     device: str = "cpu",
-    repeats: int = 10,
+    repeats: int = 30,
     warmup: int = 3,
     syllabus_calls: dict[int, int] | None = None,
     with_syllabus: bool = True,
@@ -289,7 +341,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--device", default="cpu", help="device of the currlearn state and the floor (syllabus runs on CPU)"
     )
-    parser.add_argument("--repeats", type=int, default=10, help="timed iterations per row (median)")
+    parser.add_argument(
+        "--repeats", type=int, default=30, help=f"timed iterations per row (median of blocks of {BLOCK})"
+    )
     parser.add_argument("--quick", action="store_true", help="sizes 1e3 and 1e5 only, fewer repeats")
     parser.add_argument("--no-syllabus", action="store_true", help="skip syllabus-rl")
     parser.add_argument(
@@ -301,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     sizes = SIZES[:2] if args.quick else SIZES
-    repeats = 3 if args.quick else args.repeats
+    repeats = BLOCK if args.quick else args.repeats
     with_syllabus = not args.no_syllabus and syllabus_available()
     if not args.no_syllabus and not with_syllabus:
         print("# syllabus-rl 0.7 is not importable here (pip install syllabus-rl==0.7 scipy); its rows are skipped")
@@ -310,6 +364,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     results = run(sizes, args.device, repeats, 3, with_syllabus=with_syllabus)
     print(table(results))
+    scaling_sizes = SCALING_SIZES[:3] if args.quick else SCALING_SIZES
+    for name in ("easy_first", "competence"):
+        print(scaling_table(name, time_update_scaling(name, scaling_sizes, device=torch.device(args.device))))
     for key, value in floor_ratios(results).items():
         print(f"{key}={value:.2f}")
     for key, value in headline(results).items():

@@ -263,6 +263,7 @@ class ALPGMMCurriculumConfig:
     max_components: int = 10
     history_capacity: int = 20_000
     em_iterations: int = 50
+    em_tol: float | None = 1e-3
     metric: Any = "return"
     seed: int | None = None
     device: str | None = None

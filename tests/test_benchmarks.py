@@ -31,6 +31,14 @@ def test_every_row_runs_at_a_tiny_size(bench):
     assert "5e1" in text
 
 
+def test_scaling_table_runs_at_a_tiny_size(bench):
+    results = bench.time_update_scaling("easy_first", sizes=(20, 50), items=(1, 8), repeats=1)
+    assert set(results) == {(20, 1), (20, 8), (50, 1), (50, 8)}
+    assert all(v > 0 and math.isfinite(v) for v in results.values())
+    text = bench.scaling_table("easy_first", results)
+    assert "k=8" in text and "5e1" in text
+
+
 def test_headline_lines(bench):
     results = {("plr_rank", "1e5"): 0.002, ("syllabus_plr*", "1e5"): 20.0, ("floor", "1e5"): 0.001}
     assert bench.headline(results) == {"speedup_vs_syllabus_plr_1e5": 10_000.0, "ratio_to_floor_1e5": 2.0}

@@ -261,3 +261,55 @@ def test_states_of_earlier_versions_load():
     sd["state"]["order"] = torch.arange(6)
     with pytest.raises(ValueError, match="state keys"):
         LearningProgressCurriculum(DiscreteSpace(num_tasks=6), seed=0).load_state_dict(sd)
+
+
+# ---------------------------------------------------------------------- ALP-GMM's nearest neighbours
+@pytest.mark.parametrize("d", [1, 2, 3])
+@pytest.mark.parametrize("kind", ["uniform", "clustered", "ties", "sparse"])
+def test_alp_gmm_grid_search_equals_the_brute_force(d, kind):
+    """The grid search returns what the brute force returns (same nearest task, the same one
+    among ties, the same earlier-episodes-only rule), for even, clustered, heavily tied
+    (tasks on a lattice) and sparse data."""
+    from currlearn.curricula.alp_gmm import ALPGMMCurriculum
+    from currlearn.spaces import BoxSpace
+
+    box = BoxSpace({f"x{i}": 0.0 for i in range(d)}, {f"x{i}": 1.0 for i in range(d)})
+    cur = ALPGMMCurriculum(box, seed=0, history_capacity=6000)
+    g = torch.Generator().manual_seed(d)
+
+    def points(k: int) -> torch.Tensor:
+        if kind == "clustered":
+            return (0.3 + 0.02 * torch.randn(k, d, generator=g)).clamp(0, 1)
+        if kind == "ties":
+            return torch.randint(0, 6, (k, d), generator=g) / 5.0
+        if kind == "sparse":
+            return torch.rand(k, d, generator=g) ** 6  # most near 0, a few far out
+        return torch.rand(k, d, generator=g)
+
+    h = 5000
+    cur.state["tasks"][:h] = points(h)
+    cur.state["returns"][:h] = torch.rand(h, generator=g)
+    cur.state["size"].fill_(h)
+    cur._size = h
+    x, r = points(1500), torch.rand(1500, generator=g)
+    got, got_has = cur._nearest_returns(x, r)
+    want, want_has = cur._nearest_brute(x, r, torch.arange(1500))
+    assert torch.equal(got_has, want_has)
+    assert torch.equal(got, want), f"{int((got != want).sum())} of 1500 differ"
+
+
+def test_alp_gmm_em_tol():
+    from currlearn.curricula.alp_gmm import ALPGMMCurriculum, fit_gmm
+    from currlearn.spaces import BoxSpace
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.cat([torch.randn(100, 2, generator=g, dtype=torch.float64) * 0.1, torch.randn(100, 2, generator=g, dtype=torch.float64) * 0.1 + 3])
+    early = fit_gmm(x, [1, 2, 3], 3, tol=1e-3, generator=torch.Generator().manual_seed(1))
+    full = fit_gmm(x, [1, 2, 3], 3, tol=None, generator=torch.Generator().manual_seed(1))
+    assert int(early["aic"].argmin()) == int(full["aic"].argmin()) == 1
+    torch.testing.assert_close(early["means"][1].sort(0).values, full["means"][1].sort(0).values, atol=1e-3, rtol=0)
+    box = BoxSpace({"a": 0.0}, {"a": 1.0})
+    with pytest.raises(ValueError, match="em_tol must be > 0"):
+        ALPGMMCurriculum(box, em_tol=0.0)
+    with pytest.raises(ValueError, match="em_tol"):
+        ALPGMMCurriculum(box, em_tol=math.nan)

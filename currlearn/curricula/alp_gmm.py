@@ -37,7 +37,7 @@ import torch
 from tensordict import TensorDict, TensorDictBase
 from torch import Tensor
 
-from currlearn.base import Curriculum, check_positive_int, check_probability
+from currlearn.base import Curriculum, check_finite, check_positive_int, check_probability
 from currlearn.metrics import MetricLike
 from currlearn.spaces import BoxSpace, TaskSpace
 
@@ -48,19 +48,39 @@ __all__ = ["ALPGMMCurriculum", "fit_gmm"]
 _NN_BLOCK = 256
 _NN_CHUNK_CPU = 2**21
 _NN_CHUNK_DEVICE = 2**24
+# The grid search (up to 3 dimensions): at most this many cells a side, at least this many
+# points (below, the brute force is as fast), at most this many (episode, candidate) pairs.
+_GRID_MAX_DIM = 3
+_GRID_MAX_CELLS = 1024
+_GRID_MIN_POINTS = 2048
+_GRID_MAX_PAIRS = 2**24
 
 
-def _log_gaussian(x: Tensor, means: Tensor, chol: Tensor) -> Tensor:
-    """``log N(x | mean_k, L_k L_k^T)`` for a batch of models.
+def _log_joint(x: Tensor, xx: Tensor, means: Tensor, chol: Tensor, log_w: Tensor) -> Tensor:
+    """``log w_k + log N(x | mean_k, L_k L_k^T)`` for a batch of models, laid out ``[n, C, K]``.
 
-    Shapes: x ``[n, D]``, means ``[C, K, D]``, chol ``[C, K, D, D]`` -> ``[C, K, n]``.
+    Shapes: x ``[n, D]``, xx ``[n, D * D + D]`` (each point's outer product ``x x^T``, then
+    ``x``), means
+    ``[C, K, D]``, chol ``[C, K, D, D]``, log_w ``[C, K]``.
+
+    The Mahalanobis terms ``(x - m)^T P (x - m)`` (``P = L^-T L^-1``) are expanded as
+    ``<x x^T, P> - 2 x^T P m + m^T P m``: two matrix products over all models at once, where a
+    difference per point and model costs ``C K n D`` elementwise work (several times slower on
+    CPU). :func:`fit_gmm` centres the data first, so the expansion does not cancel.
     """
-    diff = x.unsqueeze(0).unsqueeze(0) - means.unsqueeze(2)  # [C, K, n, D]
-    sol = torch.linalg.solve_triangular(chol, diff.transpose(-1, -2), upper=False)  # [C, K, D, n]
-    maha = (sol**2).sum(-2)
-    logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1, keepdim=True)
-    d = x.shape[-1]
-    return -0.5 * (maha + logdet + d * math.log(2 * math.pi))
+    c, k, d = means.shape
+    n = x.shape[0]
+    eye = torch.eye(d, device=chol.device, dtype=chol.dtype)
+    inv = torch.linalg.solve_triangular(chol, eye, upper=False)  # L^-1
+    prec = inv.transpose(-1, -2) @ inv  # [C, K, D, D]
+    pm = (prec @ means.unsqueeze(-1)).squeeze(-1)  # [C, K, D]
+    logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
+    bias = log_w - 0.5 * (logdet + d * math.log(2 * math.pi))  # [C, K]
+    # one product: [x x^T | x] against [P | -2 P m] (two small products cost twice the time)
+    weights = torch.cat([prec.reshape(c * k, d * d), pm.reshape(c * k, d).mul(-2)], 1)  # [C K, D D + D]
+    maha = xx @ weights.T  # [n, C K]
+    maha.add_((means * pm).sum(-1).reshape(1, c * k)).clamp_min_(0)
+    return maha.mul_(-0.5).add_(bias.reshape(1, c * k)).view(n, c, k)
 
 
 def _safe_cholesky(cov: Tensor, reg: float) -> Tensor:
@@ -78,6 +98,7 @@ def fit_gmm(
     iterations: int = 50,
     kmeans_iterations: int = 10,
     reg_covar: float = 1e-6,
+    tol: float | None = 1e-3,
     generator: torch.Generator | None = None,
 ) -> dict[str, Tensor]:
     """Fit one Gaussian mixture per entry of ``num_components`` with EM, all at once.
@@ -88,9 +109,13 @@ def fit_gmm(
             (each ``<= max_components``); models are padded to ``max_components`` with
             inactive components of weight 0.
         max_components (int): the padding size ``K``.
-        iterations (int): EM iterations (fixed, no convergence test: no host sync).
+        iterations (int): the most EM iterations.
         kmeans_iterations (int): k-means steps that initialise the means (>= 1).
         reg_covar (float): added to the covariance diagonals, as scikit-learn's default.
+        tol (float, optional): stop once no model's mean log-likelihood per point rose by more
+            than ``tol`` in an iteration (scikit-learn's ``GaussianMixture`` test and default,
+            which the ALP-GMM paper used); one host sync per iteration. ``None``: always run
+            ``iterations`` (no sync).
         generator (torch.Generator, optional): for the initial means (random data points).
 
     Returns:
@@ -111,6 +136,10 @@ def fit_gmm(
     check_positive_int("kmeans_iterations", kmeans_iterations)
     n, d = x.shape
     device, dtype = x.device, x.dtype
+    # Centred data: the means are shifted back at the end (see _log_gaussian).
+    shift = x.mean(0)
+    x = x - shift
+    xx = torch.cat([(x.unsqueeze(-1) * x.unsqueeze(-2)).reshape(n, d * d), x], 1)  # [n, D D + D]
     ks = torch.as_tensor(num_components, device=device, dtype=torch.int64)
     c = ks.numel()
     k_max = max_components
@@ -122,24 +151,41 @@ def fit_gmm(
     eye = torch.eye(d, device=device, dtype=dtype)
     chol = eye.expand(c, k_max, d, d)  # set by the M-step that ends the k-means phase
     log_w = torch.zeros(c, k_max, device=device, dtype=dtype)
+    previous = None
     for step in range(kmeans_iterations + iterations):
+        # responsibilities, laid out [n, C K]
         if step < kmeans_iterations:
             dist = torch.cdist(x.expand(c, n, d), means).masked_fill_(~active.unsqueeze(1), math.inf)  # [C, n, K]
-            resp = torch.nn.functional.one_hot(dist.argmin(-1), k_max).to(dtype).transpose(1, 2)
+            resp = torch.nn.functional.one_hot(dist.argmin(-1), k_max).to(dtype).transpose(0, 1).reshape(n, c * k_max)
         else:
-            # E-step: responsibilities [C, K, n].
-            log_p = _log_gaussian(x, means, chol) + log_w.unsqueeze(-1)
-            resp = torch.exp(log_p - torch.logsumexp(log_p, 1, keepdim=True))
+            # E-step: one exp for the normaliser and the responsibilities (a logsumexp
+            # followed by exp(log_p - norm) would take two).
+            log_p = _log_joint(x, xx, means, chol, log_w)  # [n, C, K]
+            top = log_p.amax(-1, keepdim=True)
+            e = log_p.sub_(top).exp_()
+            total = e.sum(-1, keepdim=True)
+            if tol is not None:  # converged: the parameters of the last M-step are kept
+                mean_ll = (top + total.log()).mean(0).squeeze(-1)  # [C]
+                if previous is not None and bool(((mean_ll - previous).abs() < tol).all()):
+                    break
+                previous = mean_ll
+            resp = e.div_(total).view(n, c * k_max)
         # M-step.
-        nk = resp.sum(-1) + 10 * torch.finfo(dtype).eps  # [C, K]
-        means = torch.where((nk > 1e-3).unsqueeze(-1), (resp @ x) / nk.unsqueeze(-1), means)
+        nk = resp.sum(0).view(c, k_max) + 10 * torch.finfo(dtype).eps  # [C, K]
+        s = (resp.T @ x).view(c, k_max, d)  # sum_n r x
+        means = torch.where((nk > 1e-3).unsqueeze(-1), s / nk.unsqueeze(-1), means)
         if step >= kmeans_iterations - 1:
-            diff = x.unsqueeze(0).unsqueeze(0) - means.unsqueeze(2)  # [C, K, n, D]
-            cov = torch.einsum("ckn,ckni,cknj->ckij", resp, diff, diff) / nk[..., None, None] + reg_covar * eye
+            # sum_n r (x - m)(x - m)^T = sum_n r x x^T - m s^T - s m^T + nk m m^T: one matrix
+            # product for all models (exact for any m, the kept means of empty components too)
+            second = (resp.T @ xx[:, : d * d]).view(c, k_max, d, d)
+            ms = means.unsqueeze(-1) * s.unsqueeze(-2)  # m s^T
+            mm = means.unsqueeze(-1) * means.unsqueeze(-2)
+            scatter = second - ms - ms.transpose(-1, -2) + nk[..., None, None] * mm
+            cov = scatter / nk[..., None, None] + reg_covar * eye
             chol = _safe_cholesky(cov, reg_covar)
             log_w = torch.where(active, torch.log(nk / n), -math.inf)
-    log_p = _log_gaussian(x, means, chol) + log_w.unsqueeze(-1)
-    log_likelihood = torch.logsumexp(log_p, 1).sum(-1)
+    log_likelihood = torch.logsumexp(_log_joint(x, xx, means, chol, log_w), -1).sum(0)
+    means = means + shift
     params = ks.to(dtype) * (d + d * (d + 1) / 2 + 1) - 1
     return {
         "weights": torch.exp(log_w),
@@ -165,7 +211,10 @@ class ALPGMMCurriculum(Curriculum):
             ``max_components`` is 1), chosen by AIC. Default 10 (the paper: 2 to 10).
         history_capacity (int): ring buffer of past ``(task, return)`` pairs used for the
             nearest-neighbour ALP. Default 20000 (the paper keeps all history).
-        em_iterations (int): EM iterations per fit. Default 50.
+        em_iterations (int): the most EM iterations per fit. Default 50.
+        em_tol (float, optional): a fit stops early once no candidate model's mean
+            log-likelihood per point rises by more than this (scikit-learn's test, default
+            1e-3); ``None`` runs ``em_iterations`` always.
         metric (str or callable): the per-episode value whose progress is measured: ``"return"``
             (default), ``"success"``, a name given to
             :func:`~currlearn.metrics.register_metric`, or a callable ``batch -> Tensor [envs,
@@ -189,6 +238,7 @@ class ALPGMMCurriculum(Curriculum):
         max_components: int = 10,
         history_capacity: int = 20_000,
         em_iterations: int = 50,
+        em_tol: float | None = 1e-3,
         metric: MetricLike = "return",
         seed: int | None = None,
         device: torch.device | str | None = None,
@@ -201,6 +251,9 @@ class ALPGMMCurriculum(Curriculum):
         self.max_components = check_positive_int("max_components", max_components)
         self.history_capacity = check_positive_int("history_capacity", history_capacity)
         self.em_iterations = check_positive_int("em_iterations", em_iterations)
+        self.em_tol = None if em_tol is None else check_finite("em_tol", em_tol)
+        if self.em_tol is not None and self.em_tol <= 0:
+            raise ValueError(f"em_tol must be > 0 (or None: no early stop), got {em_tol!r}.")
         if self.fit_window > self.history_capacity:
             raise ValueError(f"fit_window={self.fit_window} must be <= history_capacity={self.history_capacity}.")
         if self.fit_window < self.max_components:
@@ -266,19 +319,97 @@ class ALPGMMCurriculum(Curriculum):
     def _nearest_returns(self, x: Tensor, r: Tensor) -> tuple[Tensor, Tensor]:
         """Return of the nearest earlier task for each row of ``x`` (history, then the batch).
 
-        An exact brute-force search: the squared distances are summed from the coordinate
-        differences (no ``|x|^2 - 2 x.y + |y|^2`` expansion, whose rounding can swap close
-        neighbours), over the filled part of the history and the batch rows before each row only.
-        The candidates are laid out as ``[history | batch]`` columns padded with ``inf`` to whole
-        blocks of ``_NN_BLOCK``; episodes go in chunks of rows that stay in cache, and the argmin
-        is taken on block minima, then inside the winning block (``amin`` is much cheaper than
-        ``argmin`` on the full rows). Ties go to the first candidate: the history before the batch.
+        Exact. In up to 3 dimensions a grid narrows each episode's candidates to its cell and the
+        neighbouring ones: the cells are cut at quantiles of every coordinate (about 2
+        candidates a cell where the tasks are spread evenly, and as many where they cluster), and
+        a candidate outside the neighbourhood lies further away than the nearest face of the
+        neighbourhood, so a nearest candidate closer than that face is the nearest of all. The
+        episodes whose nearest candidate there is not that close (sparse regions, an empty
+        neighbourhood), and every episode when the grid would compare more pairs than a
+        64th of the brute force or in higher dimensions, get the brute-force search
+        (:meth:`_nearest_brute`). Distances are summed from the coordinate differences in the
+        same order either way.
 
         Returns:
             The returns ``[m]`` and whether an earlier task exists ``[m]`` (bool).
         """
+        m, d = x.shape
+        n = self._size
+        if d > _GRID_MAX_DIM or n + m < _GRID_MIN_POINTS:
+            return self._nearest_brute(x, r, torch.arange(m, device=x.device))
+        st = self.state
+        device = x.device
+        points = torch.cat([st["tasks"][:n], x])  # candidate j: history slot j, then batch row j - n
+        values = torch.cat([st["returns"][:n], r])
+        total = n + m
+        g = max(1, min(_GRID_MAX_CELLS, int((total / 2) ** (1 / d))))
+        strides = g ** torch.arange(d, device=device)
+        # cell faces at quantiles of each coordinate: faces[k] has g + 1 values, the first and
+        # last pushed out to infinity (nothing lies beyond them)
+        picks = torch.linspace(0, total - 1, g + 1, device=device).round().long()
+        faces = torch.sort(points, 0).values.index_select(0, picks).T.contiguous()  # [d, g + 1]
+        faces[:, 0], faces[:, -1] = -math.inf, math.inf
+        coords = torch.stack([torch.searchsorted(faces[k, 1:-1], points[:, k].contiguous(), right=True) for k in range(d)], 1)
+        cell = (coords * strides).sum(-1)
+        by_cell = torch.sort(cell, stable=True)  # candidates grouped by cell, in column order within
+        counts = torch.bincount(cell, minlength=g**d)
+        starts = torch.cumsum(counts, 0) - counts
+        # neighbour cells of every episode: [m, 3^d]
+        offsets = torch.cartesian_prod(*[torch.tensor([-1, 0, 1], device=device)] * d).reshape(-1, d)
+        near = coords[n:].unsqueeze(1) + offsets  # [m, 3^d, d]
+        inside = ((near >= 0) & (near < g)).all(-1)
+        near_cell = (near.clamp(0, g - 1) * strides).sum(-1)
+        width = torch.where(inside, counts[near_cell], 0).reshape(-1)  # candidates per (episode, cell)
+        num_pairs = int(width.sum())
+        if num_pairs > min(_GRID_MAX_PAIRS, m * total // 64):  # crowded cells: the brute force is as good
+            return self._nearest_brute(x, r, torch.arange(m, device=device))
+        # one (episode, candidate) pair per candidate of each neighbour cell
+        pair_group = torch.repeat_interleave(torch.arange(width.numel(), device=device), width)
+        first = torch.cumsum(width, 0) - width
+        rank = torch.arange(num_pairs, device=device) - first[pair_group]
+        pos = starts[near_cell.reshape(-1)][pair_group] + rank
+        cand = by_cell.indices[pos]  # candidate columns
+        query = pair_group // offsets.shape[0]  # episode rows
+        q, c = x.index_select(0, query), points.index_select(0, cand)
+        dist = torch.sub(q[:, 0], c[:, 0]).square_()
+        for k in range(1, d):
+            diff = torch.sub(q[:, k], c[:, k])
+            dist.addcmul_(diff, diff)
+        dist.masked_fill_(cand - n >= query, math.inf)  # batch rows from the episode's own on
+        best = torch.full((m,), math.inf, device=device, dtype=dist.dtype).scatter_reduce_(0, query, dist, "amin")
+        column = torch.where(dist == best[query], cand, total)
+        best_col = torch.full((m,), total, device=device, dtype=torch.int64).scatter_reduce_(0, query, column, "amin")
+        # exact where the nearest is closer than the nearest face of the neighbourhood (every
+        # candidate outside lies beyond it); a margin for the rounding of the distances
+        own = coords[n:]
+        low = faces.gather(1, (own - 1).clamp_min(0).T).T  # [m, d]
+        low = torch.where(own > 0, low, -math.inf)
+        high = faces.gather(1, (own + 2).clamp_max(g).T).T
+        gap = torch.minimum(x - low, high - x).amin(-1)
+        exact = best < gap.square() * (1 - 1e-5)
+        out = values[best_col.clamp_max(total - 1)]
+        has = torch.isfinite(best)
+        rest = (~exact).nonzero().squeeze(1)
+        if rest.numel():
+            r_rest, has_rest = self._nearest_brute(x, r, rest)
+            out = out.index_copy(0, rest, r_rest)
+            has = has.index_copy(0, rest, has_rest)
+        return out, has
+
+    def _nearest_brute(self, x: Tensor, r: Tensor, rows: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`_nearest_returns` for the batch rows ``rows`` (sorted) by brute force.
+
+        The squared distances are summed from the coordinate differences (no
+        ``|x|^2 - 2 x.y + |y|^2`` expansion, whose rounding can swap close neighbours), over the
+        filled part of the history and the batch rows before each row only. The candidates are
+        laid out as ``[history | batch]`` columns padded with ``inf`` to whole blocks of
+        ``_NN_BLOCK``; episodes go in chunks of rows that stay in cache, and the argmin is taken
+        on block minima, then inside the winning block (``amin`` is much cheaper than
+        ``argmin`` on the full rows). Ties go to the first candidate: the history before the batch.
+        """
         st = self.state
         m, d = x.shape
+        q_count = rows.numel()
         n, block = self._size, _NN_BLOCK
         device, dtype = x.device, x.dtype
         n_pad, m_pad = -(-n // block) * block, -(-m // block) * block
@@ -289,25 +420,27 @@ class ALPGMMCurriculum(Curriculum):
         values[:n] = st["returns"][:n]
         values[n_pad : n_pad + m] = r
         budget = _NN_CHUNK_CPU if device.type == "cpu" else _NN_CHUNK_DEVICE
-        chunk = min(m, max(1, budget // (n_pad + m_pad)))
+        chunk = min(q_count, max(1, budget // (n_pad + m_pad)))
         buf = torch.empty(2 * chunk * (n_pad + m_pad), device=device, dtype=dtype)
-        queries = x.T.unsqueeze(-1)  # [d, m, 1]
-        best_d = torch.empty(m, device=device, dtype=dtype)
-        best_i = torch.empty(m, device=device, dtype=torch.int64)
-        for start in range(0, m, chunk):  # chunks of episodes (bounded memory), not a loop over tasks
-            stop = min(start + chunk, m)
+        queries = x.index_select(0, rows).T.unsqueeze(-1)  # [d, q, 1]
+        best_d = torch.empty(q_count, device=device, dtype=dtype)
+        best_i = torch.empty(q_count, device=device, dtype=torch.int64)
+        row_list = rows.tolist() if device.type == "cpu" else None
+        for start in range(0, q_count, chunk):  # chunks of episodes (bounded memory), not a loop over tasks
+            stop = min(start + chunk, q_count)
             c = stop - start
-            width = n_pad + -(-stop // block) * block  # the history and the batch up to the chunk's end
+            lo_row = row_list[start] if row_list is not None else int(rows[start])
+            hi_row = row_list[stop - 1] if row_list is not None else int(rows[stop - 1])
+            width = n_pad + -(-(hi_row + 1) // block) * block  # the history and the batch up to the chunk's last row
             dist = buf[: c * width].view(c, width)
             diff = buf[c * width : 2 * c * width].view(c, width)
             q = queries[:, start:stop]
             torch.sub(q[0], ref[0, :width], out=dist).square_()
             for k in range(1, d):
                 dist.addcmul_(torch.sub(q[k], ref[k, :width], out=diff), diff)
-            # Batch rows from the chunk's first block on: only those before each episode count.
-            first = start // block * block
-            rows = torch.arange(start, stop, device=device).unsqueeze(1)
-            later = torch.arange(first, width - n_pad, device=device) >= rows
+            # Batch rows from the chunk's first row's block on: only those before each episode count.
+            first = lo_row // block * block
+            later = torch.arange(first, width - n_pad, device=device) >= rows[start:stop].unsqueeze(1)
             dist[:, n_pad + first :].masked_fill_(later, math.inf)
             blocks = dist.view(c, -1, block)
             blk = blocks.amin(-1).argmin(1, keepdim=True)  # [c, 1]
@@ -366,6 +499,7 @@ class ALPGMMCurriculum(Curriculum):
             self._candidates,
             self.max_components,
             iterations=self.em_iterations,
+            tol=self.em_tol,
             generator=self.generator,
         )
         best = fit["aic"].argmin()
