@@ -78,9 +78,11 @@ class LevelCurriculumConfig:
 
     _target_: str = "currlearn.LevelCurriculum"
     levels: Any = MISSING
-    threshold: float = MISSING
+    # a number, or a list with one per promotion (OmegaConf's unions cannot hold a list: the
+    # curriculum checks the value)
+    threshold: Any = MISSING
     metric: Any = "return"
-    demote_threshold: float | None = None
+    demote_threshold: Any = None  # None, a number, or a list with one per rung
     min_episodes: int = 10
     smoothing: float = 0.1
     ema_init: float | None = None

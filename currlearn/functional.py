@@ -345,7 +345,8 @@ def update_sorted_order(order: Tensor, keys: Tensor, index: Tensor, *, assume_un
         order (Tensor): shape ``[n]``, int64, a permutation of ``0..n-1``.
         keys (Tensor): shape ``[n]``, the new keys (``-inf`` allowed, no NaN).
         index (Tensor): shape ``[m]``, int64, the changed entries (duplicates allowed).
-        assume_unique (bool): ``index`` is already sorted and free of duplicates (skips a sort).
+        assume_unique (bool): ``index`` is free of duplicates (skips a sort); changed entries
+            with equal new keys then keep the order they have in ``index``.
 
     Returns:
         The new permutation, shape ``[n]``.

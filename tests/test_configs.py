@@ -93,4 +93,15 @@ def test_instantiate_structured_configs():
     sched = instantiate(OmegaConf.structured(LinearScheduleConfig(init=0.0, final=1.0, total=4)))
     assert float(sched(2)) == pytest.approx(0.5)
     with pytest.raises(Exception, match="threshold"):
-        OmegaConf.structured(LevelCurriculumConfig(levels={"g": [1.0]}, threshold="high"))  # type: ignore[arg-type]
+        instantiate(OmegaConf.structured(LevelCurriculumConfig(levels={"g": [1.0]}, threshold="high")))
+    # per-level thresholds (one per promotion) and demotion thresholds, through the structured config
+    staged = instantiate(
+        OmegaConf.structured(
+            LevelCurriculumConfig(
+                levels={"speed": [4.0, 6.0, 8.0, 10.0]}, threshold=[50, 100, 150], demote_threshold=[10, 20, 30]
+            )
+        ),
+        _convert_="all",
+    )
+    assert staged.threshold == [50.0, 100.0, 150.0]
+    assert staged.demote_threshold == [10.0, 20.0, 30.0]

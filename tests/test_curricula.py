@@ -793,6 +793,7 @@ class TestSequentialCurriculum(_CheckpointContract):
         clock = [1000.0]
         monkeypatch.setattr(sequential_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
         cur = SequentialCurriculum(_stay_then_last({"max_wall_time": 10.0}))
+        cur.sample(1)  # the first stage's clock starts with its first episodes
         clock[0] = 1005.0
         cur.step()
         assert int(cur.stage) == 0

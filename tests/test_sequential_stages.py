@@ -288,6 +288,7 @@ def test_bad_windows(key, bad):
 def test_injected_clock_drives_max_wall_time():
     clock = FakeClock(100.0)
     cur = two_stages({"max_wall_time": 10.0}, clock=clock)
+    cur.sample(1)  # the first stage starts with its first episodes
     clock.t = 104.0
     cur.step()
     assert int(cur.stage) == 0 and float(cur.stage_stats()["wall_time"]) == 4.0
@@ -326,6 +327,7 @@ def test_a_stage_clock_starts_when_the_stage_starts():
 def test_a_clock_going_back_adds_no_time():
     clock = FakeClock(10.0)
     cur = two_stages({"max_wall_time": 5.0}, clock=clock)
+    cur.sample(1)
     clock.t = 13.0
     cur.step()
     clock.t = 1.0  # e.g. a replayed clock that restarted
@@ -343,18 +345,34 @@ def test_bad_clocks():
     with pytest.raises(TypeError, match="clock must be a callable returning seconds, got 3"):
         two_stages({"max_episodes": 1}, clock=3)
     with pytest.raises(ValueError, match="clock must return finite seconds"):
-        two_stages({"max_episodes": 1}, clock=lambda: float("nan"))
+        two_stages({"max_episodes": 1}, clock=lambda: float("nan")).sample(1)
     with pytest.raises(ValueError, match="clock must return finite seconds"):
-        two_stages({"max_episodes": 1}, clock=lambda: "now")
+        two_stages({"max_episodes": 1}, clock=lambda: "now").step()
 
 
 def test_default_clock_is_time_monotonic(monkeypatch):
     clock = FakeClock(7.0)
     monkeypatch.setattr(sequential_module, "time", SimpleNamespace(monotonic=clock))
     cur = SequentialCurriculum([{"params": {"m": 0.0}, "max_wall_time": 1.0}, {"params": {"m": 1.0}}])
+    cur.sample(1)
     clock.t = 8.0
     cur.step()
     assert int(cur.stage) == 1 and clock.reads >= 2
+
+
+def test_building_the_run_is_no_time_in_the_first_stage():
+    """The first stage's clock starts at its first sample (the envs' first reset), not when the
+    curriculum is built: the setup before training does not count against max_wall_time."""
+    clock = FakeClock(0.0)
+    cur = two_stages({"max_wall_time": 10.0}, clock=clock)
+    clock.t = 300.0  # building envs, the trainer, compiling...
+    cur.sample(4)
+    clock.t = 306.0
+    cur.step()
+    assert int(cur.stage) == 0 and float(cur.stage_stats()["wall_time"]) == 6.0
+    clock.t = 310.0
+    cur.step()
+    assert int(cur.stage) == 1
 
 
 # ---------------------------------------------------------------- non-finite and extreme returns
@@ -504,6 +522,7 @@ def test_round_trip_is_exact_and_stores_elapsed_time(device):
 def test_load_into_the_same_instance_restores_the_stage_clock():
     clock = FakeClock(0.0)
     cur = two_stages({"max_wall_time": 10.0}, clock=clock)
+    cur.sample(1)
     clock.t = 6.0
     cur.step()
     sd = copy.deepcopy(cur.state_dict())

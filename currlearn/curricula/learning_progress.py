@@ -9,8 +9,12 @@
   Improving Regret Approximations for Curriculum Discovery", https://arxiv.org/abs/2408.15099,
   "Sampling For Learnability").
 
-Both keep per-task tensors (``[num_tasks]``), update them with one scatter per batch, and
-recompute the cumulative distribution once per update; ``sample`` is one ``searchsorted``.
+Both keep per-task tensors (``[num_tasks]``) and update them with one scatter per batch. Their
+draws cost ``O(draws)``, whatever the number of tasks: learning progress keeps the sums of its
+progress values (so the z-score's mean and spread are ``O(1)`` per update) and draws by rejection
+(a uniformly proposed task is kept with probability ``sigmoid(z)``); learnability keeps its
+top-``k`` set per update (:func:`~currlearn.functional.update_top_candidates`) and draws from it
+uniformly. ``sampling="proportional"`` recomputes a cumulative distribution per update.
 
 Examples:
     >>> import torch
@@ -163,12 +167,14 @@ class LearningProgressCurriculum(_CachedCDFCurriculum):
         played is 0, so the sums over all tasks are those over the played ones. Where the
         variance is below the sums' precision (``1e-12`` of the mean square: near-equal
         progress values), it is computed in two passes instead."""
+        if self.device.type != "cpu":  # two passes are cheap on a GPU, and need no sync to choose
+            return self._exact_z_stats(self._lp, self._played)
         num_played = max(self._num_played, 1)
         s1, s2 = self.state["progress_sums"].unbind()
         mean = s1 / num_played
         square = s2 / num_played
         var = square - mean * mean
-        if self.device.type == "cpu" and not bool(var > 1e-12 * square):
+        if not bool(var > 1e-12 * square):
             return self._exact_z_stats(self._lp, self._played)
         std = var.clamp_min(0).sqrt()
         return mean, torch.where(std > 0, std, torch.ones_like(std))
@@ -192,13 +198,19 @@ class LearningProgressCurriculum(_CachedCDFCurriculum):
         self._played = st["count"] > 0
         self._num_played = int(self._played.sum())
         self._stats = self._z_stats()
+        if self.device.type != "cpu":  # a cumulative sum per update: draws without a sync
+            self._cdf = torch.cumsum(self._compute_weights().double(), 0)
 
     def _sample(self, num: int, env_ids: Tensor | None) -> Tensor:
         """Rejection sampling: a task proposed uniformly is kept with probability ``sigmoid(z)``
         (at most 1), which draws exactly from the progress distribution at ``O(num)`` cost
         whatever the number of tasks; ``sigmoid(z)`` averages about 1/2 over the tasks (z-scores
-        have mean 0), so few rounds are needed. ``uniform_share`` of the draws are uniform.
+        have mean 0), so few rounds are needed. ``uniform_share`` of the draws are uniform. On
+        other devices than the CPU (where a round's count would wait for the device), draws are
+        inverse-cdf draws from a cumulative sum kept per update.
         """
+        if self.device.type != "cpu":
+            return super()._sample(num, env_ids)
         n, device, g = self.space.num_tasks, self.device, self.generator
         out: list[Tensor] = [torch.zeros(0, dtype=torch.int64, device=device)]
         need = num
@@ -238,6 +250,8 @@ class LearningProgressCurriculum(_CachedCDFCurriculum):
         self._num_played += int((~played).sum())
         self._played.index_fill_(0, ids, True)
         self._stats = self._z_stats()
+        if self.device.type != "cpu":
+            self._cdf = torch.cumsum(self._compute_weights().double(), 0)
 
     def _metrics(self) -> dict[str, Tensor | float]:
         played = self.state["count"] > 0

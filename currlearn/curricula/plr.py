@@ -390,9 +390,12 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
     """Prioritized Level Replay over a discrete level set, and robust PLR (``robust=True``).
 
     The state is preallocated per-level tensors: score, seen flag, staleness timestamp, the max
-    return (MaxMC), and the levels sorted by score, kept sorted incrementally (``O(num_levels)``
-    vector work per update, no sort of all levels). ``sample`` draws ranks from a precomputed
-    rank distribution and staleness from one cumulative sum: no Python loop over levels.
+    return (MaxMC), the seen levels first in ``order``, and a lower bound of the timestamps. Rank
+    prioritisation keeps the top-ranked levels per update (``O(episodes)``, a full ``topk`` only
+    when the spare candidates run out, see :meth:`_refresh`) and draws ranks from a precomputed
+    rank distribution; on CPU, staleness draws are made by rejection from uniform proposals
+    (:meth:`_stale_draw`), so a draw costs ``O(draws)`` whatever the number of levels. The other
+    transforms keep their weights and one cumulative sum. No Python loop over levels.
 
     Feedback: the per-episode score under ``"score"`` (``"value_mean"`` for ``max_mc``), e.g.
     from :meth:`make_tracker`. Episodes whose score (or MaxMC value mean) is NaN or infinite are
@@ -585,9 +588,11 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
         ``state["order"]`` lists the seen levels first, then the unseen ones. Rank
         prioritisation (``rank``, ``match_rank``) draws a rank ``r`` from the rank distribution,
         truncated where its float64 cdf stops growing (``k`` ranks: 39 for β = 0.1), and plays
-        the level of rank ``r``: when ``k <= 1024`` the top-``k`` levels are kept per update from
-        the old top-``k`` and the updated levels (:func:`currlearn.functional.update_topk`;
-        ``O(num_tasks)`` only when a top level's key fell), otherwise ``order`` is kept sorted by
+        the level of rank ``r``: when ``k <= 1024`` up to 1024 candidates for the top-``k`` are
+        kept per update from the old candidates and the updated levels, ordered by
+        :func:`currlearn.functional.rank_codes` (ties by level id), with a full ``topk``
+        (``O(num_tasks)``) only when top levels fell and the spare candidates ran out
+        (:func:`currlearn.functional.update_top_candidates`), otherwise ``order`` is kept sorted by
         the rank key (:func:`currlearn.functional.update_sorted_order`). The other transforms
         keep ``P_S``'s weights and their cumulative sum. Unseen levels are promoted in
         ``O(batch)`` swaps.

@@ -177,8 +177,9 @@ class SequentialCurriculum(Curriculum):
     else. The window mean and standard deviation are computed on the returns scaled by a power
     of two, so they stay finite for any finite returns whose statistics float64 can hold.
 
-    A stage's wall time runs from the moment the stage starts (the first stage: construction;
-    a later one: the check that ended the previous stage), read from ``clock`` at every check
+    A stage's wall time runs from the moment the stage starts (the first stage: its first
+    :meth:`sample`, or the first check if that comes earlier, not construction; a later one: the
+    check that ended the previous stage), read from ``clock`` at every check
     (:meth:`update`, :meth:`step`, :meth:`report_evaluation`, :meth:`stage_stats`). The state
     holds the elapsed seconds as of the last check, never a clock reading: a loaded curriculum
     continues from the saved elapsed time, counting from the load.
@@ -260,7 +261,9 @@ class SequentialCurriculum(Curriculum):
             },
             device=self.device,
         )
-        self._last_read = self._read_clock()  # the first stage starts now
+        # the first stage's clock starts at the first sample, update or check (not at construction:
+        # building the envs and the trainer is no time spent in the stage)
+        self._last_read: float | None = None
 
     @staticmethod
     def _parse(i: int, s: Stage | Mapping[str, Any]) -> Stage:
@@ -340,6 +343,8 @@ class SequentialCurriculum(Curriculum):
         self._check(with_host_conditions=True)
 
     def _sample(self, num: int, env_ids: Tensor | None) -> Tensor:
+        if self._last_read is None:  # the first stage starts with its first episodes
+            self._last_read = self._read_clock()
         return self.state["stage"].expand(num).clone()
 
     def _update(self, feedback: TensorDictBase) -> None:
@@ -374,7 +379,8 @@ class SequentialCurriculum(Curriculum):
     def _tick(self) -> None:
         """Add the seconds since the last clock reading to the stage's wall time."""
         now = self._read_clock()
-        self.state["wall_time"] += max(now - self._last_read, 0.0)  # a clock going back adds nothing
+        if self._last_read is not None:  # (None: the first stage starts now)
+            self.state["wall_time"] += max(now - self._last_read, 0.0)  # a clock going back adds nothing
         self._last_read = now
 
     def stage_stats(self) -> dict[str, Tensor]:

@@ -246,7 +246,7 @@ class CurriculumTransform(Transform):
     def _reset_env_preprocess(self, tensordict: TensorDictBase | None) -> TensorDictBase:
         # Sample before the base env resets, and hand it the new parameters, so that the
         # reset state and first observation already reflect the new task.
-        parent = self.parent
+        parent = None if tensordict is not None else self.parent  # (Transform.parent walks the container)
         if tensordict is not None:
             batch_shape, device = tensordict.batch_size, tensordict.device
         elif parent is not None:
