@@ -313,3 +313,30 @@ def test_alp_gmm_em_tol():
         ALPGMMCurriculum(box, em_tol=0.0)
     with pytest.raises(ValueError, match="em_tol"):
         ALPGMMCurriculum(box, em_tol=math.nan)
+
+
+@pytest.mark.parametrize(
+    ("kind", "temperature", "big"),
+    [("power", 0.05, [1e30, 0.97e30, 0.9e30, 0.99e30, 0.95e30, 0.8e30, 0.92e30, 0.85e30]),
+     ("softmax", 0.5, [1e3, 999.5, 999.0, 998.0, 999.8, 997.0, 999.2, 998.5])],
+)
+def test_plr_weight_tree_through_overflow_and_back(kind, temperature, big):
+    """power / softmax on CPU keep their weights in a sum tree; scores whose weights overflow
+    float64 (``S^(1/β)``, ``exp(S/β)``) switch to the scaled weights (no tree) and back: the
+    draws follow weights() in each phase, and weights() is the formula's."""
+    n = 8
+    plr = PrioritizedLevelReplay(
+        DiscreteSpace(num_tasks=n), prioritization=kind, temperature=temperature, staleness_coef=0.0, seed=0
+    )
+    ids = torch.arange(n)
+    for scores in ([0.1, 0.5, 0.3, 0.9, 0.2, 0.4, 0.7, 0.6], big, [0.3, 0.1, 0.8, 0.2, 0.5, 0.9, 0.4, 0.6]):
+        plr.update(episode_feedback(ids, torch.zeros(n), score=torch.tensor(scores)))
+        s = plr.state["score"].double()  # as stored (float32)
+        if kind == "softmax":
+            w = ((s - s.max()) / temperature).exp()
+        else:
+            w = (s / s.max()) ** (1 / temperature)
+        torch.testing.assert_close(plr.weights().double(), w / w.sum(), rtol=1e-4, atol=1e-6)
+        freq = _empirical(plr, 40_000, 4000)
+        assert _tv(freq, plr.weights()) < 0.02, (scores, freq.tolist())
+        assert (plr._score_tree is None) == (scores is big), "the tree holds the weights unless they overflow"

@@ -52,6 +52,7 @@ from currlearn import functional as F
 from currlearn.base import DiscreteCurriculum, check_choice, check_finite, check_probability
 from currlearn.feedback import EpisodeTracker
 from currlearn.spaces import TaskSpace
+from currlearn.trees import SegmentSumTree
 
 __all__ = [
     "PRIORITIZATIONS",
@@ -617,6 +618,9 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
             self._top_member = torch.zeros(n, dtype=torch.bool, device=self.device)
             self._rebuild_top()
         if not ranked:
+            if self.prioritization in _POWERED and self.device.type == "cpu":
+                self._powered_tree = SegmentSumTree(self.space.num_tasks)
+                self._tree_holds_plain = False
             self._set_score_weights()
         self._last_replay = self._last_replay.to(self.device)
 
@@ -674,12 +678,48 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
         return (h / h.max().clamp_min(_TINY64)).pow_(1.0 / self.temperature)
 
     def _set_score_weights(self, ids: Tensor | None = None, new: Tensor | None = None) -> None:
-        """``P_S``'s weights (float64, 0 off the seen levels) and their cumulative sum, for the
+        """``P_S``'s weights (float64, 0 off the seen levels) and what draws from them, for the
         transforms other than ranks: all levels, or after the scores of ``ids`` became ``new``.
+
+        ``power``, ``match`` and ``softmax`` on CPU keep their weights in TorchRL's C++ sum
+        tree (:class:`~currlearn.trees.SegmentSumTree`): an update re-weights the ``ids`` only
+        and a draw descends the tree, ``O(k log num_tasks)``; elsewhere (and for the other
+        transforms), a cumulative sum per update.
         """
         st = self.state
         seen = st["seen"]
         kind = self.prioritization
+        self._score_tree = None
+        if kind in _POWERED and self.device.type == "cpu":
+            tree = self._powered_tree
+            if ids is not None and self._tree_holds_plain:  # re-weight the updated levels only
+                weights = self._plain_weights(new)
+                self._plain.index_copy_(0, ids, weights)
+                tree.update(ids, weights)
+            else:
+                if ids is None:
+                    self._plain = self._plain_weights(st["score"]).mul_(seen)
+                else:
+                    self._plain.index_copy_(0, ids, self._plain_weights(new))
+                plain_total = self._plain.sum()
+                if not (torch.isfinite(plain_total) and plain_total >= _TINY64 * self._plain.numel()):
+                    self._tree_holds_plain = False  # still scaled: no tree to build
+                    w = self._scaled_weights()
+                    self._score_w, self._score_cdf = w, torch.cumsum(w, 0)
+                    return
+                tree.build(self._plain)
+            total = float(tree.total)
+            # The formula while its weights are finite with a normal largest one (a total of at
+            # least num_tasks times the smallest normal float64 implies one), else scaled.
+            self._tree_holds_plain = math.isfinite(total) and total >= _TINY64 * self._plain.numel()
+            if self._tree_holds_plain:
+                self._score_w, self._score_tree = self._plain, tree
+                return
+            # scaled weights change everywhere at every update: a cumulative sum (the tree is
+            # rebuilt from the formula's weights once they are representable again)
+            w = self._scaled_weights()
+            self._score_w, self._score_cdf = w, torch.cumsum(w, 0)
+            return
         if kind in _POWERED:
             if ids is None:
                 self._plain = self._plain_weights(st["score"]).mul_(seen)
@@ -804,6 +844,11 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
         if self.prioritization in _RANKED:  # rank 1 always has weight: Q = P_S
             rank = F.sample_from_cdf(self._rank_cdf, u, seen_count)
             return (order if self._sorted else self._top).index_select(0, rank)
+        if self._score_tree is not None:  # (CPU: the total is free to read)
+            total = self._score_tree.total
+            if float(total) > 0:
+                return self._score_tree.find(u * total).clamp_max_(order.numel() - 1)
+            return order.index_select(0, (u * seen_count).long().clamp_max(order.numel() - 1))
         by_score = F.sample_from_cdf(self._score_cdf, u)
         uniform_seen = order.index_select(0, (u * seen_count).long().clamp_max(order.numel() - 1))
         return torch.where(self._score_cdf[-1] > 0, by_score, uniform_seen)
