@@ -267,7 +267,9 @@ def update_topk(top: Tensor, old_kth: Tensor, keys: Tensor, index: Tensor) -> Te
 def rank_codes(keys: Tensor, ids: Tensor) -> Tensor:
     """Distinct int64 codes that order entries by key (compared as float32) descending, ties by
     id ascending: ``topk`` of the codes picks the same entries however it is reached (an
-    incremental update or a rebuild after a load), where ``topk`` of tied keys may not.
+    incremental update or a rebuild after a load), where ``topk`` of tied keys may not. Finite
+    keys beyond float32's range count as its largest magnitude (:func:`saturate`); infinities
+    keep their place.
 
     Args:
         keys (Tensor): shape ``[m]``, floating, no NaN.
@@ -279,7 +281,8 @@ def rank_codes(keys: Tensor, ids: Tensor) -> Tensor:
         >>> codes.topk(3).indices  # key 2 first, the lower id first among the ties
         tensor([1, 2, 0])
     """
-    return (_sortable_int(keys.float()).long() << 32) | (0x7FFFFFFF - ids)
+    k = keys if keys.dtype == torch.float32 else saturate(keys.double(), torch.float32)
+    return (_sortable_int(k).long() << 32) | (0x7FFFFFFF - ids)
 
 
 def update_top_candidates(
@@ -374,7 +377,7 @@ def update_sorted_order(order: Tensor, keys: Tensor, index: Tensor, *, assume_un
     # key of the previous unchanged slot so that the sequence stays non-increasing.
     mono = torch.cummin(seq_keys.masked_fill_(changed_seq, float("inf")), 0).values
     kept_before = torch.cumsum((~changed_seq).to(torch.int64), 0)  # unchanged slots in [0, p]
-    # Changed entries sorted by their new key (descending, ties by id).
+    # Changed entries sorted by their new key (descending, ties in the order of ``index``).
     new_keys = keys.index_select(0, changed_ids)
     perm = torch.sort(~_sortable_int(new_keys), stable=True).indices  # descending keys
     new_keys = new_keys.index_select(0, perm)

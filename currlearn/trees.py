@@ -2,8 +2,8 @@
 
 - :class:`SumTree`: float64 nodes in one tensor on any device; every operation is a handful of
   tensor ops per tree level, batched over the items it touches.
-- :class:`SegmentSumTree`: the same interface on TorchRL's C++ sum segment tree (CPU), the one
-  behind TorchRL's ``PrioritizedSampler``.
+- :class:`SegmentSumTree`: the same interface and guarantees on TorchRL's C++ sum segment tree
+  (CPU), the one behind TorchRL's ``PrioritizedSampler``.
 - :func:`make_sum_tree`: the C++ tree on CPU, the tensor tree elsewhere.
 
 Used by :class:`~currlearn.integrations.replay.CurriculumSampler` (item weights) and
@@ -145,11 +145,19 @@ class SegmentSumTree:
 
     def find(self, mass: Tensor) -> Tensor:
         """As :meth:`SumTree.find`: the leaf whose cumulative range ``[sum(w[:i]), sum(w[:i+1]))``
-        holds each mass (the C++ search finds the first leaf whose inclusive sum reaches its
-        target: the target is the next float64 above the mass).
-        """
+        holds each mass, never a leaf of zero weight unless the tree is empty (the C++ search
+        finds the first leaf whose inclusive sum reaches its target, the next float64 above the
+        mass; where its rounding lands on a zero leaf, about once in 1e15 draws, those masses
+        are searched again in the leaves' cumulative sum)."""
         target = torch.nextafter(mass.to(torch.float64), torch.tensor(torch.inf, dtype=torch.float64))
-        return self._tree.scan_lower_bound(target).clamp_max_(self.capacity - 1)
+        index = self._tree.scan_lower_bound(target).clamp_max_(self.capacity - 1)
+        zero = self.leaves(index) <= 0
+        if bool(zero.any()) and float(self.total) > 0:
+            cdf = torch.cumsum(self.leaves(self._all), 0)
+            rows = zero.nonzero().squeeze(1)
+            found = torch.searchsorted(cdf, mass.to(torch.float64).index_select(0, rows), right=True)
+            index = index.index_copy(0, rows, found.clamp_max_(self.capacity - 1))
+        return index
 
 
 def make_sum_tree(capacity: int, device: torch.device | str | None = None) -> SumTree | SegmentSumTree:

@@ -63,6 +63,13 @@ class TestSumTree:
         mass = torch.cat([edges, edges * (1 - 1e-15), torch.rand(10_000, generator=g).double() * tree.total])
         mass = mass.clamp_max(float(tree.total) * (1 - 1e-16))
         assert bool((w[tree.find(mass)] > 0).all())
+        # a tiny leaf before a zero one, and masses just below the total
+        w = torch.tensor([0.5, 0.5, 1.5 * 2**-53, 0.0], dtype=torch.float64)
+        tree = tree_cls(4)
+        tree.build(w)
+        top = torch.tensor(float(tree.total), dtype=torch.float64)
+        mass = torch.stack([torch.nextafter(top, torch.tensor(0.0, dtype=torch.float64)), top * (1 - 2**-52)])
+        assert tree.find(mass).tolist() == [2, 2]
 
     def test_update_equals_a_rebuild(self, tree_cls):
         g = torch.Generator().manual_seed(1)

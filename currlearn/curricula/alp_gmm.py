@@ -349,7 +349,7 @@ class ALPGMMCurriculum(Curriculum):
         strides = g ** torch.arange(d, device=device)
         # cell faces at quantiles of each coordinate: faces[k] has g + 1 values, the first and
         # last pushed out to infinity (nothing lies beyond them)
-        picks = torch.linspace(0, total - 1, g + 1, device=device).round().long()
+        picks = torch.arange(g + 1, device=device) * (total - 1) // g  # (integers: exact at any size)
         faces = torch.sort(points, 0).values.index_select(0, picks).T.contiguous()  # [d, g + 1]
         faces[:, 0], faces[:, -1] = -math.inf, math.inf
         coords = torch.stack([torch.searchsorted(faces[k, 1:-1], points[:, k].contiguous(), right=True) for k in range(d)], 1)

@@ -125,8 +125,9 @@ class LearningProgressCurriculum(_CachedCDFCurriculum):
                 "p_fast": torch.zeros(n),
                 "p_slow": torch.zeros(n),
                 "count": torch.zeros(n, dtype=torch.int64),
-                # sums of the progress and of its square over the tasks (float64, kept per update)
-                "progress_sums": torch.zeros(2, dtype=torch.float64),
+                # sums of the progress and of its square over the tasks, then their compensations
+                # (float64, Kahan-summed per update: no drift over a long run)
+                "progress_sums": torch.zeros(4, dtype=torch.float64),
             },
             device=self.device,
         )
@@ -136,7 +137,7 @@ class LearningProgressCurriculum(_CachedCDFCurriculum):
 
     def _fill_new_state(self, keys: set[str]) -> None:
         lp = self._lp.double()
-        self.state["progress_sums"].copy_(torch.stack([lp.sum(), lp.square().sum()]))
+        self.state["progress_sums"].copy_(torch.stack([lp.sum(), lp.square().sum(), lp.new_zeros(()), lp.new_zeros(())]))
         self._stats = self._z_stats()
 
     def _reweight(self, p: Tensor) -> Tensor:
@@ -165,16 +166,16 @@ class LearningProgressCurriculum(_CachedCDFCurriculum):
     def _z_stats(self) -> tuple[Tensor, Tensor]:
         """:meth:`_exact_z_stats` from the kept sums, in ``O(1)``: the progress of tasks never
         played is 0, so the sums over all tasks are those over the played ones. Where the
-        variance is below the sums' precision (``1e-12`` of the mean square: near-equal
-        progress values), it is computed in two passes instead."""
+        variance is not clear of the sums' precision (below ``1e-6`` of the mean square:
+        near-equal progress values), it is computed in two passes instead."""
         if self.device.type != "cpu":  # two passes are cheap on a GPU, and need no sync to choose
             return self._exact_z_stats(self._lp, self._played)
         num_played = max(self._num_played, 1)
-        s1, s2 = self.state["progress_sums"].unbind()
+        s1, s2 = self.state["progress_sums"][:2].unbind()
         mean = s1 / num_played
         square = s2 / num_played
         var = square - mean * mean
-        if not bool(var > 1e-12 * square):
+        if not bool(var > 1e-6 * square):
             return self._exact_z_stats(self._lp, self._played)
         std = var.clamp_min(0).sqrt()
         return mean, torch.where(std > 0, std, torch.ones_like(std))
@@ -246,7 +247,12 @@ class LearningProgressCurriculum(_CachedCDFCurriculum):
         old_lp = self._lp.index_select(0, ids).double()
         self._lp.index_copy_(0, ids, new_lp)
         new_lp = new_lp.double()
-        st["progress_sums"] += torch.stack([(new_lp - old_lp).sum(), (new_lp.square() - old_lp.square()).sum()])
+        delta = torch.stack([(new_lp - old_lp).sum(), (new_lp.square() - old_lp.square()).sum()])
+        sums = st["progress_sums"]  # Kahan summation: sums[:2] += delta, the rounding kept in sums[2:]
+        y = delta - sums[2:]
+        t = sums[:2] + y
+        sums[2:].copy_((t - sums[:2]) - y)
+        sums[:2].copy_(t)
         self._num_played += int((~played).sum())
         self._played.index_fill_(0, ids, True)
         self._stats = self._z_stats()

@@ -395,8 +395,9 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
     prioritisation keeps the top-ranked levels per update (``O(episodes)``, a full ``topk`` only
     when the spare candidates run out, see :meth:`_refresh`) and draws ranks from a precomputed
     rank distribution; on CPU, staleness draws are made by rejection from uniform proposals
-    (:meth:`_stale_draw`), so a draw costs ``O(draws)`` whatever the number of levels. The other
-    transforms keep their weights and one cumulative sum. No Python loop over levels.
+    (:meth:`_stale_draw`), so a draw costs ``O(draws)`` whatever the number of levels. ``power``,
+    ``match`` and ``softmax`` keep their weights in a sum tree on CPU (TorchRL's C++ segment
+    tree), the other transforms and other devices one cumulative sum. No Python loop over levels.
 
     Feedback: the per-episode score under ``"score"`` (``"value_mean"`` for ``max_mc``), e.g.
     from :meth:`make_tracker`. Episodes whose score (or MaxMC value mean) is NaN or infinite are
@@ -421,8 +422,10 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
     match_rank   ``rank_i^(-1/β)``, ranked by ``S_i (1 - S_i)``    Syllabus
     ============ ================================================= ===========================
 
-    Ranks are taken among the seen levels; ties go to the lower level id (``match_rank`` compares
-    ``S (1 - S)`` rounded to float32), so a resumed run ranks as the original. ``match`` and ``match_rank``
+    Ranks are taken among the seen levels; ties go to the lower level id, keys compared as
+    float32 (``match_rank``'s float64 ``S (1 - S)`` rounded, keys beyond float32's range at its
+    largest magnitude), so a resumed run ranks as the original. (With more than 1024 ranks
+    drawn, large temperatures, ties keep the order in which the levels were scored.) ``match`` and ``match_rank``
     favour levels scoring near 1/2 and are meant for scores in [0, 1], such as a success rate
     fed as ``"score"``.
 
@@ -595,7 +598,8 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
         (``O(num_tasks)``) only when top levels fell and the spare candidates ran out
         (:func:`currlearn.functional.update_top_candidates`), otherwise ``order`` is kept sorted by
         the rank key (:func:`currlearn.functional.update_sorted_order`). The other transforms
-        keep ``P_S``'s weights and their cumulative sum. Unseen levels are promoted in
+        keep ``P_S``'s weights and a sum tree of them (``power``, ``match``, ``softmax`` on CPU)
+        or their cumulative sum. Unseen levels are promoted in
         ``O(batch)`` swaps.
         """
         st = self.state
@@ -614,7 +618,9 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
             self._match_rank_key = torch.where(st["seen"], _match_key(st["score"]), -math.inf)
         if ranked and not self._sorted:
             n = self.space.num_tasks
-            self._codes = F.rank_codes(self._rank_keys(), torch.arange(n, device=self.device))
+            # unseen levels rank below every seen one, whatever a seen key rounds to in float32
+            keys = torch.where(st["seen"], self._rank_keys().double(), -math.inf)
+            self._codes = F.rank_codes(keys, torch.arange(n, device=self.device))
             self._top_member = torch.zeros(n, dtype=torch.bool, device=self.device)
             self._rebuild_top()
         if not ranked:

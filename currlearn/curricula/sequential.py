@@ -178,8 +178,9 @@ class SequentialCurriculum(Curriculum):
     of two, so they stay finite for any finite returns whose statistics float64 can hold.
 
     A stage's wall time runs from the moment the stage starts (the first stage: its first
-    :meth:`sample`, or the first check if that comes earlier, not construction; a later one: the
-    check that ended the previous stage), read from ``clock`` at every check
+    :meth:`sample`, or the first check if that comes earlier, not construction; where worker
+    replicas do the sampling, the authoritative curriculum's first update or step; a later
+    stage: the check that ended the previous one), read from ``clock`` at every check
     (:meth:`update`, :meth:`step`, :meth:`report_evaluation`, :meth:`stage_stats`). The state
     holds the elapsed seconds as of the last check, never a clock reading: a loaded curriculum
     continues from the saved elapsed time, counting from the load.

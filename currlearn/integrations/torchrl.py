@@ -142,9 +142,10 @@ class CurriculumTransform(Transform):
         if ids.numel():
             tasks, leaves = self._draw(ids)
             ids = ids.to(self._flat_tasks.device)
-            self._flat_tasks.index_copy_(0, ids, tasks)  # (index_copy_: no Python indexing machinery)
+            # (index_copy_: no Python indexing machinery; it casts nothing, so the values are cast)
+            self._flat_tasks.index_copy_(0, ids, tasks.to(self._flat_tasks.dtype))
             for leaf, value in zip(self._leaves, leaves):
-                leaf.index_copy_(0, ids, value)
+                leaf.index_copy_(0, ids, value.to(leaf.dtype))
             self._book.version += 1
 
     def _lookup(self, tasks: Tensor) -> tuple[Tensor, list[Tensor]]:
@@ -258,7 +259,8 @@ class CurriculumTransform(Transform):
         self._assign(mask, batch_shape, device)
         if tensordict is None:
             tensordict = TensorDict({}, batch_size=batch_shape, device=device)
-        if tensordict.get(self.param_key, None) is None and not self._book.covers:
+        covered = self._book.covers and self._params is not None and self._params.device == device
+        if tensordict.get(self.param_key, None) is None and not covered:
             # Envs that read parameters at reset need a full set: the last one seen, or the
             # env's defaults (``gen_params``) before the first reset. Otherwise the env uses
             # its own defaults for the reset state and the parameters apply from step one.
