@@ -157,7 +157,10 @@ SCALING_ITEMS = (1, 4096)
 
 
 def time_update_scaling(
-    name: str, sizes: tuple[int, ...] = SCALING_SIZES, items: tuple[int, ...] = SCALING_ITEMS, repeats: int = 10,
+    name: str,
+    sizes: tuple[int, ...] = SCALING_SIZES,
+    items: tuple[int, ...] = SCALING_ITEMS,
+    repeats: int = 10,
     device: torch.device | None = None,
 ) -> dict[tuple[int, int], float]:
     """Seconds of one ``update`` of ``k`` episodes (``k`` in ``items``, distinct random tasks)
@@ -173,7 +176,7 @@ def time_update_scaling(
                 task = torch.randperm(n, generator=g)[: min(k, n)]
                 ret = torch.rand(task.numel(), generator=g)
                 fbs.append(episode_feedback(task, ret, success=(ret < 0.5).float(), score=ret).to(dev))
-            out[(n, k)] = _blocks(lambda i: cur.update(fbs[i % 4]), repeats, 2, dev)
+            out[(n, k)] = _blocks(lambda i, cur=cur, fbs=fbs: cur.update(fbs[i % 4]), repeats, 2, dev)
     return out
 
 
@@ -181,7 +184,9 @@ def scaling_table(name: str, results: dict[tuple[int, int], float]) -> str:
     """Milliseconds per update, one row per number of episodes, one column per size."""
     sizes = sorted({n for n, _ in results})
     items = sorted({k for _, k in results})
-    lines = [f"{name} update, ms (k episodes)".ljust(34) + "".join(f"{n:.0e}".replace("+0", "").rjust(11) for n in sizes)]
+    lines = [
+        f"{name} update, ms (k episodes)".ljust(34) + "".join(f"{n:.0e}".replace("+0", "").rjust(11) for n in sizes)
+    ]
     for k in items:
         lines.append(f"  k={k}".ljust(34) + "".join(f"{results[(n, k)] * 1e3:11.3f}" for n in sizes))
     return "\n".join(lines)

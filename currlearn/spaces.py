@@ -413,4 +413,3 @@ def grid_space(axes: Mapping[str, Sequence[float]], device: torch.device | str |
         values.append([float(x) for x in v])
     combos = list(itertools.product(*values))
     return DiscreteSpace({n: [c[i] for c in combos] for i, n in enumerate(axes)}, device=device)
-

@@ -80,8 +80,12 @@ def test_rank_codes_order_by_key_then_id():
 def test_match_rank_never_ranks_an_unseen_level_first():
     """A seen level whose S (1 - S) lies below float32's range still ranks above the unseen."""
     plr = PrioritizedLevelReplay(
-        DiscreteSpace(num_tasks=4), prioritization="match_rank", staleness_coef=0.0,
-        replay_schedule="fixed", replay_prob=1.0, seed=0,
+        DiscreteSpace(num_tasks=4),
+        prioritization="match_rank",
+        staleness_coef=0.0,
+        replay_schedule="fixed",
+        replay_prob=1.0,
+        seed=0,
     )
     plr.update(episode_feedback(torch.tensor([3]), torch.zeros(1), score=torch.tensor([1e20])))
     assert plr.weights().tolist() == [0.0, 0.0, 0.0, 1.0]
@@ -186,8 +190,12 @@ def _varied(cur, n: int, rounds: int = 6, seed: int = 0):
         lambda: LearningProgressCurriculum(DiscreteSpace(num_tasks=12), uniform_share=0.3, seed=1),
         lambda: LearnabilityCurriculum(DiscreteSpace(num_tasks=12), topk=4, learnable_prob=0.7, seed=1),
         lambda: LearnabilityCurriculum(DiscreteSpace(num_tasks=12), sampling="proportional", seed=1),
-        lambda: EasyFirstCurriculum(DiscreteSpace(num_tasks=12), num_bins=3, temperature=0.5, anneal_iterations=20, seed=1),
-        lambda: CompetenceCurriculum(DiscreteSpace(num_tasks=12), num_bins=4, temperature=0.2, anneal_iterations=20, seed=1),
+        lambda: EasyFirstCurriculum(
+            DiscreteSpace(num_tasks=12), num_bins=3, temperature=0.5, anneal_iterations=20, seed=1
+        ),
+        lambda: CompetenceCurriculum(
+            DiscreteSpace(num_tasks=12), num_bins=4, temperature=0.2, anneal_iterations=20, seed=1
+        ),
     ],
     ids=["lp", "lp_uniform_share", "learnability_topk", "learnability_proportional", "easy_first", "competence"],
 )
@@ -214,7 +222,11 @@ def test_plr_staleness_draws_with_an_old_bound_and_a_lone_stale_level():
     level alone is stale among many: both keep the draws on weights()."""
     n = 60
     plr = PrioritizedLevelReplay(DiscreteSpace(num_tasks=n), staleness_coef=0.5, temperature=1.0, seed=0)
-    plr.update(episode_feedback(torch.arange(n), torch.zeros(n), score=torch.rand(n, generator=torch.Generator().manual_seed(0))))
+    plr.update(
+        episode_feedback(
+            torch.arange(n), torch.zeros(n), score=torch.rand(n, generator=torch.Generator().manual_seed(0))
+        )
+    )
     # every level sampled long after the bound (0): most proposals are rejected at first
     st_ = plr.state
     st_["episode_count"].fill_(10**9)
@@ -317,7 +329,12 @@ def test_alp_gmm_em_tol():
     from currlearn.spaces import BoxSpace
 
     g = torch.Generator().manual_seed(0)
-    x = torch.cat([torch.randn(100, 2, generator=g, dtype=torch.float64) * 0.1, torch.randn(100, 2, generator=g, dtype=torch.float64) * 0.1 + 3])
+    x = torch.cat(
+        [
+            torch.randn(100, 2, generator=g, dtype=torch.float64) * 0.1,
+            torch.randn(100, 2, generator=g, dtype=torch.float64) * 0.1 + 3,
+        ]
+    )
     early = fit_gmm(x, [1, 2, 3], 3, tol=1e-3, generator=torch.Generator().manual_seed(1))
     full = fit_gmm(x, [1, 2, 3], 3, tol=None, generator=torch.Generator().manual_seed(1))
     assert int(early["aic"].argmin()) == int(full["aic"].argmin()) == 1
@@ -331,8 +348,10 @@ def test_alp_gmm_em_tol():
 
 @pytest.mark.parametrize(
     ("kind", "temperature", "big"),
-    [("power", 0.05, [1e30, 0.97e30, 0.9e30, 0.99e30, 0.95e30, 0.8e30, 0.92e30, 0.85e30]),
-     ("softmax", 0.5, [1e3, 999.5, 999.0, 998.0, 999.8, 997.0, 999.2, 998.5])],
+    [
+        ("power", 0.05, [1e30, 0.97e30, 0.9e30, 0.99e30, 0.95e30, 0.8e30, 0.92e30, 0.85e30]),
+        ("softmax", 0.5, [1e3, 999.5, 999.0, 998.0, 999.8, 997.0, 999.2, 998.5]),
+    ],
 )
 def test_plr_weight_tree_through_overflow_and_back(kind, temperature, big):
     """power / softmax on CPU keep their weights in a sum tree; scores whose weights overflow

@@ -352,7 +352,9 @@ class ALPGMMCurriculum(Curriculum):
         picks = torch.arange(g + 1, device=device) * (total - 1) // g  # (integers: exact at any size)
         faces = torch.sort(points, 0).values.index_select(0, picks).T.contiguous()  # [d, g + 1]
         faces[:, 0], faces[:, -1] = -math.inf, math.inf
-        coords = torch.stack([torch.searchsorted(faces[k, 1:-1], points[:, k].contiguous(), right=True) for k in range(d)], 1)
+        coords = torch.stack(
+            [torch.searchsorted(faces[k, 1:-1], points[:, k].contiguous(), right=True) for k in range(d)], 1
+        )
         cell = (coords * strides).sum(-1)
         by_cell = torch.sort(cell, stable=True)  # candidates grouped by cell, in column order within
         counts = torch.bincount(cell, minlength=g**d)

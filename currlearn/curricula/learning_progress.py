@@ -137,7 +137,9 @@ class LearningProgressCurriculum(_CachedCDFCurriculum):
 
     def _fill_new_state(self, keys: set[str]) -> None:
         lp = self._lp.double()
-        self.state["progress_sums"].copy_(torch.stack([lp.sum(), lp.square().sum(), lp.new_zeros(()), lp.new_zeros(())]))
+        self.state["progress_sums"].copy_(
+            torch.stack([lp.sum(), lp.square().sum(), lp.new_zeros(()), lp.new_zeros(())])
+        )
         self._stats = self._z_stats()
 
     def _reweight(self, p: Tensor) -> Tensor:
@@ -219,7 +221,9 @@ class LearningProgressCurriculum(_CachedCDFCurriculum):
             m = 3 * need + 16
             u = torch.rand(2, m, generator=g, device=device, dtype=torch.float64)
             proposal = (u[0] * n).long().clamp_max_(n - 1)
-            w = self._task_weights(self._lp.index_select(0, proposal), self._played.index_select(0, proposal), *self._stats)
+            w = self._task_weights(
+                self._lp.index_select(0, proposal), self._played.index_select(0, proposal), *self._stats
+            )
             kept = proposal.masked_select(u[1] < w)
             out.append(kept[:need])
             need -= out[-1].numel()
