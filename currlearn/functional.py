@@ -44,6 +44,7 @@ __all__ = [
     "sample_from_cdf",
     "saturate",
     "staleness_weights",
+    "top_candidates",
     "update_sorted_order",
     "update_top_candidates",
     "update_topk",
@@ -283,6 +284,35 @@ def rank_codes(keys: Tensor, ids: Tensor) -> Tensor:
     """
     k = keys if keys.dtype == torch.float32 else saturate(keys.double(), torch.float32)
     return (_sortable_int(k).long() << 32) | (0x7FFFFFFF - ids)
+
+
+def top_candidates(codes: Tensor, k: int, member: Tensor, spare: int = 1024) -> tuple[Tensor, Tensor]:
+    """Candidates for the ``k`` largest distinct ``codes`` from all of them, with a spare: the
+    start (and rebuild) of :func:`update_top_candidates`. ``O(n)``.
+
+    Args:
+        codes (Tensor): shape ``[n]``, int64, distinct (:func:`rank_codes`).
+        k (int): how many must stay exact, ``1 <= k``.
+        member (Tensor): shape ``[n]``, bool; set in place to True exactly at the candidates.
+        spare (int): keep ``max(k, spare)`` candidates (at most ``n``).
+
+    Returns:
+        ``(top, bound)``: the candidates by descending code, and the bound of every other code
+        (the lowest candidate's, or the smallest int64 when all are candidates).
+
+    Examples:
+        >>> import torch
+        >>> member = torch.zeros(4, dtype=torch.bool)
+        >>> top, bound = top_candidates(torch.tensor([3, 9, 1, 7]), 1, member, spare=2)
+        >>> top.tolist(), int(bound), member.tolist()
+        ([1, 3], 7, [False, True, False, True])
+    """
+    n = codes.numel()
+    m = min(n, max(k, spare))
+    values, top = torch.topk(codes, m)
+    bound = values[-1] if m < n else torch.tensor(torch.iinfo(torch.int64).min, device=codes.device)
+    member.zero_().index_fill_(0, top, True)
+    return top, bound
 
 
 def update_top_candidates(

@@ -112,9 +112,9 @@ def test_update_top_candidates_keeps_the_exact_top_k(n, k, spare, updates, seed)
     codes = F.rank_codes(keys, ids)
 
     def rebuild():
-        values, top = codes.topk(m)
-        bound = values[-1] if m < n else torch.tensor(torch.iinfo(torch.int64).min)
-        member = torch.zeros(n, dtype=torch.bool).index_fill_(0, top, True)
+        member = torch.zeros(n, dtype=torch.bool)
+        top, bound = F.top_candidates(codes, k, member, spare=m)
+        assert top.tolist() == codes.topk(m).indices.tolist()
         return top, bound, member
 
     top, bound, member = rebuild()

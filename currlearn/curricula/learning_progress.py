@@ -356,11 +356,7 @@ class LearnabilityCurriculum(_CachedCDFCurriculum):
 
     def _rebuild_top(self) -> None:
         """The candidates for the top-``topk`` from all tasks (``O(num_tasks)``)."""
-        n = self.space.num_tasks
-        m = min(n, max(self.topk, 1024))
-        values, self._top = torch.topk(self._codes, m)
-        self._top_bound = values[-1] if m < n else torch.tensor(torch.iinfo(torch.int64).min, device=self.device)
-        self._top_member.zero_().index_fill_(0, self._top, True)
+        self._top, self._top_bound = F.top_candidates(self._codes, self.topk, self._top_member)
 
     def _refresh(self) -> None:
         n = self.space.num_tasks

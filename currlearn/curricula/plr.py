@@ -632,13 +632,7 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
 
     def _rebuild_top(self) -> None:
         """The candidates for the top-``k`` levels from all rank codes (``O(num_tasks)``)."""
-        codes = self._codes
-        n, k = codes.numel(), self._rank_cdf.numel()
-        m = min(n, max(k, _TOP_SPARE))
-        values, self._top = torch.topk(codes, m)
-        # no level outside the candidates ranks above their last
-        self._top_bound = values[-1] if m < n else torch.tensor(torch.iinfo(torch.int64).min, device=values.device)
-        self._top_member.zero_().index_fill_(0, self._top, True)
+        self._top, self._top_bound = F.top_candidates(self._codes, self._rank_cdf.numel(), self._top_member, _TOP_SPARE)
 
     def _on_load(self) -> None:
         st = self.state
