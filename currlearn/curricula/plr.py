@@ -690,53 +690,35 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
         seen = st["seen"]
         kind = self.prioritization
         self._score_tree = None
-        if kind in _POWERED and self.device.type == "cpu":
-            tree = self._powered_tree
-            if ids is not None and self._tree_holds_plain:  # re-weight the updated levels only
-                weights = self._plain_weights(new)
-                self._plain.index_copy_(0, ids, weights)
-                tree.update(ids, weights)
-            else:
-                if ids is None:
-                    self._plain = self._plain_weights(st["score"]).mul_(seen)
-                else:
-                    self._plain.index_copy_(0, ids, self._plain_weights(new))
-                plain_total = self._plain.sum()
-                if not (torch.isfinite(plain_total) and plain_total >= _TINY64 * self._plain.numel()):
-                    self._tree_holds_plain = False  # still scaled: no tree to build
-                    w = self._scaled_weights()
-                    self._score_w, self._score_cdf = w, torch.cumsum(w, 0)
-                    return
-                tree.build(self._plain)
-            total = float(tree.total)
-            # The formula while its weights are finite with a normal largest one (a total of at
-            # least num_tasks times the smallest normal float64 implies one), else scaled.
-            self._tree_holds_plain = math.isfinite(total) and total >= _TINY64 * self._plain.numel()
-            if self._tree_holds_plain:
-                self._score_w, self._score_tree = self._plain, tree
-                return
-            # scaled weights change everywhere at every update: a cumulative sum (the tree is
-            # rebuilt from the formula's weights once they are representable again)
-            w = self._scaled_weights()
-            self._score_w, self._score_cdf = w, torch.cumsum(w, 0)
-            return
         if kind in _POWERED:
+            on_tree = self.device.type == "cpu"  # (the C++ tree is a CPU structure)
+            incremental = on_tree and ids is not None and self._tree_holds_plain
             if ids is None:
                 self._plain = self._plain_weights(st["score"]).mul_(seen)
             else:
-                self._plain.index_copy_(0, ids, self._plain_weights(new))
+                weights = self._plain_weights(new)
+                self._plain.index_copy_(0, ids, weights)
             plain = self._plain
-            cdf = torch.cumsum(plain, 0)
+            if incremental:  # re-weight the updated levels only
+                self._powered_tree.update(ids, weights)
+                total = self._powered_tree.total
+            else:
+                total = plain.sum()
             # The formula while its weights are finite with a normal largest one (a total of at
             # least num_tasks times the smallest normal float64 implies one), else scaled.
-            total = cdf[-1]
             ok = torch.isfinite(total) & (total >= _TINY64 * plain.numel())
-            if self.device.type != "cpu":
+            if not on_tree:
                 w = torch.where(ok, plain, self._scaled_weights())
             elif bool(ok):  # on CPU the check waits for no device
-                self._score_w, self._score_cdf = plain, cdf
+                if not incremental:
+                    self._powered_tree.build(plain)
+                self._tree_holds_plain = True
+                self._score_w, self._score_tree = plain, self._powered_tree
                 return
             else:
+                # scaled weights change everywhere at every update: a cumulative sum (the tree
+                # is rebuilt from the formula's weights once they are representable again)
+                self._tree_holds_plain = False
                 w = self._scaled_weights()
         elif kind == "constant":
             w = seen.double()
