@@ -56,7 +56,7 @@ from tensordict.utils import NestedKey
 from torch import Tensor
 
 from currlearn.feedback import EpisodeTracker
-from currlearn.functional import group_by_task, sample_from_cdf
+from currlearn.functional import finite, group_by_task, sample_from_cdf
 from currlearn.metrics import BUILTIN_METRICS, MetricLike, StepMetric, register_metric, resolve_metric
 from currlearn.spaces import TaskSpace
 from currlearn.stats import TaskStats
@@ -315,9 +315,9 @@ class Curriculum(ABC):
         if not success.is_floating_point():
             success = success.to(ret.dtype)
         bad = (success - 0.5).abs_() > 0.5
-        bad |= ~(ret.abs() < math.inf)  # not finite (NaN compares False); half of isfinite's ops
+        bad |= ~finite(ret)
         if "metric" in feedback.keys():
-            bad |= ~(feedback["metric"].abs() < math.inf)
+            bad |= ~finite(feedback["metric"])
         n_bad = bad.sum()
         self.counters["skipped_nonfinite"] += n_bad
         self.counters["episodes"] += bad.numel()
@@ -378,7 +378,7 @@ class Curriculum(ABC):
         NaN values (an unknown success) are counted in ``skipped_nonfinite``.
         """
         values = feedback[self.metric_key].to(torch.get_default_dtype() if dtype is None else dtype)
-        valid = values.abs() < math.inf  # finite (NaN compares False)
+        valid = finite(values)
         self.counters["skipped_nonfinite"] += valid.numel() - valid.sum()
         return values, valid
 

@@ -32,6 +32,7 @@ from torch import Tensor
 __all__ = [
     "batch_ema",
     "effective_length",
+    "finite",
     "group_by_task",
     "inverse_permutation",
     "mix_staleness",
@@ -263,6 +264,18 @@ def update_topk(top: Tensor, old_kth: Tensor, keys: Tensor, index: Tensor) -> Te
     if bool(values[-1] >= old_kth):
         return candidates.index_select(0, pos)
     return keys.topk(k).indices
+
+
+def finite(x: Tensor) -> Tensor:
+    """``torch.isfinite(x)`` in two elementwise ops (``|x| < inf``; NaN compares False), for
+    the per-episode checks of every update: ``isfinite`` takes about twice as long on CPU.
+
+    Examples:
+        >>> import torch
+        >>> finite(torch.tensor([1.0, float("nan"), float("inf"), -3e38]))
+        tensor([ True, False, False,  True])
+    """
+    return x.abs() < math.inf
 
 
 def rank_codes(keys: Tensor, ids: Tensor) -> Tensor:

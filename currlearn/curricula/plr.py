@@ -931,7 +931,7 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
             )
         st = self._tensors
         values = feedback[key].double()
-        valid = values.abs() < math.inf  # finite (NaN compares False)
+        valid = F.finite(values)
         n_bad = valid.numel() - valid.sum()
         self.counters["skipped_nonfinite"] += n_bad
         if self.device.type == "cpu" and not bool(n_bad):  # (free to check on CPU)

@@ -61,6 +61,7 @@ from currlearn.base import (
     check_positive_int,
     check_probability,
 )
+from currlearn.functional import finite
 from currlearn.trees import SegmentSumTree, SumTree, make_sum_tree
 
 __all__ = ["CurriculumSampler", "ReplayDecisionTransform", "SegmentSumTree", "SumTree"]
@@ -230,7 +231,7 @@ class CurriculumSampler(Sampler):
         if idx.numel() == 0:
             return
         p = torch.as_tensor(priority, dtype=torch.float32, device=self.device).reshape(-1).expand(idx.numel()).abs()
-        ok = p < torch.inf  # finite (NaN compares False)
+        ok = finite(p)
         n_bad = ok.numel() - ok.sum()
         self.skipped_nonfinite += n_bad
         q = (p + self.eps).pow_(self.alpha)
