@@ -152,7 +152,11 @@ class LearningProgressCurriculum(_CachedCDFCurriculum):
     def learning_progress(self) -> Tensor:
         """``|f(p_fast) - f(p_slow)|`` per task, shape ``[num_tasks]`` (0 for tasks never played)."""
         st = self.state
-        return (self._reweight(st["p_fast"]) - self._reweight(st["p_slow"])).abs()
+        return self._progress(st["p_fast"], st["p_slow"])
+
+    def _progress(self, fast: Tensor, slow: Tensor) -> Tensor:
+        """``|f(fast) - f(slow)|``, elementwise."""
+        return (self._reweight(fast) - self._reweight(slow)).abs_()
 
     @staticmethod
     def _exact_z_stats(lp: Tensor, played: Tensor) -> tuple[Tensor, Tensor]:
@@ -247,7 +251,7 @@ class LearningProgressCurriculum(_CachedCDFCurriculum):
         st["p_slow"].index_copy_(0, ids, slow)
         st["count"].index_add_(0, ids, count.to(torch.int64))
         fast, slow = st["p_fast"].index_select(0, ids), st["p_slow"].index_select(0, ids)  # as stored
-        new_lp = (self._reweight(fast) - self._reweight(slow)).abs_()
+        new_lp = self._progress(fast, slow)
         old_lp = self._lp.index_select(0, ids).double()
         self._lp.index_copy_(0, ids, new_lp)
         new_lp = new_lp.double()
@@ -337,9 +341,13 @@ class LearnabilityCurriculum(_CachedCDFCurriculum):
     def learnability(self) -> Tensor:
         """``p (1 - p)`` per played task (0 for tasks never played), shape ``[num_tasks]``; a
         ``p`` outside [0, 1] (a metric that is no success rate) counts as 0 or 1: not learnable."""
-        p = self.state["success"]
+        return self._learnability_of(self.state["success"]) * (self.state["count"] > 0)
+
+    @staticmethod
+    def _learnability_of(p: Tensor) -> Tensor:
+        """``q (1 - q)`` with ``q = p`` clamped into [0, 1], elementwise."""
         q = p.clamp(0.0, 1.0)
-        return q * (1 - q) * (self.state["count"] > 0)
+        return q * (1 - q)
 
     def _learnable_weights(self) -> Tensor:
         score = self.learnability()
@@ -399,8 +407,7 @@ class LearnabilityCurriculum(_CachedCDFCurriculum):
         p = F.batch_ema(st["success"].index_select(0, ids), total / count, count, self.smoothing, played)
         st["success"].index_copy_(0, ids, p)
         st["count"].index_add_(0, ids, count.to(torch.int64))
-        q = st["success"].index_select(0, ids).clamp(0.0, 1.0)  # as stored
-        learn = q * (1 - q)
+        learn = self._learnability_of(st["success"].index_select(0, ids))  # as stored (all played)
         self._learn.index_copy_(0, ids, learn)
         if self.sampling == "proportional":
             self._cdf = torch.cumsum(self._compute_weights().double(), 0)
