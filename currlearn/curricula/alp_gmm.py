@@ -139,7 +139,7 @@ def fit_gmm(
     check_positive_int("kmeans_iterations", kmeans_iterations)
     n, d = x.shape
     device, dtype = x.device, x.dtype
-    # Centred data: the means are shifted back at the end (see _log_gaussian).
+    # Centred data: the means are shifted back at the end (see _log_joint).
     shift = x.mean(0)
     x = x - shift
     xx = torch.cat([(x.unsqueeze(-1) * x.unsqueeze(-2)).reshape(n, d * d), x], 1)  # [n, D D + D]
