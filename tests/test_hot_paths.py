@@ -25,6 +25,7 @@ from currlearn.curricula.difficulty import CompetenceCurriculum, EasyFirstCurric
 from currlearn.curricula.learning_progress import LearnabilityCurriculum, LearningProgressCurriculum
 from currlearn.curricula.plr import PrioritizedLevelReplay
 from currlearn.feedback import episode_feedback
+from currlearn.sorted_keys import SortedKeys
 from currlearn.spaces import DiscreteSpace
 
 
@@ -146,10 +147,61 @@ def test_difficulty_keys_stay_a_full_sort(cls, batches, seed):
         t = torch.tensor(tasks)
         ret = torch.randint(0, 3, (t.numel(),), generator=g).float()
         cur.update(episode_feedback(t, ret))
-        keys = cur._keys.clone()
+        keys = cur._keys.values()
         cur._sort_keys()
-        assert keys.tolist() == cur._keys.tolist()
+        assert keys.tolist() == cur._keys.values().tolist()
         assert sorted(cur._ids_of(keys).tolist()) == list(range(40))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(1, 120),
+    st.sampled_from([2, 4, 6, 16]),
+    st.sampled_from(["rows", "flat", "switching"]),
+    st.lists(st.tuples(st.integers(1, 120), st.booleans()), min_size=1, max_size=12),
+    st.integers(0, 2**31),
+)
+def test_sorted_keys_match_a_sorted_tensor(n, capacity, layout, updates, seed):
+    """Rows that fill up (a new layout), empty out, or take keys beyond every row, one flat row,
+    and switches between the two: ``values``, ``select`` and ``rank`` stay those of one sorted
+    tensor of the same keys, and the flattened rows stay non-decreasing."""
+    g = torch.Generator().manual_seed(seed)
+    universe = torch.randperm(4 * n + 8, generator=g) * 3  # gaps: ranks of absent keys too
+    current = universe[:n].clone()
+    keys = SortedKeys(torch.sort(current).values, capacity=capacity)
+    if layout == "rows":
+        keys.FLAT_ABOVE = keys.ROWS_BELOW = math.inf
+    elif layout == "flat":
+        keys.FLAT_ABOVE = keys.ROWS_BELOW = 0.0
+    for k, clustered in updates:
+        k = min(k, n)
+        index = torch.randperm(n, generator=g)[:k]
+        staying = torch.ones(n, dtype=torch.bool)
+        staying[index] = False
+        free = universe[~torch.isin(universe, current[staying])]
+        if clustered:  # all new keys next to each other: one row takes them all
+            free = torch.sort(free).values
+            start = int(torch.randint(free.numel() - k + 1, (1,), generator=g))
+            new = free[start : start + k]
+        else:  # an old key may come back as its own new key
+            new = free[torch.randperm(free.numel(), generator=g)[:k]]
+        keys.replace(current[index], new[torch.randperm(k, generator=g)])
+        current[index] = new
+        expected = torch.sort(current).values
+        assert keys.values().tolist() == expected.tolist()
+        assert keys.select(torch.arange(n)).tolist() == expected.tolist()
+        probe = torch.arange(-1, int(universe.max()) + 2)
+        assert keys.rank(probe).tolist() == torch.searchsorted(expected, probe, right=True).tolist()
+        assert bool((keys.flat[1:] >= keys.flat[:-1]).all())
+
+
+def test_sorted_keys_update_of_one_key_rewrites_two_rows_at_most():
+    keys = SortedKeys(torch.arange(0, 40000, 2), capacity=64)
+    keys.replace(torch.tensor([0]), torch.tensor([1]))  # small updates: in rows
+    before = keys.flat.clone()
+    keys.replace(torch.tensor([10]), torch.tensor([30001]))
+    changed = (keys.flat != before).view(keys.rows, keys.capacity).any(1)
+    assert changed.sum() == 2 and keys.rows == 625  # the old row and the new one
 
 
 # ---------------------------------------------------------------------- learning progress sums

@@ -54,6 +54,7 @@ from currlearn.base import (
     check_probability,
 )
 from currlearn.metrics import MetricLike
+from currlearn.sorted_keys import SortedKeys
 from currlearn.spaces import TaskSpace
 
 __all__ = ["CompetenceCurriculum", "EasyFirstCurriculum"]
@@ -110,22 +111,12 @@ class _DifficultyCurriculum(DiscreteCurriculum):
     def _sort_keys(self) -> None:
         """All keys from the values: one sort, ``O(n log n)`` (construction, load)."""
         n = self.space.num_tasks
-        self._keys = torch.sort(self._keys_of(self.state["value"], torch.arange(n, device=self.device))).values
+        keys = torch.sort(self._keys_of(self.state["value"], torch.arange(n, device=self.device))).values
+        self._keys = SortedKeys(keys)
 
     def _merge_keys(self, ids: Tensor, old_values: Tensor, new_values: Tensor) -> None:
-        """Move the distinct items ``ids`` from their old keys to their new ones, keeping the
-        array sorted: their old slots by binary search, the other keys in order, and the new
-        keys merged in at their ranks (a few sequential passes, no full sort)."""
-        keys = self._keys
-        n = keys.numel()
-        old_slots = torch.searchsorted(keys, self._keys_of(old_values, ids))
-        moved = torch.zeros(n, dtype=torch.bool, device=keys.device).index_fill_(0, old_slots, True)
-        kept = keys.masked_select(~moved)
-        new_keys = torch.sort(self._keys_of(new_values, ids)).values
-        new_slots = torch.searchsorted(kept, new_keys) + torch.arange(new_keys.numel(), device=keys.device)
-        slots = moved.zero_().index_fill_(0, new_slots, True)
-        out = torch.empty_like(keys).masked_scatter_(~slots, kept)
-        self._keys = out.index_copy_(0, new_slots, new_keys)
+        """Move the distinct items ``ids`` from their old keys to their new ones."""
+        self._keys.replace(self._keys_of(old_values, ids), self._keys_of(new_values, ids))
 
     # ------------------------------------------------------------------ bins
     def _progress(self) -> Tensor:
@@ -145,8 +136,8 @@ class _DifficultyCurriculum(DiscreteCurriculum):
         # Bin j - 1 ends after the last item whose value is >= that of the item just before the
         # boundary: without ties exactly at the boundary; a tie class goes to the easier bin.
         # (A key's high half orders the values; the lowest key of a value has a zero low half.)
-        edge = (-self._keys.index_select(0, (cut - 1).clamp_min(0))) >> 32
-        ends = torch.searchsorted(self._keys, -(edge << 32), right=True) * (cut > 0)
+        edge = (-self._keys.select((cut - 1).clamp_min(0))) >> 32
+        ends = self._keys.rank(-(edge << 32)) * (cut > 0)
         zero = torch.zeros(1, dtype=torch.int64, device=self.device)
         full = torch.full((1,), n, dtype=torch.int64, device=self.device)
         starts = torch.cat([zero, ends])
@@ -155,7 +146,7 @@ class _DifficultyCurriculum(DiscreteCurriculum):
     def bins(self) -> Tensor:
         """Difficulty bin of every item, shape ``[num_tasks]``, int64 (0 = easiest)."""
         starts, sizes = self._bounds()
-        position = F.inverse_permutation(self._ids_of(self._keys))
+        position = F.inverse_permutation(self._ids_of(self._keys.values()))
         return torch.searchsorted(starts + sizes, position, right=True).clamp_max(self.num_bins - 1)
 
     def _bin_distribution(self) -> Tensor:
@@ -186,7 +177,7 @@ class _DifficultyCurriculum(DiscreteCurriculum):
         b = F.sample_from_cdf(self._bin_cdf, u[0])
         start, size = self._starts.index_select(0, b), self._sizes.index_select(0, b)
         position = (start + (u[1] * size).long()).clamp_max(self.space.num_tasks - 1)
-        return self._ids_of(self._keys.index_select(0, position))
+        return self._ids_of(self._keys.select(position))
 
     # ------------------------------------------------------------------ learning
     def _update(self, feedback: TensorDictBase) -> None:
