@@ -18,6 +18,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Curriculum": "currlearn.base",
     "DiscreteCurriculum": "currlearn.base",
+    "ACCEL": "currlearn.curricula",
     "ADRCurriculum": "currlearn.curricula",
     "ALPGMMCurriculum": "currlearn.curricula",
     "CompetenceCurriculum": "currlearn.curricula",
@@ -27,6 +28,7 @@ _EXPORTS = {
     "LearnabilityCurriculum": "currlearn.curricula",
     "LearningProgressCurriculum": "currlearn.curricula",
     "LevelCurriculum": "currlearn.curricula",
+    "LevelReplay": "currlearn.curricula",
     "PrioritizedLevelReplay": "currlearn.curricula",
     "ScheduledCurriculum": "currlearn.curricula",
     "SequentialCurriculum": "currlearn.curricula",
@@ -79,6 +81,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the names as plain imports
     from currlearn import functional
     from currlearn.base import Curriculum, DiscreteCurriculum
     from currlearn.curricula import (
+        ACCEL,
         ADRCurriculum,
         ALPGMMCurriculum,
         CompetenceCurriculum,
@@ -88,6 +91,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the names as plain imports
         LearnabilityCurriculum,
         LearningProgressCurriculum,
         LevelCurriculum,
+        LevelReplay,
         PrioritizedLevelReplay,
         ScheduledCurriculum,
         SequentialCurriculum,

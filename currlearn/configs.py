@@ -168,6 +168,42 @@ class PrioritizedLevelReplayConfig:
 
 
 @dataclass
+class LevelReplayConfig:
+    """:class:`currlearn.LevelReplay` (``generator``: a level generator node such as
+    ``{_target_: currlearn.envs.MazeGenerator}``; ``replay_prob=0`` is domain randomisation over
+    it, ``robust=false`` plain PLR).
+    """
+
+    _target_: str = "currlearn.LevelReplay"
+    generator: Any = MISSING
+    editor: Any = None
+    capacity: int = 4000
+    fresh: int = 1024
+    replay_prob: float = 0.8
+    min_fill: float = 0.5
+    robust: bool = True
+    dedup: bool = True
+    max_queue: int | None = None
+    score_function: str = "positive_value_loss"
+    prioritization: str = "rank"
+    temperature: float = 0.3
+    eps: float = 0.05
+    staleness_coef: float = 0.3
+    smoothing: float = 1.0
+    num_envs: int | None = None
+    seed: int | None = None
+    device: str | None = None
+
+
+@dataclass
+class ACCELConfig(LevelReplayConfig):
+    """:class:`currlearn.ACCEL` (``editor`` required: e.g. ``{_target_: currlearn.envs.MazeEditor}``)."""
+
+    _target_: str = "currlearn.ACCEL"
+    editor: Any = MISSING
+
+
+@dataclass
 class StepScoreConfig:
     """:class:`currlearn.StepScore` (nested keys as lists, e.g. ``[next, state_value]``)."""
 
@@ -399,6 +435,8 @@ _GROUPS: dict[str, tuple[type, ...]] = {
         SequentialCurriculumConfig,
         CompositeCurriculumConfig,
         PrioritizedLevelReplayConfig,
+        LevelReplayConfig,
+        ACCELConfig,
         LearningProgressCurriculumConfig,
         LearnabilityCurriculumConfig,
         EasyFirstCurriculumConfig,

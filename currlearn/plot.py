@@ -285,7 +285,8 @@ def trajectory(
         data: a table (columns or rows; see the module doc), e.g. ``metrics.csv`` rows.
         keys (optional): the columns to draw; default: the level / stage columns
             (``curriculum/level_mean``, ``curriculum/stage``) if any, else every
-            ``curriculum/param/*`` and ``task/*`` parameter column.
+            ``curriculum/param/*`` and ``task/*`` parameter column, else the level statistics
+            of a level buffer (``curriculum/buffer_*`` but its occupancy and scores).
         x (str): the x column.
         step (bool, optional): draw steps (default: for level / stage columns).
 
@@ -298,6 +299,9 @@ def trajectory(
         if not keys:
             keys = [k for k in cols if k.startswith(("curriculum/param/", "task/")) and k.count("/") <= 2]
             keys = [k for k in keys if not k.startswith("task/") or k.count("/") == 1]
+        if not keys:
+            skip = ("curriculum/buffer_occupancy", "curriculum/buffer_score")
+            keys = [k for k in cols if k.startswith("curriculum/buffer_") and not k.startswith(skip)]
         if not keys:
             raise ValueError(f"no level, stage or parameter column to draw; pass keys= (columns: {sorted(cols)[:20]}).")
     xs = _column(cols, x, "data")

@@ -116,7 +116,8 @@ class SortedKeys:
     # ------------------------------------------------------------------ update
     def replace(self, old: Tensor, new: Tensor) -> None:
         """Remove the keys ``old`` (distinct, present) and insert ``new`` (as many, distinct, and
-        distinct from the keys that stay)."""
+        distinct from the keys that stay).
+        """
         work = new.numel() * self.row_capacity
         if work > self.n * self.FLAT_ABOVE or self.n <= self.row_capacity // 2:
             if self.rows > 1:
@@ -130,7 +131,8 @@ class SortedKeys:
 
     def _replace_in_rows(self, old: Tensor, new: Tensor) -> bool:
         """:meth:`replace` in the rows they touch; False (and nothing changed) if one would
-        overflow."""
+        overflow.
+        """
         cap, flat = self.capacity, self.flat
         old_position = torch.searchsorted(flat, old)
         new = torch.sort(new).values

@@ -91,10 +91,15 @@ CURRICULA = [
 ]  # fmt: skip
 
 
+# generated levels (task.generator, task.editor): their curricula and envs
+LEVEL_ENVS = ["maze"]
+LEVEL_CURRICULA = ["level_replay", "accel"]
+
+
 def test_every_curriculum_and_env_config_is_tested():
     conf_dir = REPO / "conf"
-    assert sorted(p.stem for p in (conf_dir / "env").glob("*.yaml")) == sorted(ENVS)
-    assert sorted(p.stem for p in (conf_dir / "curriculum").glob("*.yaml")) == sorted(CURRICULA)
+    assert sorted(p.stem for p in (conf_dir / "env").glob("*.yaml")) == sorted(ENVS + LEVEL_ENVS)
+    assert sorted(p.stem for p in (conf_dir / "curriculum").glob("*.yaml")) == sorted(CURRICULA + LEVEL_CURRICULA)
 
 
 MICRO = [
@@ -121,6 +126,40 @@ def test_every_curriculum_trains_on_every_env(curriculum, env, tmp_path):
         assert [int(r["frames"]) for r in rows] == [64, 128]
         assert any(k.startswith("task/") for k in rows[0]), rows[0]  # the envs played the curriculum's tasks
         assert summary["curriculum_metrics"]["curriculum/iteration"] == 2.0
+
+
+@pytest.mark.parametrize("env", LEVEL_ENVS)
+@pytest.mark.parametrize("curriculum", LEVEL_CURRICULA)
+def test_every_level_curriculum_trains_on_every_level_env(curriculum, env, tmp_path):
+    """Four PPO iterations of the app over generated levels, with a buffer small enough to
+    replay (and, for ACCEL, edit) within them; the evaluation plays the held-out levels."""
+    from currlearn.app.run import run
+
+    overrides = [
+        f"curriculum={curriculum}", f"env={env}", *MICRO, "frames=256", "env.max_steps=16",
+        "curriculum.capacity=8", "curriculum.min_fill=0.25",
+    ]  # fmt: skip
+    summary = run(_compose(overrides), tmp_path)
+    assert summary["iterations"] == 4, summary
+    metrics = summary["curriculum_metrics"]
+    assert metrics["curriculum/buffer_occupancy"] > 0 and metrics["curriculum/inserted"] > 0, metrics
+    assert metrics["curriculum/samples"] > 0 and metrics["curriculum/iteration"] == 4.0
+    if curriculum == "accel":
+        assert metrics["curriculum/edits"] > 0, metrics
+    rows = _rows(tmp_path / "metrics.csv")
+    assert not any(k.startswith("task/") for k in rows[-1])  # levels are not scalar parameters
+    assert "curriculum/buffer_wall_count" in rows[-1]
+
+
+@pytest.mark.parametrize(
+    ("curriculum", "env", "missing"), [("plr", "maze", "task.grid"), ("accel", "point_mass", "task.generator")]
+)
+def test_curricula_and_envs_of_the_other_kind_are_refused_in_one_line(curriculum, env, missing, tmp_path):
+    r = _train(f"curriculum={curriculum}", f"env={env}", *MICRO, cwd=tmp_path)
+    assert r.returncode != 0
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("currlearn-train: error:"), r.stderr
+    assert missing in lines[0] and "generator" in lines[0] and "Traceback" not in r.stderr
 
 
 # --------------------------------------------------------------------------- real runs
@@ -451,7 +490,11 @@ def test_wheel_contents(wheel):
     """The wheel holds every module of the package and every config of conf/ (as currlearn.conf)."""
     names = set(zipfile.ZipFile(wheel).namelist())
     wanted = {str(p.relative_to(REPO)) for p in (REPO / "currlearn").rglob("*.py")}
-    wanted |= {f"currlearn/conf/{p.relative_to(REPO / 'conf')}" for p in (REPO / "conf").rglob("*") if p.suffix in (".yaml", ".py")}
+    wanted |= {
+        f"currlearn/conf/{p.relative_to(REPO / 'conf')}"
+        for p in (REPO / "conf").rglob("*")
+        if p.suffix in (".yaml", ".py")
+    }
     wanted |= {str(p.relative_to(REPO)) for p in (REPO / "hydra_plugins").rglob("*.py")}
     assert len(wanted) > 60
     assert not wanted - names, sorted(wanted - names)
@@ -483,8 +526,7 @@ def test_installed_wheel_user_app_and_train(wheel, tmp_path):
     (app / "conf").mkdir(parents=True)
     # The user's own env: none of currlearn's env configs, only the task interface node.
     (app / "conf" / "config.yaml").write_text(
-        "defaults:\n  - curriculum: plr\n  - _self_\n"
-        "task:\n  grid: {gravity: [1.0, 5.0, 9.8], mass: [0.5, 1.0]}\n"
+        "defaults:\n  - curriculum: plr\n  - _self_\ntask:\n  grid: {gravity: [1.0, 5.0, 9.8], mass: [0.5, 1.0]}\n"
     )
     (app / "my_app.py").write_text(
         "import hydra, currlearn\nfrom hydra.utils import instantiate\n"
@@ -670,8 +712,10 @@ def test_cli_help_and_version_do_not_import_torch():
     r = subprocess.run([sys.executable, "-c", code], env=ENV, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     assert "HEAVY []" in r.stdout, r.stdout[-500:]
-    assert "curriculum: adr, alp_gmm" in r.stdout and "log: csv, none, tensorboard, wandb" in r.stdout
-    v = subprocess.run([sys.executable, "-m", "currlearn.app", "--version"], env=ENV, capture_output=True, text=True, timeout=300)
+    assert "curriculum: accel, adr, alp_gmm" in r.stdout and "log: csv, none, tensorboard, wandb" in r.stdout
+    v = subprocess.run(
+        [sys.executable, "-m", "currlearn.app", "--version"], env=ENV, capture_output=True, text=True, timeout=300
+    )
     import currlearn
 
     assert v.stdout.strip() == f"currlearn-train (currlearn) {currlearn.__version__}"

@@ -130,17 +130,24 @@ def build_curriculum(conf: Mapping[str, Any]) -> Any:
 
 def build_eval_curriculum(conf: Mapping[str, Any]) -> Any:
     """Uniform over the evaluation tasks: ``task.eval`` where the env config sets it, else
-    ``task.target``.
+    ``task.target``: a grid of parameter values, or a task space node (a ``_target_``, e.g.
+    the held-out mazes of ``env=maze``).
     """
     from currlearn.curricula import DomainRandomization
-    from currlearn.spaces import grid_space
+    from currlearn.spaces import TaskSpace, grid_space
 
     task = conf["task"]
     key = "eval" if task.get("eval") is not None else "target"
-    try:
-        space = grid_space(task[key], device=conf["device"])
-    except (KeyError, ValueError) as e:
-        raise AppError(f"task.{key}: {e}") from None
+    node = task[key]
+    if isinstance(node, Mapping) and node.get("_target_"):
+        space = instantiate_node(node, f"task.{key}", device=conf["device"])
+        if not isinstance(space, TaskSpace):
+            raise AppError(f"task.{key}._target_={node['_target_']!r} built a {type(space).__name__}, not a TaskSpace.")
+    else:
+        try:
+            space = grid_space(node, device=conf["device"])
+        except (KeyError, ValueError) as e:
+            raise AppError(f"task.{key}: {e}") from None
     return DomainRandomization(space, seed=conf["seed"] + 10_000, device=conf["device"])
 
 

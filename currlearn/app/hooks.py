@@ -136,7 +136,9 @@ class MetricsCSV(_Hook):
         for k, v in self.curriculum.metrics().items():
             row[k if k.startswith("curriculum/") else f"curriculum/{k}"] = v
         tasks = getattr(self.transform, "tasks", None)
-        if tasks is not None:
+        from currlearn.levels import LevelSpace
+
+        if tasks is not None and not isinstance(self.curriculum.space, LevelSpace):  # (levels are no scalars)
             params = self.curriculum.params(tasks.reshape(-1, *self.curriculum.space.task_shape))
             row.update({f"task/{k}": _mean(v) for k, v in params.items()})
         for extra in self.extras:

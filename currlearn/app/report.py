@@ -130,6 +130,13 @@ def _returns_figure(rows: Sequence[Mapping[str, Any]], title: str | None = None)
     return fig
 
 
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
 def _curriculum_figure(rows: Sequence[Mapping[str, Any]], title: str | None = None) -> Any:
     """Level / stage and the mean task parameters against frames; None without such columns.
 
@@ -144,14 +151,27 @@ def _curriculum_figure(rows: Sequence[Mapping[str, Any]], title: str | None = No
         keys.extend(k for k in r if k not in keys)
     levels = [k for k in keys if k in ("curriculum/level_mean", "curriculum/stage")]
     params = [k for k in keys if k.startswith("task/")]
-    if not levels and not params:
+    # a level buffer (LevelReplay, ACCEL): its levels' statistics and its scores
+    scores = [k for k in keys if k.startswith("curriculum/buffer_score_")]
+    stats = [k for k in keys if k.startswith("curriculum/buffer_") and k not in scores and "occupancy" not in k]
+    panels = [
+        (keys_, label)
+        for keys_, label in (
+            (levels, "level"),
+            (params, "mean task parameter"),
+            (stats, "mean over the buffer's levels"),
+            (scores, "buffer score quantiles"),
+        )
+        if keys_
+    ]
+    if not panels:
         return None
-    n = int(bool(levels)) + int(bool(params))
+    n = len(panels)
     fig, axes = _figure(n, 5 * n, 3.8)
-    if levels:
-        plot.trajectory(rows, levels, x="frames", ax=axes.pop(0), ylabel="level")
-    if params:
-        plot.trajectory(rows, params, x="frames", ax=axes.pop(0), ylabel="mean task parameter")
+    for keys_, label in panels:
+        # rows before a buffer holds levels have no such values
+        shown = [r for r in rows if all(_finite(r.get(k)) for k in keys_)]
+        plot.trajectory(shown, keys_, x="frames", ax=axes.pop(0), ylabel=label)
     _suptitle(fig, title)
     return fig
 

@@ -95,6 +95,9 @@ class TaskInterface:
     low: Any = None
     high: Any = None
     stage: Any = None
+    generator: Any = None
+    simple_generator: Any = None
+    editor: Any = None
 
 
 @dataclass

@@ -40,7 +40,9 @@ def resolve(cfg: Any) -> dict[str, Any]:
             if "task." in msg or "'task'" in msg:
                 msg += (
                     " (curriculum configs read the task interface node `task`: ladder, grid, low, high, "
-                    "target, metric, threshold, floor, stage; give your env config one, see the README)"
+                    "target, metric, threshold, floor, stage for parameter tasks, generator, simple_generator, "
+                    "editor for generated levels (curriculum=level_replay, accel); give your env config the "
+                    "keys its curricula read, see the README)"
                 )
             raise AppError(msg) from None
         out.pop("hydra", None)  # type: ignore[union-attr]

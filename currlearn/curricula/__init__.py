@@ -9,11 +9,13 @@ from currlearn.curricula.difficulty import CompetenceCurriculum, EasyFirstCurric
 from currlearn.curricula.domain_randomization import DomainRandomization
 from currlearn.curricula.learning_progress import LearnabilityCurriculum, LearningProgressCurriculum
 from currlearn.curricula.level import LevelCurriculum
+from currlearn.curricula.level_replay import ACCEL, LevelReplay
 from currlearn.curricula.plr import PrioritizedLevelReplay, StepScore
 from currlearn.curricula.scheduled import ScheduledCurriculum
 from currlearn.curricula.sequential import SequentialCurriculum, Stage, register_predicate
 
 __all__ = [
+    "ACCEL",
     "ADRCurriculum",
     "ALPGMMCurriculum",
     "CompetenceCurriculum",
@@ -23,6 +25,7 @@ __all__ = [
     "LearnabilityCurriculum",
     "LearningProgressCurriculum",
     "LevelCurriculum",
+    "LevelReplay",
     "PrioritizedLevelReplay",
     "ScheduledCurriculum",
     "SequentialCurriculum",

@@ -989,6 +989,39 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
         if not ranked:
             self._set_score_weights(ids, new)
 
+    def forget(self, levels: Tensor) -> None:
+        """Make ``levels`` unseen again: no score, no staleness, no MaxMC return. For a level
+        buffer whose slots change hands (:class:`~currlearn.curricula.LevelReplay`): the next
+        score of a forgotten slot is stored as is, not averaged with its former level's.
+        ``O(num_tasks)`` (the derived caches are rebuilt); ties among the remaining scores are
+        then ordered by level id.
+
+        Args:
+            levels (Tensor): level ids, int64, any shape.
+
+        Raises:
+            ValueError: ids outside the space.
+        """
+        levels = levels.to(self.device).reshape(-1)
+        self.space.check_tasks(levels, "levels")
+        st = self._tensors
+        lowest = torch.finfo(st["score"].dtype).min
+        st["seen"].index_fill_(0, levels, False)
+        st["score"].index_fill_(0, levels, lowest)
+        st["max_return"].index_fill_(0, levels, lowest)
+        st["timestamp"].index_fill_(0, levels, _UNSEEN)
+        seen = st["seen"]
+        st["num_seen"].copy_(seen.sum())
+        if self._sorted:
+            score = st["score"]
+            key = _match_key(score) if self.prioritization == "match_rank" else score.double()
+            order = torch.sort(torch.where(seen, key, -math.inf), descending=True, stable=True).indices
+        else:  # the seen levels first, each part in id order
+            order = torch.sort((~seen).to(torch.int8), stable=True).indices
+        st["order"].copy_(order)
+        self.decision_version += 1
+        self._refresh()
+
     def _metrics(self) -> dict[str, Tensor | float]:
         st = self.state
         seen = st["seen"]

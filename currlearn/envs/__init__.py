@@ -1,4 +1,5 @@
-"""Environments for curriculum learning: the point-mass gate task and a batched pendulum.
+"""Environments for curriculum learning: the point-mass gate task, a batched grid maze over
+generated levels (:mod:`currlearn.envs.maze`) and a batched pendulum.
 
 ``make_pendulum`` returns torchrl's :class:`~torchrl.envs.PendulumEnv` with batch
 size ``[num_envs]`` and one set of physical parameters per env; ``pendulum_env`` adds a time
@@ -13,9 +14,19 @@ from torchrl.data import Composite, Unbounded
 from torchrl.envs import Compose, PendulumEnv, StepCounter, TransformedEnv
 from torchrl.envs.transforms import Transform
 
+from currlearn.envs.maze import MazeEditor, MazeEnv, MazeGenerator, held_out_levels
 from currlearn.envs.point_mass import PointMassGateEnv
 
-__all__ = ["PendulumObservation", "PointMassGateEnv", "make_pendulum", "pendulum_env"]
+__all__ = [
+    "MazeEditor",
+    "MazeEnv",
+    "MazeGenerator",
+    "PendulumObservation",
+    "PointMassGateEnv",
+    "held_out_levels",
+    "make_pendulum",
+    "pendulum_env",
+]
 
 
 def make_pendulum(
