@@ -12,6 +12,7 @@ use the Agg backend (``MPLBACKEND=Agg``, as ``currlearn-train`` and ``currlearn-
 - :func:`task_heatmap`: the task distribution over iterations.
 - :func:`trajectory`: levels, stages or parameter values over frames.
 - :func:`per_task_success`: one bar per task.
+- :func:`level_grid`: images of levels (a level buffer's), one row per moment of training.
 
 Runs, series and tables can be given as: a mapping of column name -> sequence/tensor/array
 (``{"frames": [...], "success": [...]}``), a list of row dicts (``metrics.csv`` rows), a
@@ -30,7 +31,7 @@ from torch import Tensor
 
 from currlearn.stats import LearningStats, interp
 
-__all__ = ["learning_curves", "per_task_success", "task_heatmap", "trajectory"]
+__all__ = ["learning_curves", "level_grid", "per_task_success", "task_heatmap", "trajectory"]
 
 LEVEL_KEYS = ("curriculum/level_mean", "curriculum/level", "curriculum/stage")
 
@@ -373,4 +374,54 @@ def per_task_success(
     if "success" in ylabel:
         ax.set_ylim(0.0, 1.05)
     ax.grid(alpha=0.3, axis="y")
+    return ax
+
+
+def level_grid(
+    images: Sequence[Tensor],
+    row_labels: Sequence[str] | None = None,
+    *,
+    ax: Any = None,
+    pad: int = 1,
+    title: str | None = None,
+) -> Any:
+    """Rows of level images in one picture: row ``i`` shows ``images[i]``, shape
+    ``[n_i, H, W, 3]`` (uint8 or floats in [0, 1]; rows may hold different numbers of levels).
+
+    Args:
+        images (sequence of Tensor): one batch of images per row, all of the same ``H, W``.
+        row_labels (sequence of str, optional): a label per row (e.g. ``"iteration 40"``).
+        ax: the Axes to draw into (default: a new figure sized to the grid).
+        pad (int): white pixels between the levels.
+        title (str, optional): the Axes' title.
+
+    Raises:
+        ValueError: no rows, images of different sizes, or a wrong number of labels.
+    """
+    rows = [img.detach().cpu() for img in images]
+    if not rows or any(r.dim() != 4 or r.shape[-1] != 3 for r in rows):
+        raise ValueError(
+            f"images must be one or more tensors [n, H, W, 3], got shapes {[tuple(r.shape) for r in rows]}."
+        )
+    h, w = rows[0].shape[1:3]
+    if any(tuple(r.shape[1:3]) != (h, w) for r in rows):
+        raise ValueError(f"all level images must be {h} x {w}, got {[tuple(r.shape[1:3]) for r in rows]}.")
+    if row_labels is not None and len(row_labels) != len(rows):
+        raise ValueError(f"row_labels has {len(row_labels)} labels for {len(rows)} rows.")
+    cols = max(r.shape[0] for r in rows)
+    canvas = torch.ones(len(rows) * (h + pad) + pad, cols * (w + pad) + pad, 3)
+    for i, r in enumerate(rows):
+        r = r.float() / 255.0 if not r.is_floating_point() else r.float()
+        for j in range(r.shape[0]):
+            y, x = pad + i * (h + pad), pad + j * (w + pad)
+            canvas[y : y + h, x : x + w] = r[j]
+    ax = _axes(ax, figsize=(max(3.0, 0.11 * canvas.shape[1]), max(1.5, 0.11 * canvas.shape[0] + 0.6)))
+    ax.imshow(canvas.numpy(), interpolation="nearest")
+    ax.set_xticks([])
+    if row_labels is not None:
+        ax.set_yticks([pad + i * (h + pad) + h / 2 for i in range(len(rows))], list(row_labels), fontsize=8)
+    else:
+        ax.set_yticks([])
+    if title is not None:
+        ax.set_title(title, fontsize=9)
     return ax

@@ -100,7 +100,9 @@ def ladder_schedules(
             n = len(values)
             bounds = [start + round(total * i / (n - 1)) for i in range(1, n)]
             out[name] = (
-                make_schedule("step", values=values, boundaries=bounds) if n > 1 else make_schedule("constant", value=init)
+                make_schedule("step", values=values, boundaries=bounds)
+                if n > 1
+                else make_schedule("constant", value=init)
             )
         elif kind == "constant":
             out[name] = make_schedule("constant", value=final)

@@ -149,6 +149,28 @@ def test_every_level_curriculum_trains_on_every_level_env(curriculum, env, tmp_p
     rows = _rows(tmp_path / "metrics.csv")
     assert not any(k.startswith("task/") for k in rows[-1])  # levels are not scalar parameters
     assert "curriculum/buffer_wall_count" in rows[-1]
+    snaps = sorted(int(p.stem) for p in (tmp_path / "levels").glob("*.pt"))
+    assert snaps and snaps[-1] == 4  # the last iteration's buffer, at least
+
+
+def test_level_run_draws_the_buffer_levels(tmp_path):
+    import torch
+    from PIL import Image
+
+    from currlearn.app.run import run
+
+    overrides = [
+        "curriculum=accel", "env=maze", *MICRO, "output.plots=true", "frames=512", "env.max_steps=16",
+        "curriculum.capacity=8", "curriculum.min_fill=0.25",
+    ]  # fmt: skip
+    run(_compose(overrides), tmp_path)
+    snaps = sorted(tmp_path.glob("levels/*.pt"), key=lambda p: int(p.stem))
+    assert [int(p.stem) for p in snaps] == [1, 2, 3, 4, 5, 6, 7, 8]  # 8 iterations: every one (8 // 6)
+    shot = torch.load(snaps[-1], weights_only=True)
+    assert shot["images"].dtype == torch.uint8 and tuple(shot["images"].shape[1:]) == (13, 13, 3)
+    assert torch.all(shot["scores"][:-1] >= shot["scores"][1:])  # the best levels first
+    with Image.open(tmp_path / "levels.png") as im:
+        assert im.size[0] > 300 and im.size[1] > 300
 
 
 @pytest.mark.parametrize(

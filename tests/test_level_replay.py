@@ -320,6 +320,26 @@ def test_non_finite_scores_are_skipped():
     assert cur.occupancy() == 1 and int(cur.counters["skipped_nonfinite"]) == 2
 
 
+def test_level_grid_draws_rows_of_levels():
+    from currlearn import plot
+    from currlearn.envs.maze import render_mazes
+
+    images = render_mazes(held_out_levels())
+    assert images.shape == (4, 13, 13, 3) and images.dtype == torch.uint8
+    corridor = parse_maze(HELD_OUT["corridor"])
+    assert images[0, 0, 0].tolist() == [60, 60, 60]  # a wall
+    r, c = corridor["goal"].tolist()
+    assert images[0, r, c].tolist() == [30, 170, 60]  # the goal
+    ax = plot.level_grid([images, images[:2]], ["first", "second"])
+    shown = ax.get_images()[0].get_array()
+    assert shown.shape[:2] == (2 * 14 + 1, 4 * 14 + 1)  # 1-pixel gaps
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["first", "second"]
+    with pytest.raises(ValueError, match="all level images must be 13 x 13"):
+        plot.level_grid([images, images[:, :5]])
+    with pytest.raises(ValueError, match="row_labels has 1 labels for 2 rows"):
+        plot.level_grid([images, images], ["one"])
+
+
 # ---------------------------------------------------------------------- in TorchRL
 def maze_env(cur, num_envs=4, **kw):
     base = MazeEnv(num_envs, height=7, width=7, max_steps=kw.pop("max_steps", 12))

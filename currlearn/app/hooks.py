@@ -30,7 +30,7 @@ from typing import Any
 
 from torchrl.trainers import TrainerHookBase
 
-__all__ = ["Checkpointer", "EpisodeStats", "MetricsCSV", "ProgressBar", "StopOnSignal"]
+__all__ = ["Checkpointer", "EpisodeStats", "LevelSnapshots", "MetricsCSV", "ProgressBar", "StopOnSignal"]
 
 
 def _mean(x: Any) -> float:
@@ -292,6 +292,66 @@ class StopOnSignal(_Hook):
             if self.on_stop is not None:
                 self.on_stop()
             self.trainer.request_stop(signal.Signals(self.signum).name)
+
+
+class LevelSnapshots(_Hook):
+    """``post_steps``: every ``every`` iterations, images of the ``count`` highest-scoring levels
+    of a level buffer (:class:`~currlearn.curricula.LevelReplay`), saved as
+    ``directory/<iteration>.pt`` (``{"iteration", "images": uint8 [n, H, W, 3], "scores"}``):
+    files on disk, so a resumed run keeps the earlier ones; ``levels.png`` draws them.
+
+    Args:
+        directory (Path): where the snapshots go (made at the first one).
+        curriculum (LevelReplay): the buffer.
+        render (callable): ``levels -> images [n, H, W, 3]`` (e.g. ``MazeGenerator.render``).
+        metrics (MetricsCSV): whose ``iteration`` counts the iterations.
+        every (int): iterations between snapshots, >= 1.
+        count (int): levels per snapshot.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        curriculum: Any,
+        render: Callable[[Any], Any],
+        metrics: MetricsCSV,
+        every: int,
+        count: int = 8,
+    ) -> None:
+        self.directory = directory
+        self.curriculum = curriculum
+        self.render = render
+        self.metrics = metrics
+        self.every = max(1, every)
+        self.count = count
+
+    def save(self) -> None:
+        """Write the snapshot of the current iteration (none while the buffer is empty)."""
+        import torch
+
+        from currlearn.app.checkpoint import atomic_path
+        from currlearn.app.errors import WriteFailed
+
+        slots, levels, scores = self.curriculum.buffer_levels()
+        if slots.numel() == 0:
+            return
+        best = torch.sort(scores.double(), descending=True, stable=True).indices[: self.count]
+        snapshot = {
+            "iteration": self.metrics.iteration,
+            "images": self.render(levels[best]).to("cpu", torch.uint8),
+            "scores": scores[best].cpu(),
+        }
+        path = self.directory / f"{self.metrics.iteration}.pt"
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            with atomic_path(path) as tmp:
+                torch.save(snapshot, tmp)
+        except OSError as e:
+            raise WriteFailed.wrap(e, path) from e
+
+    def __call__(self) -> None:  # noqa: D102
+        if self.metrics.iteration % self.every == 0:
+            self.save()
 
 
 def _write_csv(path: Path, rows: list[Mapping[str, Any]]) -> None:

@@ -192,8 +192,9 @@ def _run_figures(rows: Sequence[Mapping[str, Any]], title: str | None = None) ->
 
 def plot_run(rows: Sequence[Mapping[str, Any]], run_dir: str | Path, title: str | None = None) -> list[Path]:
     """Write ``returns.png`` (return and success vs frames, with the target evaluations when
-    the rows have ``eval/*`` values) and, with a curriculum, ``curriculum.png`` (level / stage
-    and the mean task parameters vs frames).
+    the rows have ``eval/*`` values), with a curriculum ``curriculum.png`` (level / stage
+    and the mean task parameters vs frames, or a level buffer's statistics), and with level
+    snapshots in ``run_dir/levels`` ``levels.png`` (the buffer's best levels over training).
 
     Args:
         rows (Sequence[Mapping[str, Any]]): the run's ``metrics.csv`` rows; ``eval/*`` cells
@@ -206,10 +207,32 @@ def plot_run(rows: Sequence[Mapping[str, Any]], run_dir: str | Path, title: str 
     """
     run_dir = Path(run_dir)
     out = []
-    for name, fig in _run_figures(rows, title).items():
+    figs = _run_figures(rows, title)
+    levels = _levels_figure(run_dir / "levels", title)
+    if levels is not None:
+        figs["levels.png"] = levels
+    for name, fig in figs.items():
         fig.savefig(run_dir / name, dpi=100)
         out.append(run_dir / name)
     return out
+
+
+def _levels_figure(directory: Path, title: str | None = None) -> Any:
+    """The level buffer's snapshots (``levels/<iteration>.pt``, written by the app for
+    :class:`~currlearn.curricula.LevelReplay` runs), one row per snapshot; None without any."""
+    paths = sorted(directory.glob("*.pt"), key=lambda p: int(p.stem) if p.stem.isdigit() else -1)
+    if not paths:
+        return None
+    import torch
+
+    from currlearn import plot
+
+    snaps = [torch.load(p, weights_only=True) for p in paths]
+    labels = [f"iter {s['iteration']}" for s in snaps]
+    ax = plot.level_grid([s["images"] for s in snaps], labels, title="the buffer's highest-scoring levels")
+    if title:
+        ax.figure.suptitle(title, fontsize=10)
+    return ax.figure
 
 
 # --------------------------------------------------------------------------- many runs

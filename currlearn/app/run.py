@@ -145,6 +145,23 @@ def _dead_workers(env: Any) -> list[tuple[int, int | None, int | None]]:
     ]
 
 
+LEVEL_SNAPSHOTS = 6  # snapshots of a level buffer over a run (levels.png has a row each)
+
+
+def _level_snapshots(conf: Mapping[str, Any], curriculum: Any, metrics: Any, run_dir: Path) -> list[Any]:
+    """The :class:`~currlearn.app.hooks.LevelSnapshots` of a level-buffer curriculum whose
+    generator can draw its levels (``render``), else none."""
+    from currlearn.app.hooks import LevelSnapshots
+    from currlearn.curricula.level_replay import LevelReplay
+
+    render = getattr(getattr(curriculum, "level_generator", None), "render", None)
+    if not isinstance(curriculum, LevelReplay) or not callable(render):
+        return []
+    iterations = max(1, conf["frames"] // conf["algo"]["frames_per_batch"])
+    every = max(1, iterations // LEVEL_SNAPSHOTS)
+    return [LevelSnapshots(run_dir / "levels", curriculum, render, metrics, every)]
+
+
 def run(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
     """Train with a composed config, writing into ``run_dir``; returns the summary.
 
@@ -222,7 +239,8 @@ def run(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
     stop = hooks.StopOnSignal(
         trainer, checkpointer.save, f"{PROG}: stopping at the end of this iteration (a second signal stops at once)"
     )
-    for hook_ in (stats, metrics, checkpointer, bar, stop):  # after the PPO and curriculum ops
+    snapshots = _level_snapshots(conf, curriculum, metrics, run_dir)
+    for hook_ in (stats, metrics, *snapshots, checkpointer, bar, stop):  # after the PPO and curriculum ops
         hook_.register(trainer)
 
     def kept() -> str:
@@ -256,6 +274,9 @@ def run(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
         print(f"{PROG}: interrupted; checkpoint saved to {ckpt_path} (continue with resume={run_dir})", file=sys.stderr)
         raise Interrupted(stop.signum)  # type: ignore[arg-type]
 
+    for snapshot in snapshots:  # the buffer as training left it
+        if metrics.iteration % snapshot.every:
+            snapshot.save()
     last = metrics.rows[-1] if metrics.rows else {}
     summary: dict[str, Any] = {
         **choices,

@@ -36,7 +36,16 @@ from torchrl.envs import EnvBase
 
 from currlearn.levels import LevelSpace
 
-__all__ = ["HELD_OUT", "MazeEditor", "MazeEnv", "MazeGenerator", "held_out_levels", "held_out_space", "parse_maze"]
+__all__ = [
+    "HELD_OUT",
+    "MazeEditor",
+    "MazeEnv",
+    "MazeGenerator",
+    "held_out_levels",
+    "held_out_space",
+    "parse_maze",
+    "render_mazes",
+]
 
 # row, column steps of the headings up, right, down, left
 _DIRECTIONS = torch.tensor([[-1, 0], [0, 1], [1, 0], [0, -1]])
@@ -152,6 +161,18 @@ def held_out_space(names: Sequence[str] | None = None, device: torch.device | st
     return space
 
 
+def render_mazes(levels: TensorDictBase) -> Tensor:
+    """Images of maze levels, ``[n, H, W, 3]`` uint8 (see :meth:`MazeGenerator.render`)."""
+    walls = levels.get("walls").cpu()
+    n, h, w = walls.shape
+    image = torch.where(walls.unsqueeze(-1), torch.tensor([60, 60, 60]), torch.tensor([245, 245, 245]))
+    rows = torch.arange(n)
+    start, goal = levels.get("start").cpu(), levels.get("goal").cpu()
+    image[rows, start[:, 0], start[:, 1]] = torch.tensor([40, 90, 220])
+    image[rows, goal[:, 0], goal[:, 1]] = torch.tensor([30, 170, 60])
+    return image.to(torch.uint8)
+
+
 def _check_int(name: str, value: object, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}.")
@@ -198,6 +219,12 @@ class MazeGenerator:
             batch_size=[num],
             device=device,
         )
+
+    @staticmethod
+    def render(levels: TensorDictBase) -> Tensor:
+        """Images of levels, ``[n, H, W, 3]`` uint8: walls dark, free cells white, the start blue
+        and the goal green (what the app's ``levels.png`` shows)."""
+        return render_mazes(levels)
 
     @staticmethod
     def level_metrics(levels: TensorDictBase) -> dict[str, Tensor]:
