@@ -313,6 +313,12 @@ def test_bad_arguments_and_bad_generators():
         ACCEL(GoalGenerator(), None)
 
 
+def test_episodes_on_empty_slots_are_skipped():
+    cur = LevelReplay(GoalGenerator(), capacity=4, fresh=8, seed=0)
+    feed(cur, torch.tensor([2, 3]), [0.5, 0.6])  # nothing was ever drawn there
+    assert cur.occupancy() == 0 and int(cur.counters["skipped_empty"]) == 2
+
+
 def test_non_finite_scores_are_skipped():
     cur = LevelReplay(GoalGenerator(), capacity=4, fresh=8, seed=0)
     t = cur.sample(3)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 
 import currlearn as cl
+from currlearn.envs.maze import MazeEditor, MazeGenerator
 from currlearn.testing import check_numeric_contract, numeric_contract_test
 
 
@@ -55,6 +56,19 @@ FACTORIES = {
     "competence": lambda: cl.CompetenceCurriculum(_discrete(), num_bins=2, anneal_iterations=3, seed=0),
     "alp_gmm": lambda: cl.ALPGMMCurriculum(_box(), fit_interval=4, max_components=2, history_capacity=32, seed=0),
     "adr": lambda: cl.ADRCurriculum(_box(), delta=0.1, buffer_size=2, seed=0),
+    "level_replay": lambda: cl.LevelReplay(
+        MazeGenerator(5, 5, max_walls=6), capacity=4, fresh=8, min_fill=0.25, seed=0
+    ),
+    "accel_max_mc": lambda: cl.ACCEL(
+        MazeGenerator(5, 5, max_walls=0),
+        MazeEditor(2),
+        capacity=4,
+        fresh=8,
+        min_fill=0.25,
+        score_function="max_mc",
+        num_envs=4,
+        seed=0,
+    ),
 }
 
 

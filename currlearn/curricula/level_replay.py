@@ -178,6 +178,7 @@ class LevelReplay(Curriculum):
         self.counters["evicted"] = torch.zeros((), dtype=torch.int64, device=device)
         self.counters["duplicates"] = torch.zeros((), dtype=torch.int64, device=device)
         self.counters["edits"] = torch.zeros((), dtype=torch.int64, device=device)
+        self.counters["skipped_empty"] = torch.zeros((), dtype=torch.int64, device=device)
         self._last_replay = torch.zeros(0, dtype=torch.bool, device=device)
         self._edits_checked = False
 
@@ -281,6 +282,11 @@ class LevelReplay(Curriculum):
             feedback = feedback[valid]
         task = feedback["task"]
         in_buffer = task < self.capacity
+        # an episode on an empty slot played no level of the buffer (none was drawn there)
+        empty = in_buffer & ~self.replay.state["seen"].index_select(0, task.clamp_max(self.capacity - 1))
+        if bool(empty.any()):
+            self.counters["skipped_empty"] += empty.sum()
+            feedback, in_buffer = feedback[~empty], in_buffer[~empty]
         replayed = feedback[in_buffer]
         if replayed.batch_size[0]:
             self.replay.update(replayed)
