@@ -59,3 +59,14 @@ def test_lightning_snippet_runs(capsys):
 
 def test_readme_states_no_unmeasured_placeholder():
     assert not re.search(r"\b[A-Z][A-Z_]{4,}_(S|TABLE)\b", README), "a figure placeholder is left in README.md"
+
+
+def test_accel_snippet_builds_a_trainer_that_plays_the_levels():
+    block = next(b for b in _python_blocks() if "ACCEL(" in b)
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    cur, env = namespace["cur"], namespace["env"]
+    td = env.reset()
+    tasks = env.transform[0].tasks
+    assert torch.equal(td["params", "walls"], cur.levels(tasks)["walls"])
+    assert namespace["hook"] is not None and namespace["trainer"].collector is not None
