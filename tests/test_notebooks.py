@@ -14,8 +14,8 @@ nbclient = pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-NAMES = ["01_quickstart", "02_compare_curricula", "03_lightning"]
-TINY_FRAMES = {"01_quickstart": 2048, "02_compare_curricula": 1024, "03_lightning": 2048}
+NAMES = ["01_quickstart", "02_compare_curricula", "03_lightning", "04_accel_levels"]
+TINY_FRAMES = {"01_quickstart": 2048, "02_compare_curricula": 1024, "03_lightning": 2048, "04_accel_levels": 4096}
 TIMEOUT_S = 60  # per notebook: a notebook that runs longer fails
 
 
