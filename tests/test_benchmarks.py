@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 
 import pytest
+import torch
 
 BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_sampling.py"
 
@@ -94,3 +95,17 @@ def test_replay_benchmark_runs_at_a_tiny_size():
     assert float(lines["speedup_vs_dense"]) > 0
     for row in ("RandomSampler", "TorchRL PrioritizedSampler", "dense recompute", "new task weights"):
         assert row in out.stdout, out.stdout
+
+
+def test_level_benchmark_runs_at_a_tiny_size(monkeypatch):
+    """bench_levels.py's rows at a tiny batch and capacity: every operation and its floor timed."""
+    script = BENCH.parent / "bench_levels.py"
+    spec = importlib.util.spec_from_file_location("bench_levels", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(bench, "BATCH", 32)
+    cpu = torch.device("cpu")
+    assert bench.maze_rate(8, 5, cpu) > 0
+    ops = bench.buffer_ops(64, 1, cpu)
+    assert sorted(ops) == ["edit", "insert", "sample_new", "sample_replay", "update_replay"]
+    assert all(ms > 0 and floor > 0 for ms, floor in ops.values()), ops

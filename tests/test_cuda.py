@@ -78,3 +78,36 @@ def test_app_trains_on_cuda(tmp_path):
     ckpt = torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
     assert ckpt["config"]["device"] == "cuda"
     assert ckpt["rng"]["cuda"][0].dtype == torch.uint8  # the CUDA generators are in the checkpoint
+
+
+def test_level_replay_and_maze_on_cuda_match_the_cpu():
+    """ACCEL and the maze on the GPU: levels, draws and buffer decisions stay on the device, and
+    the egocentric observations equal the CPU env's for the same levels."""
+    from torchrl.envs import Compose, TransformedEnv
+
+    from currlearn import ACCEL
+    from currlearn.envs import MazeEditor, MazeEnv, MazeGenerator
+    from currlearn.integrations.replay import ReplayDecisionTransform
+    from currlearn.integrations.torchrl import CurriculumTransform
+
+    cur = ACCEL(
+        MazeGenerator(9, 9), MazeEditor(3), capacity=32, fresh=256, min_fill=0.25, num_envs=8, seed=0, device=CUDA
+    )
+    env = TransformedEnv(
+        MazeEnv(8, height=9, width=9, max_steps=20, device=CUDA),
+        Compose(CurriculumTransform(cur), ReplayDecisionTransform(cur)),
+    )
+    g = torch.Generator(device=CUDA).manual_seed(0)
+    for _ in range(6):
+        rollout = env.rollout(40, break_when_any_done=False)
+        assert rollout.device == CUDA
+        t = cur.sample(16)
+        cur.update(episode_feedback(t, torch.zeros(16, device=CUDA), score=torch.rand(16, generator=g, device=CUDA)))
+        cur.step()
+    slots, levels, scores = cur.buffer_levels()
+    assert slots.device == CUDA and levels["walls"].device == CUDA and cur.occupancy() > 0
+    cpu_env = MazeEnv(8, height=9, width=9, max_steps=20)
+    params = rollout[0]["params"]
+    td_gpu = env.base_env.reset(rollout[0].select("params").clone())
+    td_cpu = cpu_env.reset(rollout[0].select("params").cpu())
+    assert torch.equal(td_gpu["observation"].cpu(), td_cpu["observation"]) and params.device == CUDA

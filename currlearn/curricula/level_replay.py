@@ -270,13 +270,8 @@ class LevelReplay(Curriculum):
 
     # ------------------------------------------------------------------ learning
     def _update(self, feedback: TensorDictBase) -> None:
-        key = self.score_key
-        if key not in feedback.keys():
-            raise ValueError(
-                f"LevelReplay(score_function={self.score_function!r}) reads the per-episode {key!r} from the feedback, "
-                f"which has keys {sorted(map(str, feedback.keys()))}; build the tracker with curriculum.make_tracker()."
-            )
-        valid = F.finite(feedback[key].double())
+        self.replay.check_score_key(feedback, type(self).__name__)
+        valid = F.finite(feedback[self.score_key].double())
         if not bool(valid.all()):
             self.counters["skipped_nonfinite"] += (~valid).sum()
             feedback = feedback[valid]

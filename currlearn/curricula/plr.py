@@ -921,14 +921,19 @@ class PrioritizedLevelReplay(DiscreteCurriculum):
         return tasks
 
     # ------------------------------------------------------------------ learning
-    def _update(self, feedback: TensorDictBase) -> None:
+    def check_score_key(self, feedback: TensorDictBase, owner: str = "PrioritizedLevelReplay") -> None:
+        """Raise ``ValueError`` (naming ``owner``) if ``feedback`` lacks :attr:`score_key`."""
         key = self.score_key
         if key not in feedback.keys():
             raise ValueError(
-                f"PrioritizedLevelReplay(score_function={self.score_function!r}) reads the per-episode {key!r} from the "
+                f"{owner}(score_function={self.score_function!r}) reads the per-episode {key!r} from the "
                 f"feedback, which has keys {sorted(map(str, feedback.keys()))}; build the tracker with "
                 "curriculum.make_tracker() (or EpisodeTracker(mean_keys={" + repr(key) + ": StepScore(...)}))."
             )
+
+    def _update(self, feedback: TensorDictBase) -> None:
+        self.check_score_key(feedback)
+        key = self.score_key
         st = self._tensors
         values = feedback[key].double()
         valid = F.finite(values)
