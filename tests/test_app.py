@@ -93,7 +93,7 @@ CURRICULA = [
 
 # generated levels (task.generator, task.editor): their curricula and envs
 LEVEL_ENVS = ["maze"]
-LEVEL_CURRICULA = ["level_replay", "accel"]
+LEVEL_CURRICULA = ["level_dr", "level_replay", "accel"]
 
 
 def test_every_curriculum_and_env_config_is_tested():
