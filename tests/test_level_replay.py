@@ -313,6 +313,13 @@ def test_bad_arguments_and_bad_generators():
         ACCEL(GoalGenerator(), None)
 
 
+def test_more_new_levels_than_fresh_rows_is_refused():
+    cur = LevelReplay(GoalGenerator(), capacity=4, fresh=8, seed=0)
+    with pytest.raises(ValueError, match=r"9 new levels at once need as many fresh rows, but fresh=8"):
+        cur.sample(9)
+    assert cur.sample(8).tolist() == list(range(4, 12))
+
+
 def test_episodes_on_empty_slots_are_skipped():
     cur = LevelReplay(GoalGenerator(), capacity=4, fresh=8, seed=0)
     feed(cur, torch.tensor([2, 3]), [0.5, 0.6])  # nothing was ever drawn there

@@ -57,13 +57,13 @@ FACTORIES = {
     "alp_gmm": lambda: cl.ALPGMMCurriculum(_box(), fit_interval=4, max_components=2, history_capacity=32, seed=0),
     "adr": lambda: cl.ADRCurriculum(_box(), delta=0.1, buffer_size=2, seed=0),
     "level_replay": lambda: cl.LevelReplay(
-        MazeGenerator(5, 5, max_walls=6), capacity=4, fresh=8, min_fill=0.25, seed=0
+        MazeGenerator(5, 5, max_walls=6), capacity=4, fresh=64, min_fill=0.25, seed=0
     ),
     "accel_max_mc": lambda: cl.ACCEL(
         MazeGenerator(5, 5, max_walls=0),
         MazeEditor(2),
         capacity=4,
-        fresh=8,
+        fresh=64,  # a draw of 64 new levels at once
         min_fill=0.25,
         score_function="max_mc",
         num_envs=4,

@@ -226,7 +226,16 @@ class LevelReplay(Curriculum):
         return self.replay_prob if filled > 0 and filled >= math.ceil(self.min_fill * self.capacity) else 0.0
 
     def _take_rows(self, num: int) -> Tensor:
-        """``num`` fresh rows, in turn."""
+        """``num`` fresh rows, in turn.
+
+        Raises:
+            ValueError: ``num > fresh`` (rows would be reused within one call).
+        """
+        if num > self.fresh:
+            raise ValueError(
+                f"{num} new levels at once need as many fresh rows, but fresh={self.fresh}; "
+                f"build the curriculum with fresh >= {num}."
+            )
         st = self.state
         rows = self.capacity + (st["next_fresh"] + torch.arange(num, device=self.device)) % self.fresh
         st["next_fresh"].copy_((st["next_fresh"] + num) % self.fresh)
