@@ -322,11 +322,12 @@ class LevelReplay(Curriculum):
 
     def _propose(self, feedback: TensorDictBase) -> None:
         """Insert the new levels of ``feedback`` (rows >= capacity) by their mean score."""
-        key = self.score_key
-        rows, count, (total,) = F.group_by_task(feedback["task"], feedback[key].double())
+        # one grouping for the score and the return (MaxMC needs it: PLR's update derives it)
+        rows, count, (total, ret_total) = F.group_by_task(
+            feedback["task"], feedback[self.score_key].double(), feedback["return"].double()
+        )
         score = total / count
-        if self.score_function == "max_mc":  # MaxMC needs the return: PLR's update derives it
-            _ret_rows, _, (ret,) = F.group_by_task(feedback["task"], feedback["return"].double())
+        ret = ret_total / count  # the mean return of the level's episodes
         levels = self.space.levels(rows)
         hashes = level_hash(levels)
         st = self.state
