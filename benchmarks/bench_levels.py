@@ -13,8 +13,9 @@ bare-torch floor of the same sizes, in the same run.
    - ``insert``: ``update`` with 4096 episodes on new levels (hashes, dedup against the buffer,
      eviction of the lowest scores); floor: a ``sort`` of the buffer's scores, a ``sort`` of
      4096 scores, a ``searchsorted`` of 4096 hashes and the copy of 4096 levels into slots;
-   - ``update_replay``: ``update`` with 4096 episodes on buffer levels (PLR's score update);
-     floor: ``index_add_`` of 4096 scores and a ``cumsum`` of the capacity's weights;
+   - ``update_replay``: ``update`` with 4096 episodes on buffer levels (PLR's score update with
+     rank prioritisation, which re-ranks the buffer); floor: ``index_add_`` of 4096 scores, one
+     ``sort`` of the capacity's scores (the re-ranking) and a ``cumsum`` of its weights;
    - ``edit``: ``MazeEditor(5)`` on 4096 levels; floor: 5 ``randint`` + ``gather`` + ``scatter``
      of 4096 cells.
 
@@ -151,6 +152,7 @@ def buffer_ops(capacity: int, repeats: int, device: torch.device) -> dict[str, t
     def floor_update() -> None:
         t = torch.randint(capacity, (BATCH,), device=device)
         scores.index_add_(0, t, new_scores)
+        torch.sort(scores, descending=True)
         torch.cumsum(scores, 0)
 
     out["update_replay"] = (_median_ms(update_replay, repeats, device), _median_ms(floor_update, repeats, device))

@@ -288,17 +288,29 @@ class LevelReplay(Curriculum):
         in_buffer = task < self.capacity
         # an episode on an empty slot played no level of the buffer (none was drawn there)
         empty = in_buffer & ~self.replay.state["seen"].index_select(0, task.clamp_max(self.capacity - 1))
-        if bool(empty.any()):
-            self.counters["skipped_empty"] += empty.sum()
+        # one sync for both counts; a batch all on one side is not copied (boolean indexing
+        # of a TensorDict costs hundreds of microseconds)
+        num_empty, num_in = torch.stack([empty.sum(), in_buffer.sum()]).tolist()
+        if num_empty:
+            self.counters["skipped_empty"] += num_empty
             feedback, in_buffer = feedback[~empty], in_buffer[~empty]
-        replayed = feedback[in_buffer]
-        if replayed.batch_size[0]:
-            self.replay.update(replayed)
+            num_in -= num_empty
+        n = feedback.batch_size[0]
+        if num_in:
+            replayed = feedback if num_in == n else feedback[in_buffer]
+            self._replay_update(replayed)
             if self.editor is not None:
                 self._queue_edits(torch.unique(replayed["task"]))
-        new = feedback[~in_buffer]
-        if new.batch_size[0]:
-            self._propose(new)
+        if num_in < n:
+            self._propose(feedback if num_in == 0 else feedback[~in_buffer])
+
+    def _replay_update(self, feedback: TensorDictBase) -> None:
+        """The inner PLR's update of buffer slots, without its input checks: :meth:`update`
+        made them already (finite values, tasks inside the buffer)."""
+        replay = self.replay
+        replay.counters["episodes"] += feedback.batch_size[0]
+        replay.decision_version += 1
+        replay._update(feedback)
 
     def _queue_edits(self, slots: Tensor) -> None:
         """One edited child per slot, written into fresh rows and queued for play."""
@@ -345,7 +357,7 @@ class LevelReplay(Curriculum):
             if bool(dup.any()):
                 slots = order.index_select(0, at[dup])
                 self.counters["duplicates"] += dup.sum()
-                self.replay.update(self._feedback(slots, score[dup], {k: v[dup] for k, v in extra.items()}))
+                self._replay_update(self._feedback(slots, score[dup], {k: v[dup] for k, v in extra.items()}))
                 fresh = ~dup
                 rows, score, hashes, levels = rows[fresh], score[fresh], hashes[fresh], levels[fresh]
                 extra = {k: v[fresh] for k, v in extra.items()}
@@ -375,7 +387,7 @@ class LevelReplay(Curriculum):
         self.space.write(targets_t, levels[chosen_t])
         st["hash"].index_copy_(0, targets_t, hashes.index_select(0, chosen_t))
         self.replay.forget(targets_t)
-        self.replay.update(
+        self._replay_update(
             self._feedback(targets_t, score.index_select(0, chosen_t), {k: v[chosen_t] for k, v in extra.items()})
         )
         self.counters["inserted"] += targets_t.numel()
