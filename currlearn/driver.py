@@ -60,8 +60,12 @@ class CurriculumDriver:
             report (TorchRL's ``Trainer`` rule); 0 reports every time.
         on_decision (iterable of callables, optional): called as ``fn(refresh=...)`` after
             each :meth:`step` (``refresh`` as ``refresh_every_iteration``) and after
-            :meth:`load_state_dict` (``refresh=False``): e.g. push the state to curriculum
-            replicas in collector workers.
+            :meth:`load_state_dict` (``refresh=True``: the envs elsewhere drew their running
+            tasks before the load): e.g. push the state to curriculum replicas in collector
+            workers.
+        env_id_key, version_key (NestedKey, optional): the env side's per-transition env id
+            and decision version keys (see ``CurriculumTransform``), read under ``"next"`` by
+            the default tracker. Default: the attached transform's (None without one).
 
     Raises:
         TypeError: ``curriculum`` is not a Curriculum, ``tracker`` not an EpisodeTracker,
@@ -92,6 +96,8 @@ class CurriculumDriver:
         refresh_every_iteration: bool | None = None,
         log_interval: int = 0,
         on_decision: Iterable[Callable[..., Any]] | None = None,
+        env_id_key: NestedKey | None = None,
+        version_key: NestedKey | None = None,
     ) -> None:
         if not isinstance(curriculum, Curriculum):
             raise TypeError(f"curriculum must be a currlearn Curriculum, got {type(curriculum).__name__}.")
@@ -107,6 +113,7 @@ class CurriculumDriver:
         )
         self.log_interval = check_positive_int("log_interval", log_interval, minimum=0)
         self.on_decision = callbacks
+        self._tag_keys = {"env_id_key": env_id_key, "version_key": version_key}
         self._transform: Any = None
         self._tracker = tracker
         self._tracker_given = tracker is not None
@@ -147,7 +154,12 @@ class CurriculumDriver:
         """The tracker that reads per-episode feedback from batches."""
         if self._tracker is None:
             key = getattr(self._transform, "task_key", "task_id")
-            self._tracker = self.curriculum.make_tracker(task_key=_next_key(key))
+            tracker = self.curriculum.make_tracker(task_key=_next_key(key))
+            for name, given in self._tag_keys.items():
+                tag = given if given is not None else getattr(self._transform, name, None)
+                if tag is not None:
+                    setattr(tracker, name, _next_key(tag))
+            self._tracker = tracker
         return self._tracker
 
     @property
@@ -275,7 +287,7 @@ class CurriculumDriver:
         self._pending_tasks = tasks.clone() if tasks is not None else None
         self.restore_tasks()
         for fn in self.on_decision:
-            fn(refresh=False)
+            fn(refresh=True)
 
     def restore_tasks(self) -> bool:
         """Re-apply the tasks of a loaded state to the env side, once it has been reset.

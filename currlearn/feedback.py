@@ -97,9 +97,17 @@ class EpisodeTracker:
             Default: the :class:`~currlearn.metrics.StepMetric`'s reduction, else ``"sum"``.
         mean_keys (mapping, optional): output name -> per-step key or callable, averaged over
             each episode (e.g. PLR scores such as ``{"score": "advantage"}`` for mean GAE).
+        env_id_key (NestedKey, optional): per-step global env id (written by a
+            ``CurriculumTransform`` with ``env_id_key``). Given, ``env_id`` is read from it and
+            the episodes still running are carried per id, so batches that hold different envs
+            in turn (``MultiAsyncCollector``: one worker's envs per batch) continue the right
+            episodes. Default: the batch row is the env.
+        version_key (NestedKey, optional): per-step decision version (a ``CurriculumTransform``
+            with ``version_key``); given, each episode's ``decision_version`` (at its done step)
+            is in the feedback.
 
-    The tracker's carry has one row per env and is created on the first call; a later batch
-    with another number of envs raises.
+    Without ``env_id_key``, the tracker's carry has one row per env and is created on the first
+    call; a later batch with another number of envs raises.
     """
 
     def __init__(
@@ -111,6 +119,8 @@ class EpisodeTracker:
         step_metric: Callable[[TensorDictBase], Tensor] | None = None,
         mean_keys: Mapping[str, NestedKey | Callable[[TensorDictBase], Tensor]] | None = None,
         metric_reduction: str | None = None,
+        env_id_key: NestedKey | None = None,
+        version_key: NestedKey | None = None,
     ) -> None:
         if step_metric is not None and not callable(step_metric):
             raise TypeError(
@@ -133,6 +143,8 @@ class EpisodeTracker:
         self.success_key = success_key
         self.step_metric = step_metric
         self.mean_keys = dict(mean_keys or {})
+        self.env_id_key = env_id_key
+        self.version_key = version_key
         self._carry: Tensor | None = None  # [num_envs, channels]
         self._carry_max: Tensor | None = None  # [num_envs], for metric_reduction="max"
 
@@ -159,6 +171,30 @@ class EpisodeTracker:
         carry, carry_max = state_dict["carry"], state_dict.get("carry_max")
         self._carry = None if carry is None else carry.clone()
         self._carry_max = None if carry_max is None else carry_max.clone()
+
+    def _carry_rows(self, ids: Tensor, channels: int, dtype: torch.dtype, device: torch.device) -> None:
+        """Make the per-id carry hold rows for every id in ``ids`` (grown with zeros)."""
+        if ids.numel() and bool((ids < 0).any()):
+            raise ValueError(f"env_id_key: env ids must be >= 0, got {ids[ids < 0].unique()[:5].tolist()}.")
+        need = int(ids.max()) + 1 if ids.numel() else 0
+        have = 0 if self._carry is None else self._carry.shape[0]
+        if self._carry is not None and self._carry.shape[1] != channels:
+            raise ValueError(
+                f"batch has {channels} statistics, but the tracker carries {self._carry.shape[1]}; call reset()."
+            )
+        if need > have:
+            grown = torch.zeros(need, channels, dtype=dtype, device=device)
+            grown_max = torch.full((need,), -torch.inf, dtype=dtype, device=device)
+            if self._carry is not None:
+                grown[:have] = self._carry.to(device)
+            if self._carry_max is not None:
+                grown_max[:have] = self._carry_max.to(device)
+            self._carry, self._carry_max = grown, grown_max
+        else:
+            self._carry = self._carry.to(device)
+            if self._carry_max is None:
+                self._carry_max = torch.full((have,), -torch.inf, dtype=dtype, device=device)
+            self._carry_max = self._carry_max.to(device)
 
     def _per_step(
         self, batch: TensorDictBase, key: NestedKey | Callable[[TensorDictBase], Tensor], name: str
@@ -240,33 +276,45 @@ class EpisodeTracker:
         sums.index_add_(0, seg.reshape(-1), values.reshape(-1, num_channels))
 
         first = torch.arange(num_envs, device=device) * (horizon + 1)
-        if self._carry is not None:
-            if self._carry.shape != (num_envs, num_channels):
-                raise ValueError(
-                    f"batch has {num_envs} envs and {num_channels} statistics, but the tracker carries "
-                    f"{tuple(self._carry.shape)} from the previous batch; call reset() when the envs change."
-                )
-            sums[first] += self._carry.to(device)
-        # Carry: the open segment at the end of each row (empty if the row ended on a done).
-        open_seg = first + done_i.sum(1)
-        self._carry = sums[open_seg]
+        open_seg = first + done_i.sum(1)  # the segment still running at the end of each row
+        ids = None
+        if self.env_id_key is not None:
+            ids = self._per_step(batch, self.env_id_key, "env_id_key")[:, 0].to(device, torch.int64)
+            self._carry_rows(ids, num_channels, dtype, device)
+            sums[first] += self._carry[ids]
+            self._carry[ids] = sums[open_seg]
+        else:
+            if self._carry is not None:
+                if self._carry.shape != (num_envs, num_channels):
+                    raise ValueError(
+                        f"batch has {num_envs} envs and {num_channels} statistics, but the tracker carries "
+                        f"{tuple(self._carry.shape)} from the previous batch; call reset() when the envs change."
+                    )
+                sums[first] += self._carry.to(device)
+            self._carry = sums[open_seg]
 
         ends = seg[done]  # segments that finished, in row-major order
         fin = sums[ends]
         if metric_steps is not None and self.metric_reduction == "max":
             maxes = torch.full((num_envs * (horizon + 1),), -torch.inf, dtype=dtype, device=device)
             maxes.scatter_reduce_(0, seg.reshape(-1), metric_steps.reshape(-1), "amax")
-            if self._carry_max is not None:
-                maxes[first] = torch.maximum(maxes[first], self._carry_max.to(device))
-            self._carry_max = maxes[open_seg]
+            if ids is not None:
+                maxes[first] = torch.maximum(maxes[first], self._carry_max[ids])
+                self._carry_max[ids] = maxes[open_seg]
+            else:
+                if self._carry_max is not None:
+                    maxes[first] = torch.maximum(maxes[first], self._carry_max.to(device))
+                self._carry_max = maxes[open_seg]
         task = batch.get(self.task_key)[done]
         out = {
             "task": task,
             "return": fin[:, 0],
             "length": fin[:, 1].round().to(torch.int64),
             "success": (fin[:, 2] > 0).to(dtype) if has_success else torch.full_like(fin[:, 0], float("nan")),
-            "env_id": rows.expand(num_envs, horizon)[done],
+            "env_id": (rows if ids is None else ids.unsqueeze(1)).expand(num_envs, horizon)[done],
         }
+        if self.version_key is not None:
+            out["decision_version"] = self._per_step(batch, self.version_key, "version_key")[done].to(torch.int64)
         c = 3 if has_success else 2
         if metric_steps is not None:
             if self.metric_reduction == "last":

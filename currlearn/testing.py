@@ -22,6 +22,7 @@ __all__ = [
     "hostile_feedback",
     "make_pendulum_with_step_counter",
     "make_scheduled_pendulum",
+    "make_worker_pendulum",
     "numeric_contract_test",
 ]
 
@@ -58,6 +59,47 @@ def make_scheduled_pendulum(num_envs: int = 2, total: int = 3) -> object:
     env = TransformedEnv(make_pendulum(num_envs, seed=0), StepCounter(max_steps=4))
     env.append_transform(CurriculumTransform(curriculum))
     return env
+
+
+def make_worker_pendulum(
+    worker: int = 0, num_envs: int = 2, max_steps: int = 4, kind: str = "schedule", workers: int = 2
+) -> object:
+    """A collector worker's env: a batched pendulum that truncates every ``max_steps`` steps,
+    with a CurriculumTransform whose replica is fed through its ``decision`` (see
+    :mod:`currlearn.integrations.sync`), tagging transitions with ``"env_id"`` (global:
+    ``worker * num_envs + i``) and ``"decision_version"``.
+
+    ``kind``: ``"schedule"`` (the mass follows ``LinearSchedule(0.5, 2.0, total=3)``) or
+    ``"ladder"`` (a per-env ``LevelCurriculum`` over masses ``[0.5, 1.0, 1.5, 2.0]`` for
+    ``workers * num_envs`` envs, which never promotes: pendulum returns are below 0).
+    Build the trainer's curriculum with :func:`make_worker_curriculum` (same arguments).
+    """
+    from torchrl.envs import StepCounter, TransformedEnv
+
+    from currlearn.envs import make_pendulum
+    from currlearn.integrations.torchrl import CurriculumTransform
+
+    curriculum = make_worker_curriculum(kind, num_envs * workers)
+    env = TransformedEnv(make_pendulum(num_envs, seed=worker), StepCounter(max_steps=max_steps))
+    env.append_transform(
+        CurriculumTransform(
+            curriculum, env_offset=worker * num_envs, env_id_key="env_id", version_key="decision_version"
+        )
+    )
+    return env
+
+
+def make_worker_curriculum(kind: str = "schedule", total_envs: int = 4) -> object:
+    """The curriculum of :func:`make_worker_pendulum` (the trainer's copy)."""
+    from currlearn.curricula import LevelCurriculum, ScheduledCurriculum
+    from currlearn.schedules import LinearSchedule
+
+    if kind == "schedule":
+        return ScheduledCurriculum({"m": LinearSchedule(0.5, 2.0, total=3)}, seed=0)
+    if kind == "ladder":
+        levels = {"m": [0.5, 1.0, 1.5, 2.0]}
+        return LevelCurriculum(levels, threshold=0.0, compare="gt", min_episodes=1, per_env=True, num_envs=total_envs)
+    raise ValueError(f"kind={kind!r} is not one of ['schedule', 'ladder'].")
 
 
 def make_pendulum_with_step_counter(num_envs: int = 2) -> object:

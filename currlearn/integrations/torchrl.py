@@ -44,6 +44,7 @@ from torchrl.trainers import ReplayBufferTrainer, TrainerHookBase, ValueEstimato
 from currlearn.base import Curriculum, check_choice, check_positive_int
 from currlearn.driver import CurriculumDriver
 from currlearn.feedback import EpisodeTracker
+from currlearn.integrations.sync import CurriculumDecision, decision_model_id
 
 __all__ = ["CurriculumHook", "CurriculumTransform", "find_transforms", "sync_workers", "transform_path"]
 
@@ -84,6 +85,21 @@ class CurriculumTransform(Transform):
             current distribution; it saves the fixed cost of many small ``sample`` calls.
             Ignored for curricula with per-env state (``num_envs`` set). Staleness-aware
             curricula (PLR) count a dropped block's draws as sampled.
+        env_offset (int): added to the env's flat indices to make the ``env_ids`` passed to
+            ``curriculum.sample`` (and written under ``env_id_key``): with collector workers
+            of ``n`` envs each, worker ``w`` passes ``w * n`` so that a curriculum with per-env
+            state (``num_envs`` = all workers' envs) keeps one ladder per env across workers.
+        env_id_key (NestedKey, optional): where each transition's global env id is written
+            (at the root and under ``"next"``), for a tracker that reads batches holding
+            different envs in turn (``EpisodeTracker(env_id_key=...)``). Default: not written.
+        version_key (NestedKey, optional): where each transition's decision version is written:
+            the curriculum's ``decision_version`` when the env's task was drawn, which in a
+            worker is the pushed decision's (see :attr:`decision`). Default: not written.
+
+    In a collector worker the transform's replica receives the trainer's decision through
+    :attr:`decision`, which a TorchRL weight-sync scheme addressed as
+    ``f"{transform_path(env)}.decision"`` writes (see :mod:`currlearn.integrations.sync`); a
+    new decision is loaded into the replica at the next reset or step.
 
     The envs being reset are those in the ``"_reset"`` mask (all envs on a full reset). Their
     flat indices in the env's batch are passed as ``env_ids`` to ``curriculum.sample``.
@@ -97,10 +113,19 @@ class CurriculumTransform(Transform):
         task_key: NestedKey = "task_id",
         check_params: bool = True,
         prefetch: int = 0,
+        env_offset: int = 0,
+        env_id_key: NestedKey | None = None,
+        version_key: NestedKey | None = None,
     ) -> None:
         if not isinstance(curriculum, Curriculum):
             raise TypeError(f"curriculum must be a currlearn Curriculum, got {type(curriculum).__name__}.")
-        super().__init__(in_keys=[], out_keys=[task_key])
+        tags = [k for k in (env_id_key, version_key) if k is not None]
+        super().__init__(in_keys=[], out_keys=[task_key, *tags])
+        self.env_offset = check_positive_int("env_offset", env_offset, minimum=0)
+        self.env_id_key = env_id_key
+        self.version_key = version_key
+        # (global env id, decision version) per env, flat [n] int64, when written
+        self._tags: dict[NestedKey, Tensor] = {}
         self.curriculum = curriculum
         self.param_key = param_key
         self.task_key = task_key
@@ -120,20 +145,48 @@ class CurriculumTransform(Transform):
 
     # ------------------------------------------------------------------ decisions
     @property
+    def decision(self) -> CurriculumDecision:
+        """The buffers a weight-sync scheme writes the trainer's decision into (created on
+        first use, from this transform's curriculum: its names and shapes)."""
+        decision = self.__dict__.get("_decision")
+        if decision is None:
+            # Kept out of the module tree: it stays on CPU when the env moves, and out of the
+            # env's state_dict (the curriculum's checkpoint holds the decision).
+            decision = self.__dict__["_decision"] = CurriculumDecision(self.curriculum)
+        return decision
+
+    def _poll(self) -> None:
+        """Load a decision pushed since the last reset or step into the replica."""
+        decision = self.__dict__.get("_decision")
+        if decision is None:
+            return
+        refresh = decision.apply_to(self.curriculum)
+        if refresh and self._tasks is not None:
+            self.refresh()
+
+    @property
     def tasks(self) -> Tensor | None:
         """Current task of every env, shape ``[*env_batch, *task_shape]`` (None before reset)."""
         return self._tasks
 
     def _assign(self, mask: Tensor | None, batch_shape: torch.Size, device: torch.device | None) -> None:
+        self._poll()
         space = self.curriculum.space
         n = batch_shape.numel()
         if self._tasks is None or self._tasks.shape[: len(batch_shape)] != batch_shape:
             self._tasks = torch.zeros((*batch_shape, *space.task_shape), dtype=space.task_dtype, device=device)
             self._flat_tasks = self._tasks.view(n, *space.task_shape)
+            self._tags = {}
+            if self.env_id_key is not None:
+                self._tags[self.env_id_key] = torch.arange(n, device=device) + self.env_offset
+            if self.version_key is not None:
+                self._tags[self.version_key] = torch.zeros(n, dtype=torch.int64, device=device)
             mask = None
         if mask is None or self._params is None:
-            env_ids = torch.arange(n, device=self.curriculum.device)
+            env_ids = torch.arange(n, device=self.curriculum.device) + self.env_offset
             self._flat_tasks.copy_(self.curriculum.sample(env_ids=env_ids))
+            if self.version_key is not None:
+                self._tags[self.version_key].fill_(self.curriculum.decision_version)
             self._book.steps_seen = self.curriculum.step_calls
             self._refresh_params()
             return
@@ -146,6 +199,8 @@ class CurriculumTransform(Transform):
             self._flat_tasks.index_copy_(0, ids, tasks.to(self._flat_tasks.dtype))
             for leaf, value in zip(self._leaves, leaves):
                 leaf.index_copy_(0, ids, value.to(leaf.dtype))
+            if self.version_key is not None:
+                self._tags[self.version_key].index_fill_(0, ids, self.curriculum.decision_version)
             self._book.version += 1
 
     def _lookup(self, tasks: Tensor) -> tuple[Tensor, list[Tensor]]:
@@ -159,7 +214,7 @@ class CurriculumTransform(Transform):
         cur = self.curriculum
         k = env_ids.numel()
         if self.prefetch == 0 or cur.num_envs is not None:
-            return self._lookup(cur.sample(env_ids=env_ids.to(cur.device)))
+            return self._lookup(cur.sample(env_ids=env_ids.to(cur.device) + self.env_offset))
         book = self._book
         if book.pool is None or book.pool_version != cur.decision_version or book.pool_pos + k > len(book.pool[0]):
             book.pool = self._lookup(cur.sample(max(self.prefetch, k)))
@@ -240,6 +295,7 @@ class CurriculumTransform(Transform):
             td.set(self.param_key, current)
         if with_task:
             td.set(self.task_key, self._tasks.clone())
+            self._set_tags(td)
             self._book.written = self._book.version
         return td
 
@@ -325,6 +381,7 @@ class CurriculumTransform(Transform):
     def _inv_call(self, tensordict: TensorDictBase) -> TensorDictBase:
         if self._params is None:
             return tensordict
+        self._poll()
         cur = self.curriculum
         if not cur.per_episode and cur.step_calls != self._book.steps_seen:
             # A decision that holds mid-episode (a schedule's step) reaches the running envs at
@@ -341,9 +398,15 @@ class CurriculumTransform(Transform):
             return tensordict
         return self._write(tensordict)
 
+    def _set_tags(self, td: TensorDictBase) -> None:
+        shape = self._env_shape()
+        for key, value in self._tags.items():
+            td.set(key, value.view(shape).clone())
+
     def _step(self, tensordict: TensorDictBase, next_tensordict: TensorDictBase) -> TensorDictBase:
         if self._tasks is not None:
             next_tensordict.set(self.task_key, self._tasks.clone())
+            self._set_tags(next_tensordict)
         return next_tensordict
 
     def transform_observation_spec(self, observation_spec: Composite) -> Composite:  # noqa: D102
@@ -351,6 +414,11 @@ class CurriculumTransform(Transform):
         observation_spec[self.task_key] = Unbounded(
             shape=(*observation_spec.shape, *space.task_shape), dtype=space.task_dtype, device=observation_spec.device
         )
+        for key in (self.env_id_key, self.version_key):
+            if key is not None:
+                observation_spec[key] = Unbounded(
+                    shape=observation_spec.shape, dtype=torch.int64, device=observation_spec.device
+                )
         return observation_spec
 
 
@@ -431,8 +499,15 @@ class CurriculumHook(TrainerHookBase):
             (found at :meth:`register`).
         tracker (EpisodeTracker, optional): how feedback is read from batches; default
             ``curriculum.make_tracker(task_key=("next", transform.task_key))``.
-        collector (optional): a multi-process collector whose workers hold replicas.
+        collector (optional): a multi-process collector whose workers hold replicas. When
+            it was built with a :func:`~currlearn.integrations.sync.decision_scheme` under
+            ``decision_model_id(worker_path)`` (``MultiSyncCollector``,
+            ``MultiAsyncCollector``), the decision is pushed through it after every update
+            and after a load; otherwise (``MultiSyncCollector`` only) with :func:`sync_workers`.
         worker_path (str, optional): path of the transform in a worker (see :func:`transform_path`).
+        env_id_key, version_key (NestedKey, optional): the workers' transforms'
+            ``env_id_key`` / ``version_key``, read by the default tracker (``env_id_key`` is
+            needed with ``MultiAsyncCollector``: its batches hold one worker's envs in turn).
         refresh_every_iteration (bool, optional): re-sample every env's task after each
             iteration. Default: ``not curriculum.per_episode`` (True for ``ScheduledCurriculum``).
         feedback_at (str): ``"batch_process"`` (default) reads the batch as collected.
@@ -460,6 +535,8 @@ class CurriculumHook(TrainerHookBase):
         refresh_every_iteration: bool | None = None,
         feedback_at: str = "batch_process",
         log_interval: int = 0,
+        env_id_key: NestedKey | None = None,
+        version_key: NestedKey | None = None,
     ) -> None:
         if curriculum is not None and not isinstance(curriculum, Curriculum):
             raise TypeError(f"curriculum must be a currlearn Curriculum or None, got {type(curriculum).__name__}.")
@@ -474,6 +551,7 @@ class CurriculumHook(TrainerHookBase):
         self.worker_path = worker_path
         sync = [self._sync] if collector is not None else []
         self._args = {"tracker": tracker, "refresh_every_iteration": refresh_every_iteration, "on_decision": sync}
+        self._args.update(env_id_key=env_id_key, version_key=version_key)
         self._args["log_interval"] = check_positive_int("log_interval", log_interval, minimum=0)
         self.driver: CurriculumDriver | None = None
         self._collector_of_trainer: Any = None  # the trainer's collector, known at register
@@ -484,8 +562,24 @@ class CurriculumHook(TrainerHookBase):
         self.driver = CurriculumDriver(curriculum, transform, **self._args)
         return self.driver
 
+    @property
+    def scheme(self) -> Any:
+        """The collector's decision scheme for ``worker_path`` (None: pushes use ``map_fn``)."""
+        from currlearn.integrations.sync import _DecisionSender
+
+        schemes = getattr(self.collector, "_weight_sync_schemes", None) or {}
+        scheme = schemes.get(decision_model_id(self.worker_path)) if self.worker_path else None
+        return scheme if isinstance(scheme, _DecisionSender) else None
+
     def _sync(self, refresh: bool) -> None:
-        sync_workers(self.collector, self.curriculum, self.worker_path, refresh=refresh)  # type: ignore[arg-type]
+        scheme = self.scheme
+        if scheme is None:
+            sync_workers(self.collector, self.curriculum, self.worker_path, refresh=refresh)  # type: ignore[arg-type]
+            return
+        scheme.source.capture(self.curriculum, refresh=refresh)
+        self.collector.update_policy_weights_(
+            weights=scheme.source.weights(), model_id=decision_model_id(self.worker_path)
+        )
 
     def _run(self) -> CurriculumDriver:
         if self.driver is None:

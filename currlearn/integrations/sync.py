@@ -1,0 +1,269 @@
+"""The curriculum's decision as tensors that TorchRL's weight-sync schemes move to collector workers.
+
+The curriculum stays authoritative in the trainer process. What a replica in a worker needs to
+sample as it would (counters and state: scores, levels, schedules' positions; never the
+generator) is copied into the buffers of a :class:`CurriculumDecision`, an ``nn.Module`` that
+every :class:`~currlearn.integrations.torchrl.CurriculumTransform` owns as its ``decision``
+submodule. A weight-sync scheme addressed by that submodule's path pushes the trainer's copy to
+the workers' copies like policy weights; each worker's transform loads a new decision into its
+replica at the next reset or step::
+
+    trainer process                                 worker process w (env + CurriculumTransform)
+    curriculum.update(feedback)                     transform.decision  (buffers, CPU)
+    decision.capture(curriculum)  -- scheme -->       seq changed? -> replica.load_state_dict(...)
+    collector.update_policy_weights_(                 reset envs draw from the replica
+        weights, model_id=".../decision")           transitions tagged (task, decision_version)
+
+:func:`decision_scheme` builds the scheme (``"process"``: TorchRL's
+``MultiProcessWeightSyncScheme``, a pipe per worker; ``"shared"``: its
+``SharedMemWeightSyncScheme``, one shared-memory copy read by every worker); a
+:class:`~currlearn.integrations.torchrl.CurriculumHook` given a collector with such a scheme pushes
+after every update. Pushes are whole: a worker loads a decision only when its first and last
+buffers carry the same sequence number, so a decision written while a worker reads it (with
+``MultiAsyncCollector``) is loaded at the worker's next reset or step, never half-written.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from tensordict import TensorDict
+from torch import Tensor, nn
+from torchrl.weight_update import MultiProcessWeightSyncScheme, SharedMemWeightSyncScheme
+
+from currlearn.base import Curriculum, check_choice
+
+__all__ = [
+    "CurriculumDecision",
+    "ProcessDecisionScheme",
+    "SharedDecisionScheme",
+    "decision_model_id",
+    "decision_scheme",
+]
+
+_GROUPS = ("counters", "state")
+_STATIC = ("_version", "_type", "space", "num_envs", "metric")
+
+
+def _leaves(curriculum: Curriculum) -> list[tuple[str, str, Tensor]]:
+    """``(group, key, tensor)`` of the curriculum's decision, in a fixed order."""
+    out = [("counters", k, v) for k, v in curriculum.counters.items()]
+    for k, v in curriculum.state.items(True, True):
+        out.append(("state", ".".join(k) if isinstance(k, tuple) else k, v))
+    return out
+
+
+class CurriculumDecision(nn.Module):
+    """A curriculum's decision (counters and state, no generator) held as CPU buffers.
+
+    Buffers, in this order: ``seq`` (pushes so far; 0: never captured), one per counter and
+    state tensor (``counters__<key>``, ``state__<key>`` with ``.`` written ``__``),
+    ``decision_version`` and ``step_calls`` of the authoritative curriculum, ``refresh``
+    (1: workers re-draw every env's task now, as after a resume) and ``seal`` (equal to ``seq``
+    once a push is complete).
+
+    Args:
+        curriculum (Curriculum): the curriculum (or a replica) whose state sets the buffers'
+            names, shapes and dtypes; they stay fixed (a scheme moves tensors of fixed shapes).
+    """
+
+    def __init__(self, curriculum: Curriculum) -> None:
+        if not isinstance(curriculum, Curriculum):
+            raise TypeError(f"curriculum must be a currlearn Curriculum, got {type(curriculum).__name__}.")
+        super().__init__()
+        self.register_buffer("seq", torch.zeros((), dtype=torch.int64))
+        self._names: list[tuple[str, str, str]] = []  # (group, key, buffer name)
+        for group, key, value in _leaves(curriculum):
+            name = f"{group}__{key.replace('.', '__')}"
+            if hasattr(self, name):
+                raise ValueError(f"two state keys of the curriculum map to one buffer name {name!r}.")
+            self.register_buffer(name, value.detach().to("cpu", copy=True))
+            self._names.append((group, key, name))
+        for name in ("decision_version", "step_calls", "refresh", "seal"):
+            self.register_buffer(name, torch.zeros((), dtype=torch.int64))
+        sd = curriculum.state_dict()
+        self._static = {k: sd[k] for k in _STATIC if k in sd}
+        self.applied = 0  # the seq last loaded into a replica (not a buffer: it is local)
+
+    # ------------------------------------------------------------------ trainer side
+    def capture(self, curriculum: Curriculum, *, refresh: bool = False) -> None:
+        """Copy ``curriculum``'s decision into the buffers and bump ``seq``.
+
+        Args:
+            curriculum (Curriculum): the authoritative curriculum.
+            refresh (bool): ask the workers to re-draw every env's task on loading it.
+
+        Raises:
+            ValueError: a state tensor appeared, vanished or changed shape or dtype since the
+                decision was built; the buffers are unchanged then.
+        """
+        leaves = _leaves(curriculum)
+        keys = [(g, k) for g, k, _ in self._names]
+        if [(g, k) for g, k, _ in leaves] != keys:
+            raise ValueError(
+                f"the curriculum's state keys changed since its decision was built: {[k for _, k, _ in leaves]} "
+                f"vs {[k for _, k in keys]}; a decision pushed to workers needs a fixed schema."
+            )
+        targets = [getattr(self, name) for _, _, name in self._names]
+        for (_, key, value), target in zip(leaves, targets):
+            if value.shape != target.shape or value.dtype != target.dtype:
+                raise ValueError(
+                    f"the curriculum's state {key!r} is now {value.dtype} {list(value.shape)}, its decision was built "
+                    f"with {target.dtype} {list(target.shape)}; a decision pushed to workers needs fixed shapes."
+                )
+        for (_, _, value), target in zip(leaves, targets):
+            target.copy_(value.detach())
+        self.decision_version.fill_(curriculum.decision_version)
+        self.step_calls.fill_(curriculum.step_calls)
+        self.refresh.fill_(int(refresh))
+        seq = int(self.seq) + 1
+        self.seq.fill_(seq)
+        self.seal.fill_(seq)
+
+    def signature(self) -> list[tuple[str, str]]:
+        """``(buffer name, "dtype [shape]")`` of every buffer: what must match across processes."""
+        return [(name, f"{b.dtype} {list(b.shape)}") for name, b in self.named_buffers()]
+
+    def weights(self) -> TensorDict:
+        """The buffers as a TensorDict, as a weight-sync scheme sends them."""
+        return TensorDict.from_module(self)
+
+    # ------------------------------------------------------------------ worker side
+    @property
+    def pending(self) -> bool:
+        """Whether a complete push arrived that was not loaded yet."""
+        seq = int(self.seq)
+        return seq != self.applied and seq == int(self.seal)
+
+    def apply_to(self, curriculum: Curriculum) -> bool | None:
+        """Load a pending decision into ``curriculum`` (a replica; its generator is kept).
+
+        Returns:
+            None when nothing was pending (or a push was being written: it is loaded at the
+            next call), else the push's ``refresh`` flag.
+        """
+        if not self.pending:
+            return None
+        seq = int(self.seq)
+        values = {name: getattr(self, name).clone() for _, _, name in self._names}
+        meta = (int(self.decision_version), int(self.step_calls), bool(self.refresh))
+        if int(self.seq) != seq or int(self.seal) != seq:  # written while being read
+            return None
+        sd: dict[str, Any] = {**self._static, "counters": {}, "state": {}, "rng": curriculum.generator.get_state()}
+        for group, key, name in self._names:
+            sd[group][key] = values[name]
+        curriculum.load_state_dict(sd, load_rng=False)
+        curriculum.decision_version, curriculum.step_calls = meta[0], meta[1]
+        self.applied = seq
+        return meta[2]
+
+
+def decision_model_id(worker_path: str) -> str:
+    """The scheme's ``model_id`` for the transform at ``worker_path`` (see
+    :func:`~currlearn.integrations.torchrl.transform_path`): ``f"{worker_path}.decision"``."""
+    return f"{worker_path}.decision"
+
+
+class _DecisionSender:
+    """Sender-side behaviour shared by the schemes below.
+
+    TorchRL's process schemes resolve ``model_id`` on the collector in the trainer process
+    (which has no worker env there) and, in a worker, pass every push on to the inner
+    collector's ``update_policy_weights_`` (which knows only the policy). The trainer's
+    :class:`CurriculumDecision` is given as the source instead, and the receiving side stops at
+    the decision module.
+    """
+
+    def __init__(self, source: CurriculumDecision, **kwargs: Any) -> None:
+        if not isinstance(source, CurriculumDecision):
+            raise TypeError(f"source must be a CurriculumDecision, got {type(source).__name__}.")
+        super().__init__(**kwargs)  # type: ignore[call-arg]
+        self._source = source
+        self._signature = source.signature()
+
+    @property
+    def source(self) -> CurriculumDecision:
+        """The trainer's decision (what is pushed)."""
+        return self._source
+
+    def _init_on_sender_impl(self, *, model_id: str | None = None, context: Any = None, ctx: Any = None, **kw: Any):
+        if context is None:
+            return super()._init_on_sender_impl(model_id=model_id, ctx=ctx, **kw)  # type: ignore[misc]
+        workers = _num_workers(context)
+        return super()._init_on_sender_impl(  # type: ignore[misc]
+            model_id=model_id, model=self._source, devices=[torch.device("cpu")] * workers, ctx=ctx
+        )
+
+    def _init_on_receiver_impl(self, **kwargs: Any) -> None:
+        super()._init_on_receiver_impl(**kwargs)  # type: ignore[misc]
+        self.context = None  # applied to the decision module; nothing to cascade
+        mine = self.model.signature() if isinstance(self.model, CurriculumDecision) else None
+        if mine != self._signature:
+            theirs = dict(self._signature)
+            ours = dict(mine or [])
+            diff = sorted(set(theirs.items()) ^ set(ours.items()))[:4]
+            raise ValueError(
+                f"the worker's curriculum does not match the trainer's (model_id={self.model_id!r}): their "
+                f"decisions differ in {[name for name, _ in diff]}; build both from the same curriculum config."
+            )
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()  # type: ignore[misc]
+        state.pop("_source", None)  # the workers have their own decision module
+        return state
+
+
+def _num_workers(collector: Any) -> int:
+    for attr in ("num_workers", "_num_workers"):
+        n = getattr(collector, attr, None)
+        if isinstance(n, int) and n > 0:
+            return n
+    devices = getattr(collector, "policy_device", None)
+    if isinstance(devices, (list, tuple)) and devices:
+        return len(devices)
+    raise ValueError(f"cannot tell how many workers {type(collector).__name__} has (no num_workers).")
+
+
+class ProcessDecisionScheme(_DecisionSender, MultiProcessWeightSyncScheme):
+    """TorchRL's ``MultiProcessWeightSyncScheme`` for a :class:`CurriculumDecision`: every push
+    is sent down a pipe to each worker, whose receiver thread writes it into the worker's
+    decision buffers."""
+
+
+class SharedDecisionScheme(_DecisionSender, SharedMemWeightSyncScheme):
+    """TorchRL's ``SharedMemWeightSyncScheme`` for a :class:`CurriculumDecision`: the workers'
+    decision buffers are one shared-memory copy that every push writes in place."""
+
+
+_SCHEMES = {"process": ProcessDecisionScheme, "shared": SharedDecisionScheme}
+BACKENDS = ("process", "shared")
+
+
+def decision_scheme(curriculum_or_decision: Curriculum | CurriculumDecision, backend: str = "process") -> Any:
+    """A TorchRL weight-sync scheme that pushes a curriculum's decision to collector workers.
+
+    Pass it to a multi-process collector under the transform's decision path, and give the
+    same collector to :class:`~currlearn.integrations.torchrl.CurriculumHook`::
+
+        path = transform_path(make_env())                       # e.g. "env.transform[1]"
+        scheme = decision_scheme(curriculum, backend="shared")
+        collector = MultiAsyncCollector([make_env] * 2, policy, ...,
+                                        weight_sync_schemes={decision_model_id(path): scheme})
+        hook = CurriculumHook(curriculum, collector=collector, worker_path=path)
+
+    Args:
+        curriculum_or_decision: the authoritative curriculum (its decision is built here), or
+            a :class:`CurriculumDecision` built from it.
+        backend (str): ``"process"`` (a pipe per worker: ``MultiProcessWeightSyncScheme``) or
+            ``"shared"`` (shared memory: ``SharedMemWeightSyncScheme``).
+
+    Returns:
+        The scheme; ``scheme.source`` is the trainer's :class:`CurriculumDecision`.
+    """
+    backend = check_choice("backend", backend, BACKENDS)
+    source = curriculum_or_decision
+    if isinstance(source, Curriculum):
+        source = CurriculumDecision(source)
+        source.capture(curriculum_or_decision)  # workers start from the current decision
+    return _SCHEMES[backend](source)
