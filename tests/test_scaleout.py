@@ -13,7 +13,7 @@ from tensordict import TensorDict
 from torchrl.collectors import MultiAsyncCollector, MultiSyncCollector
 
 from currlearn.feedback import EpisodeTracker
-from currlearn.integrations.sync import CurriculumDecision, decision_model_id, decision_scheme
+from currlearn.integrations.sync import CurriculumDecision, decision_schemes
 from currlearn.integrations.torchrl import CurriculumHook, transform_path
 from currlearn.schedules import LinearSchedule
 from currlearn.testing import make_worker_curriculum, make_worker_pendulum
@@ -23,14 +23,13 @@ MASSES = [LinearSchedule(0.5, 2.0, total=3)(i).item() for i in range(4)]  # 0.5,
 
 
 def _collector(cls, curriculum, backend="process", frames=32, total=32 * 4, kwargs=None):
-    scheme = decision_scheme(curriculum, backend=backend)
     return cls(
         [make_worker_pendulum] * 2,
         None,
         frames_per_batch=frames,
         total_frames=total,
         create_env_kwargs=kwargs or [{"worker": 0}, {"worker": 1}],
-        weight_sync_schemes={decision_model_id(PATH): scheme},
+        weight_sync_schemes=decision_schemes(curriculum, PATH, backend=backend),
     )
 
 
@@ -76,7 +75,7 @@ def test_decision_schema_is_fixed():
         decision.capture(cur)
     assert int(decision.seq) == 0
     with pytest.raises(ValueError, match="backend='pipe' is not one of"):
-        decision_scheme(cur, backend="pipe")
+        decision_schemes(cur, PATH, backend="pipe")
     with pytest.raises(TypeError, match="must be a currlearn Curriculum"):
         CurriculumDecision(object())
 
@@ -86,7 +85,7 @@ def test_decision_schema_is_fixed():
 def test_multisync_workers_play_each_pushed_decision(backend):
     cur = make_worker_curriculum("schedule")
     collector = _collector(MultiSyncCollector, cur, backend)
-    hook = CurriculumHook(cur, collector=collector, worker_path=PATH, version_key="decision_version")
+    hook = CurriculumHook(cur, collector=collector, version_key="decision_version")
     assert hook.scheme is not None
     seen, versions = [], []
     try:
@@ -109,9 +108,7 @@ def test_multiasync_batches_mixing_decisions_are_attributed():
     cur = make_worker_curriculum("schedule")
     kwargs = [{"worker": 0, "max_steps": 3}, {"worker": 1, "max_steps": 5}]
     collector = _collector(MultiAsyncCollector, cur, frames=14, total=14 * 12, kwargs=kwargs)
-    hook = CurriculumHook(
-        cur, collector=collector, worker_path=PATH, env_id_key="env_id", version_key="decision_version"
-    )
+    hook = CurriculumHook(cur, collector=collector, env_id_key="env_id", version_key="decision_version")
     mass_at = {cur.decision_version: MASSES[0]}
     tracker = EpisodeTracker(env_id_key=("next", "env_id"), version_key=("next", "decision_version"))
     played, lengths = [], {}
@@ -141,7 +138,7 @@ def test_per_env_ladders_across_workers():
     cur = make_worker_curriculum("ladder", 4)
     kwargs = [{"worker": 0, "kind": "ladder"}, {"worker": 1, "kind": "ladder"}]
     collector = _collector(MultiSyncCollector, cur, frames=32, total=32 * 3, kwargs=kwargs)
-    hook = CurriculumHook(cur, collector=collector, worker_path=PATH, env_id_key="env_id")
+    hook = CurriculumHook(cur, collector=collector, env_id_key="env_id")
     per_env = []
     try:
         for i, batch in enumerate(collector):
@@ -165,7 +162,7 @@ def test_per_env_ladders_across_workers():
 def test_resume_restores_the_decision_in_new_workers(tmp_path):
     cur = make_worker_curriculum("schedule")
     collector = _collector(MultiSyncCollector, cur, total=32 * 2)
-    hook = CurriculumHook(cur, collector=collector, worker_path=PATH)
+    hook = CurriculumHook(cur, collector=collector)
     try:
         for batch in collector:
             hook.process_batch(batch)
@@ -176,7 +173,7 @@ def test_resume_restores_the_decision_in_new_workers(tmp_path):
 
     fresh = make_worker_curriculum("schedule")
     collector = _collector(MultiSyncCollector, fresh, total=32)
-    hook = CurriculumHook(fresh, collector=collector, worker_path=PATH, version_key="decision_version")
+    hook = CurriculumHook(fresh, collector=collector, version_key="decision_version")
     hook.load_state_dict(torch.load(tmp_path / "curriculum.pt", weights_only=False))
     try:
         batch = next(iter(collector))
@@ -217,3 +214,57 @@ def test_worker_with_another_curriculum_is_refused():
     with pytest.raises(ValueError, match="the worker's curriculum does not match the trainer's.*state__level"):
         collector = _collector(MultiSyncCollector, cur)
         collector.shutdown()
+
+
+# --------------------------------------------------------------------------- Ray
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+def _ray_collector(curriculum, total):
+    from torchrl.collectors import Collector
+    from torchrl.collectors.distributed import RayCollector
+
+    return RayCollector(
+        [make_worker_pendulum] * 2,
+        policy=None,
+        frames_per_batch=32,
+        total_frames=total,
+        collector_class=Collector,
+        collector_kwargs=[{"create_env_kwargs": {"worker": w}} for w in (0, 1)],
+        remote_configs={"num_cpus": 1},
+        weight_sync_schemes=decision_schemes(curriculum, PATH, backend="ray"),
+        sync=True,
+    )
+
+
+def test_ray_collector_plays_each_pushed_decision_and_resumes(ray_cluster, tmp_path):
+    """Two Ray actors on a local cluster (2 CPUs): pushes, then a resume into new actors."""
+    cur = make_worker_curriculum("schedule")
+    collector = _ray_collector(cur, total=32 * 3)
+    hook = CurriculumHook(cur, collector=collector, version_key="decision_version")
+    seen = []
+    try:
+        for batch in collector:
+            seen.append(batch["next", "params", "m"].unique().tolist())
+            assert batch["next", "decision_version"].unique().tolist() == [cur.decision_version]
+            hook.process_batch(batch)
+            hook.end_iteration()
+    finally:
+        collector.shutdown()
+    assert seen == [[pytest.approx(m)] for m in MASSES[:3]], seen
+    torch.save(hook.state_dict(), tmp_path / "curriculum.pt")
+
+    fresh = make_worker_curriculum("schedule")
+    collector = _ray_collector(fresh, total=32)
+    hook = CurriculumHook(fresh, collector=collector)
+    hook.load_state_dict(torch.load(tmp_path / "curriculum.pt", weights_only=False))
+    try:
+        batch = next(iter(collector))
+    finally:
+        collector.shutdown()
+    assert batch["next", "params", "m"].unique().tolist() == [pytest.approx(MASSES[3])]

@@ -3,20 +3,21 @@
 The curriculum stays authoritative in the trainer process. What a replica in a worker needs to
 sample as it would (counters and state: scores, levels, schedules' positions; never the
 generator) is copied into the buffers of a :class:`CurriculumDecision`, an ``nn.Module`` that
-every :class:`~currlearn.integrations.torchrl.CurriculumTransform` owns as its ``decision``
-submodule. A weight-sync scheme addressed by that submodule's path pushes the trainer's copy to
-the workers' copies like policy weights; each worker's transform loads a new decision into its
-replica at the next reset or step::
+every :class:`~currlearn.integrations.torchrl.CurriculumTransform` owns as its ``decision``.
+A weight-sync scheme pushes the trainer's copy to the workers' copies like policy weights (the
+scheme knows the transform's path in a worker); each worker's transform loads a new decision
+into its replica at the next reset or step::
 
     trainer process                                 worker process w (env + CurriculumTransform)
     curriculum.update(feedback)                     transform.decision  (buffers, CPU)
     decision.capture(curriculum)  -- scheme -->       seq changed? -> replica.load_state_dict(...)
     collector.update_policy_weights_(                 reset envs draw from the replica
-        weights, model_id=".../decision")           transitions tagged (task, decision_version)
+        weights, model_id="curriculum")             transitions tagged (task, decision_version)
 
-:func:`decision_scheme` builds the scheme (``"process"``: TorchRL's
+:func:`decision_schemes` builds the scheme (``"process"``: TorchRL's
 ``MultiProcessWeightSyncScheme``, a pipe per worker; ``"shared"``: its
-``SharedMemWeightSyncScheme``, one shared-memory copy read by every worker); a
+``SharedMemWeightSyncScheme``, one shared-memory copy read by every worker; ``"ray"``: its
+``RayWeightSyncScheme``, for ``RayCollector``); a
 :class:`~currlearn.integrations.torchrl.CurriculumHook` given a collector with such a scheme pushes
 after every update. Pushes are whole: a worker loads a decision only when its first and last
 buffers carry the same sequence number, so a decision written while a worker reads it (with
@@ -30,7 +31,7 @@ from typing import Any
 import torch
 from tensordict import TensorDict
 from torch import Tensor, nn
-from torchrl.weight_update import MultiProcessWeightSyncScheme, SharedMemWeightSyncScheme
+from torchrl.weight_update import MultiProcessWeightSyncScheme, RayWeightSyncScheme, SharedMemWeightSyncScheme
 
 from currlearn.base import Curriculum, check_choice
 
@@ -38,8 +39,7 @@ __all__ = [
     "CurriculumDecision",
     "ProcessDecisionScheme",
     "SharedDecisionScheme",
-    "decision_model_id",
-    "decision_scheme",
+    "decision_schemes",
 ]
 
 _GROUPS = ("counters", "state")
@@ -159,27 +159,28 @@ class CurriculumDecision(nn.Module):
         return meta[2]
 
 
-def decision_model_id(worker_path: str) -> str:
-    """The scheme's ``model_id`` for the transform at ``worker_path`` (see
-    :func:`~currlearn.integrations.torchrl.transform_path`): ``f"{worker_path}.decision"``."""
-    return f"{worker_path}.decision"
-
-
 class _DecisionSender:
-    """Sender-side behaviour shared by the schemes below.
+    """What the decision schemes below add to TorchRL's schemes.
 
-    TorchRL's process schemes resolve ``model_id`` on the collector in the trainer process
-    (which has no worker env there) and, in a worker, pass every push on to the inner
-    collector's ``update_policy_weights_`` (which knows only the policy). The trainer's
-    :class:`CurriculumDecision` is given as the source instead, and the receiving side stops at
-    the decision module.
+    TorchRL's schemes find the model by its ``model_id`` on the collector, in the trainer
+    process (which has no worker env) and in the worker (where a dotted path such as
+    ``"env.transform[1].decision"`` cannot be a key over Ray). Here the trainer side sends the
+    trainer's :class:`CurriculumDecision` (``source``), and the worker side finds its decision at
+    ``f"{worker_path}.decision"`` on its collector, checks that it has the trainer's buffers, and
+    stops there (TorchRL would pass a received model on to the worker's policy).
     """
 
-    def __init__(self, source: CurriculumDecision, **kwargs: Any) -> None:
+    def __init__(self, source: CurriculumDecision, worker_path: str, **kwargs: Any) -> None:
         if not isinstance(source, CurriculumDecision):
             raise TypeError(f"source must be a CurriculumDecision, got {type(source).__name__}.")
+        if not isinstance(worker_path, str) or not worker_path:
+            raise ValueError(
+                f"worker_path must be the transform's path in a worker collector, e.g. "
+                f"transform_path(make_env()) == 'env.transform[1]'; got {worker_path!r}."
+            )
         super().__init__(**kwargs)  # type: ignore[call-arg]
         self._source = source
+        self.worker_path = worker_path
         self._signature = source.signature()
 
     @property
@@ -195,17 +196,20 @@ class _DecisionSender:
             model_id=model_id, model=self._source, devices=[torch.device("cpu")] * workers, ctx=ctx
         )
 
-    def _init_on_receiver_impl(self, **kwargs: Any) -> None:
-        super()._init_on_receiver_impl(**kwargs)  # type: ignore[misc]
-        self.context = None  # applied to the decision module; nothing to cascade
+    def _init_on_receiver_impl(self, *, model_id: str | None = None, context: Any = None, **kwargs: Any) -> None:
+        if context is not None:
+            from torchrl.weight_update.utils import _resolve_model
+
+            kwargs["model"] = _resolve_model(context, f"{self.worker_path}.decision")
+            kwargs.setdefault("worker_idx", getattr(context, "worker_idx", None))
+        super()._init_on_receiver_impl(model_id=model_id, **kwargs)  # type: ignore[misc]
+        self.context = None  # nothing to pass on
         mine = self.model.signature() if isinstance(self.model, CurriculumDecision) else None
         if mine != self._signature:
-            theirs = dict(self._signature)
-            ours = dict(mine or [])
-            diff = sorted(set(theirs.items()) ^ set(ours.items()))[:4]
+            diff = sorted(set(self._signature) ^ set(mine or []))[:4]
             raise ValueError(
-                f"the worker's curriculum does not match the trainer's (model_id={self.model_id!r}): their "
-                f"decisions differ in {[name for name, _ in diff]}; build both from the same curriculum config."
+                f"the worker's curriculum does not match the trainer's (at {self.worker_path}.decision): their "
+                f"decisions differ in {sorted({name for name, _ in diff})}; build both from the same curriculum config."
             )
 
     def __getstate__(self) -> dict[str, Any]:
@@ -236,34 +240,54 @@ class SharedDecisionScheme(_DecisionSender, SharedMemWeightSyncScheme):
     decision buffers are one shared-memory copy that every push writes in place."""
 
 
-_SCHEMES = {"process": ProcessDecisionScheme, "shared": SharedDecisionScheme}
-BACKENDS = ("process", "shared")
+class RayDecisionScheme(_DecisionSender, RayWeightSyncScheme):
+    """TorchRL's ``RayWeightSyncScheme`` for a :class:`CurriculumDecision` (``RayCollector``):
+    pushes go over a ``torch.distributed`` group that TorchRL sets up between the trainer and the
+    remote collectors."""
+
+    def _init_on_sender_impl(self, *, model_id: str | None = None, context: Any = None, **kw: Any):
+        kw["model"] = self._source
+        return RayWeightSyncScheme._init_on_sender_impl(self, model_id=model_id, context=context, **kw)
 
 
-def decision_scheme(curriculum_or_decision: Curriculum | CurriculumDecision, backend: str = "process") -> Any:
-    """A TorchRL weight-sync scheme that pushes a curriculum's decision to collector workers.
+_SCHEMES = {"process": ProcessDecisionScheme, "shared": SharedDecisionScheme, "ray": RayDecisionScheme}
+BACKENDS = ("process", "shared", "ray")
 
-    Pass it to a multi-process collector under the transform's decision path, and give the
-    same collector to :class:`~currlearn.integrations.torchrl.CurriculumHook`::
+
+def decision_schemes(
+    curriculum_or_decision: Curriculum | CurriculumDecision, worker_path: str, backend: str = "process"
+) -> dict[str, Any]:
+    """TorchRL weight-sync schemes that push a curriculum's decision to collector workers.
+
+    Returns ``{model_id: scheme}`` for a collector's ``weight_sync_schemes`` (merge it with the
+    policy's, if any); give the same collector to
+    :class:`~currlearn.integrations.torchrl.CurriculumHook`::
 
         path = transform_path(make_env())                       # e.g. "env.transform[1]"
-        scheme = decision_scheme(curriculum, backend="shared")
         collector = MultiAsyncCollector([make_env] * 2, policy, ...,
-                                        weight_sync_schemes={decision_model_id(path): scheme})
-        hook = CurriculumHook(curriculum, collector=collector, worker_path=path)
+                                        weight_sync_schemes=decision_schemes(curriculum, path))
+        hook = CurriculumHook(curriculum, collector=collector)
+
+    The ``model_id`` is the decision's path in a worker (``f"{worker_path}.decision"``), which
+    TorchRL's process collectors resolve; with ``"ray"`` it is ``"curriculum_decision"`` (a key
+    without dots, which TorchRL's Ray calls need; the scheme finds the decision by its path).
 
     Args:
         curriculum_or_decision: the authoritative curriculum (its decision is built here), or
             a :class:`CurriculumDecision` built from it.
-        backend (str): ``"process"`` (a pipe per worker: ``MultiProcessWeightSyncScheme``) or
-            ``"shared"`` (shared memory: ``SharedMemWeightSyncScheme``).
+        worker_path (str): the transform's path in a worker's collector
+            (:func:`~currlearn.integrations.torchrl.transform_path`).
+        backend (str): ``"process"`` (a pipe per worker: ``MultiProcessWeightSyncScheme``),
+            ``"shared"`` (shared memory: ``SharedMemWeightSyncScheme``), for
+            ``MultiSyncCollector`` / ``MultiAsyncCollector``; ``"ray"`` (``RayWeightSyncScheme``)
+            for ``RayCollector``.
 
-    Returns:
-        The scheme; ``scheme.source`` is the trainer's :class:`CurriculumDecision`.
+    The scheme's ``source`` is the trainer's :class:`CurriculumDecision`.
     """
     backend = check_choice("backend", backend, BACKENDS)
     source = curriculum_or_decision
     if isinstance(source, Curriculum):
         source = CurriculumDecision(source)
         source.capture(curriculum_or_decision)  # workers start from the current decision
-    return _SCHEMES[backend](source)
+    scheme = _SCHEMES[backend](source, worker_path)
+    return {"curriculum_decision" if backend == "ray" else f"{worker_path}.decision": scheme}

@@ -44,7 +44,7 @@ from torchrl.trainers import ReplayBufferTrainer, TrainerHookBase, ValueEstimato
 from currlearn.base import Curriculum, check_choice, check_positive_int
 from currlearn.driver import CurriculumDriver
 from currlearn.feedback import EpisodeTracker
-from currlearn.integrations.sync import CurriculumDecision, decision_model_id
+from currlearn.integrations.sync import CurriculumDecision
 
 __all__ = ["CurriculumHook", "CurriculumTransform", "find_transforms", "sync_workers", "transform_path"]
 
@@ -500,11 +500,12 @@ class CurriculumHook(TrainerHookBase):
         tracker (EpisodeTracker, optional): how feedback is read from batches; default
             ``curriculum.make_tracker(task_key=("next", transform.task_key))``.
         collector (optional): a multi-process collector whose workers hold replicas. When
-            it was built with a :func:`~currlearn.integrations.sync.decision_scheme` under
-            ``decision_model_id(worker_path)`` (``MultiSyncCollector``,
-            ``MultiAsyncCollector``), the decision is pushed through it after every update
-            and after a load; otherwise (``MultiSyncCollector`` only) with :func:`sync_workers`.
-        worker_path (str, optional): path of the transform in a worker (see :func:`transform_path`).
+            it was built with a :func:`~currlearn.integrations.sync.decision_schemes`
+            (``MultiSyncCollector``, ``MultiAsyncCollector``, ``RayCollector``), the decision is
+            pushed through it after every update and after a load; otherwise
+            (``MultiSyncCollector`` only) with :func:`sync_workers`.
+        worker_path (str, optional): path of the transform in a worker (see :func:`transform_path`);
+            needed without a decision scheme, or to choose among several.
         env_id_key, version_key (NestedKey, optional): the workers' transforms'
             ``env_id_key`` / ``version_key``, read by the default tracker (``env_id_key`` is
             needed with ``MultiAsyncCollector``: its batches hold one worker's envs in turn).
@@ -544,8 +545,11 @@ class CurriculumHook(TrainerHookBase):
             raise TypeError(f"transform must be a CurriculumTransform or None, got {type(transform).__name__}.")
         if transform is not None and curriculum is not None and transform.curriculum is not curriculum:
             raise ValueError("transform drives another curriculum object than curriculum: give one of the two.")
-        if collector is not None and worker_path is None:
-            raise ValueError("collector is given but worker_path is not: pass worker_path=transform_path(make_env()).")
+        if collector is not None and worker_path is None and not _has_decision_scheme(collector):
+            raise ValueError(
+                "collector is given without a curriculum decision scheme (currlearn.integrations.sync.decision_schemes) "
+                "and worker_path is not: pass worker_path=transform_path(make_env())."
+            )
         self.feedback_at = check_choice("feedback_at", feedback_at, self.FEEDBACK_POINTS)
         self.collector = collector
         self.worker_path = worker_path
@@ -564,22 +568,33 @@ class CurriculumHook(TrainerHookBase):
 
     @property
     def scheme(self) -> Any:
-        """The collector's decision scheme for ``worker_path`` (None: pushes use ``map_fn``)."""
+        """The collector's decision scheme (see :func:`~currlearn.integrations.sync.decision_schemes`)
+        for :attr:`worker_path`, or None (pushes then use :func:`sync_workers`)."""
+        found = self._find_scheme()
+        return found[1] if found else None
+
+    def _find_scheme(self) -> tuple[str, Any] | None:
         from currlearn.integrations.sync import _DecisionSender
 
         schemes = getattr(self.collector, "_weight_sync_schemes", None) or {}
-        scheme = schemes.get(decision_model_id(self.worker_path)) if self.worker_path else None
-        return scheme if isinstance(scheme, _DecisionSender) else None
+        mine = [(k, s) for k, s in schemes.items() if isinstance(s, _DecisionSender)]
+        if self.worker_path is not None:
+            mine = [(k, s) for k, s in mine if s.worker_path == self.worker_path]
+        if len(mine) > 1:
+            raise ValueError(
+                f"the collector has {len(mine)} curriculum decision schemes ({[k for k, _ in mine]}): pass worker_path= "
+                "to say which one this hook pushes."
+            )
+        return mine[0] if mine else None
 
     def _sync(self, refresh: bool) -> None:
-        scheme = self.scheme
-        if scheme is None:
+        found = self._find_scheme()
+        if found is None:
             sync_workers(self.collector, self.curriculum, self.worker_path, refresh=refresh)  # type: ignore[arg-type]
             return
+        model_id, scheme = found
         scheme.source.capture(self.curriculum, refresh=refresh)
-        self.collector.update_policy_weights_(
-            weights=scheme.source.weights(), model_id=decision_model_id(self.worker_path)
-        )
+        self.collector.update_policy_weights_(weights=scheme.source.weights(), model_id=model_id)
 
     def _run(self) -> CurriculumDriver:
         if self.driver is None:
@@ -693,6 +708,13 @@ class CurriculumHook(TrainerHookBase):
         fillers = [i for i, op in enumerate(inner) if _fills_buffer(op)]
         at = fillers[0] if fillers else estimators[-1] + 1 if estimators else len(ops)
         ops.insert(at, entry)
+
+
+def _has_decision_scheme(collector: Any) -> bool:
+    from currlearn.integrations.sync import _DecisionSender
+
+    schemes = getattr(collector, "_weight_sync_schemes", None) or {}
+    return any(isinstance(s, _DecisionSender) for s in schemes.values())
 
 
 def _unwrap(op: Any) -> Any:
