@@ -596,6 +596,39 @@ def test_joblib_launcher_sweep(tmp_path):
     assert len(list(sweep.glob("*/summary.json"))) == 2
 
 
+@pytest.mark.parametrize(
+    "launcher",
+    [
+        pytest.param(["hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10"], id="submitit_local"),
+        pytest.param(
+            [
+                "hydra/launcher=ray",
+                "+hydra.launcher.ray.init.num_cpus=2",
+                "+hydra.launcher.ray.init.include_dashboard=false",
+            ],
+            id="ray",
+        ),
+    ],
+)
+def test_cluster_launcher_sweep_and_report(tmp_path, launcher):
+    """The Slurm launcher's local twin and the Ray launcher (a local Ray cluster) run a
+    curriculum sweep; currlearn-report aggregates it."""
+    plugin = "hydra_plugins.hydra_submitit_launcher" if "submitit" in launcher[0] else "hydra_plugins.hydra_ray_launcher"
+    pytest.importorskip(plugin)
+    sweep = tmp_path / "sweep"
+    r = _train("-m", *launcher, "curriculum=none,level", *TINY, f"hydra.sweep.dir={sweep}", cwd=tmp_path, timeout=900)
+    assert r.returncode == 0, r.stderr[-3000:]
+    runs = sorted(sweep.glob("*/summary.json"))
+    assert len(runs) == 2, list(sweep.iterdir())
+    assert {json.loads(p.read_text())["curriculum"] for p in runs} == {"none", "level"}
+    r = subprocess.run(
+        [sys.executable, "-m", "currlearn.app.report", str(sweep)], env=ENV, capture_output=True, text=True, timeout=300
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    table = (sweep / "report.md").read_text()
+    assert "| curriculum=none |" in table and "| curriculum=level |" in table, table
+
+
 # --------------------------------------------------------------------------- extending the app
 EXT_MODULE = '''
 import torch
