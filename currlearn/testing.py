@@ -71,7 +71,8 @@ def make_worker_pendulum(
 
     ``kind``: ``"schedule"`` (the mass follows ``LinearSchedule(0.5, 2.0, total=3)``) or
     ``"ladder"`` (a per-env ``LevelCurriculum`` over masses ``[0.5, 1.0, 1.5, 2.0]`` for
-    ``workers * num_envs`` envs, which never promotes: pendulum returns are below 0).
+    ``workers * num_envs`` envs, which never promotes: pendulum returns are below 0) or
+    ``"plr"`` (PLR over 1e5 masses in ``[0.5, 2]``).
     Build the trainer's curriculum with :func:`make_worker_curriculum` (same arguments).
     """
     from torchrl.envs import StepCounter, TransformedEnv
@@ -99,7 +100,12 @@ def make_worker_curriculum(kind: str = "schedule", total_envs: int = 4) -> objec
     if kind == "ladder":
         levels = {"m": [0.5, 1.0, 1.5, 2.0]}
         return LevelCurriculum(levels, threshold=0.0, compare="gt", min_episodes=1, per_env=True, num_envs=total_envs)
-    raise ValueError(f"kind={kind!r} is not one of ['schedule', 'ladder'].")
+    if kind == "plr":
+        from currlearn.curricula import PrioritizedLevelReplay
+        from currlearn.spaces import DiscreteSpace
+
+        return PrioritizedLevelReplay(DiscreteSpace({"m": torch.linspace(0.5, 2.0, 100_000)}), seed=0)
+    raise ValueError(f"kind={kind!r} is not one of ['schedule', 'ladder', 'plr'].")
 
 
 def make_pendulum_with_step_counter(num_envs: int = 2) -> object:
