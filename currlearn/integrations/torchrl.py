@@ -44,7 +44,7 @@ from torchrl.trainers import ReplayBufferTrainer, TrainerHookBase, ValueEstimato
 from currlearn.base import Curriculum, check_choice, check_positive_int
 from currlearn.driver import CurriculumDriver
 from currlearn.feedback import EpisodeTracker
-from currlearn.integrations.sync import CurriculumDecision
+from currlearn.integrations.sync import CurriculumDecision, _DecisionSender
 
 __all__ = ["CurriculumHook", "CurriculumTransform", "find_transforms", "sync_workers", "transform_path"]
 
@@ -97,8 +97,8 @@ class CurriculumTransform(Transform):
             worker is the pushed decision's (see :attr:`decision`). Default: not written.
 
     In a collector worker the transform's replica receives the trainer's decision through
-    :attr:`decision`, which a TorchRL weight-sync scheme addressed as
-    ``f"{transform_path(env)}.decision"`` writes (see :mod:`currlearn.integrations.sync`); a
+    :attr:`decision`, which a TorchRL weight-sync scheme from
+    :func:`~currlearn.integrations.sync.decision_schemes` writes; a
     new decision is loaded into the replica at the next reset or step.
 
     The envs being reset are those in the ``"_reset"`` mask (all envs on a full reset). Their
@@ -545,7 +545,7 @@ class CurriculumHook(TrainerHookBase):
             raise TypeError(f"transform must be a CurriculumTransform or None, got {type(transform).__name__}.")
         if transform is not None and curriculum is not None and transform.curriculum is not curriculum:
             raise ValueError("transform drives another curriculum object than curriculum: give one of the two.")
-        if collector is not None and worker_path is None and not _has_decision_scheme(collector):
+        if collector is not None and worker_path is None and not _decision_schemes(collector):
             raise ValueError(
                 "collector is given without a curriculum decision scheme (currlearn.integrations.sync.decision_schemes) "
                 "and worker_path is not: pass worker_path=transform_path(make_env())."
@@ -574,10 +574,7 @@ class CurriculumHook(TrainerHookBase):
         return found[1] if found else None
 
     def _find_scheme(self) -> tuple[str, Any] | None:
-        from currlearn.integrations.sync import _DecisionSender
-
-        schemes = getattr(self.collector, "_weight_sync_schemes", None) or {}
-        mine = [(k, s) for k, s in schemes.items() if isinstance(s, _DecisionSender)]
+        mine = _decision_schemes(self.collector)
         if self.worker_path is not None:
             mine = [(k, s) for k, s in mine if s.worker_path == self.worker_path]
         if len(mine) > 1:
@@ -710,11 +707,10 @@ class CurriculumHook(TrainerHookBase):
         ops.insert(at, entry)
 
 
-def _has_decision_scheme(collector: Any) -> bool:
-    from currlearn.integrations.sync import _DecisionSender
-
+def _decision_schemes(collector: Any) -> list[tuple[str, Any]]:
+    """``(model_id, scheme)`` of the collector's curriculum decision schemes."""
     schemes = getattr(collector, "_weight_sync_schemes", None) or {}
-    return any(isinstance(s, _DecisionSender) for s in schemes.values())
+    return [(k, s) for k, s in schemes.items() if isinstance(s, _DecisionSender)]
 
 
 def _unwrap(op: Any) -> Any:
