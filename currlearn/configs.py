@@ -491,6 +491,9 @@ class CurriculumTransformConfig:
     task_key: Any = "task_id"
     check_params: bool = True
     prefetch: int = 0
+    env_offset: int = 0
+    env_id_key: Any = None
+    version_key: Any = None
 
 
 @dataclass
@@ -510,6 +513,8 @@ class CurriculumHookConfig:
     refresh_every_iteration: bool | None = None
     feedback_at: str = "batch_process"
     log_interval: int = 0
+    env_id_key: Any = None
+    version_key: Any = None
 
 
 _GROUPS["transform"] = (CurriculumTransformConfig,)
@@ -540,6 +545,8 @@ class CurriculumDriverConfig:
     refresh_every_iteration: bool | None = None
     log_interval: int = 0
     on_decision: Any = None
+    env_id_key: Any = None
+    version_key: Any = None
 
 
 _GROUPS["metric"] = (StepMetricConfig,)

@@ -9,6 +9,7 @@ process; a few also run as real subprocesses (``test_bad_input_in_a_subprocess``
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import subprocess
 import sys
@@ -144,6 +145,11 @@ def _main(argv: list[str], monkeypatch, cwd: Path) -> str:
     return code
 
 
+def _file_handlers() -> list[logging.FileHandler]:
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    return [h for log in loggers for h in getattr(log, "handlers", ()) if isinstance(h, logging.FileHandler)]
+
+
 def _check(err: str, words: list[str]) -> None:
     assert err.count("\n") == 0, err
     assert err.startswith("currlearn-train: error:"), err
@@ -159,6 +165,8 @@ def test_bad_input_is_one_line(a_run, tmp_path, monkeypatch, args, words):
     _check(_main([*TINY, *args, f"hydra.run.dir={out}"], monkeypatch, tmp_path), words)
     assert not out.exists()  # no run dir left behind
     assert _tree_hash(a_run) == before
+    # nor a log handler on the removed dir, which the next record in this process would fail on
+    assert not [h for h in _file_handlers() if out in Path(h.baseFilename).parents]
 
 
 @pytest.mark.parametrize(("args", "words"), BAD_MULTIRUN, ids=[" ".join(a) for a, _ in BAD_MULTIRUN])

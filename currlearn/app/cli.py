@@ -18,6 +18,7 @@ torch nor the library at import time: ``--help``, ``--cfg job`` and tab completi
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 import shutil
@@ -48,7 +49,19 @@ def _remove_if_unused(path: Path | None, job_log: str = "cli.log") -> None:
     if path is None or not path.is_dir():
         return
     if {p.name for p in path.iterdir()} <= {".hydra", job_log, "cli.log", "train.log"}:
+        _drop_file_handlers(path)
         shutil.rmtree(path, ignore_errors=True)
+
+
+def _drop_file_handlers(path: Path) -> None:
+    """Close the logging file handlers Hydra opened under ``path``: once it is removed, a later
+    record in the same process (a notebook, a test) would fail to reopen the file."""
+    root = path.resolve()
+    for log in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        for h in list(getattr(log, "handlers", ())):
+            if isinstance(h, logging.FileHandler) and root in Path(h.baseFilename).resolve().parents:
+                log.removeHandler(h)
+                h.close()
 
 
 def _allowed_keys_hint(msg: str, overrides: list[str]) -> str:
