@@ -7,13 +7,16 @@ from the batches they return: the parameters, and the decision version every tra
 
 from __future__ import annotations
 
+import os
+import signal
+
 import pytest
 import torch
 from tensordict import TensorDict
 from torchrl.collectors import MultiAsyncCollector, MultiSyncCollector
 
 from currlearn.feedback import EpisodeTracker
-from currlearn.integrations.sync import CurriculumDecision, decision_schemes
+from currlearn.integrations.sync import CurriculumDecision, WorkerLostError, decision_schemes
 from currlearn.integrations.torchrl import CurriculumHook, transform_path
 from currlearn.schedules import LinearSchedule
 from currlearn.testing import make_worker_curriculum, make_worker_pendulum
@@ -216,6 +219,38 @@ def test_worker_with_another_curriculum_is_refused():
         collector.shutdown()
 
 
+@pytest.mark.parametrize("backend", ["process", "shared"])
+def test_a_dead_worker_ends_the_push_with_one_line(tmp_path, backend):
+    """TorchRL's schemes wait for every worker's acknowledgement without a timeout; a push to a
+    worker killed mid-run raises one line instead, and the checkpoint saved before is intact."""
+    cur = make_worker_curriculum("schedule")
+    collector = _collector(MultiSyncCollector, cur, backend, total=32 * 10)
+    hook = CurriculumHook(cur, collector=collector)
+    ckpt = tmp_path / "curriculum.pt"
+    try:
+        hook.process_batch(next(iter(collector)))
+        hook.end_iteration()
+        torch.save(hook.state_dict(), ckpt)
+        saved = ckpt.read_bytes()
+        os.kill(collector.procs[1].pid, signal.SIGKILL)
+        collector.procs[1].join(timeout=60)
+        # the scheme's own wait (the worker dies after the hook's check, during the push) ...
+        hook.scheme.watch(collector.procs)
+        with pytest.raises(WorkerLostError, match=r"^collector worker 1 is gone \(exit code -9\)"):
+            collector.update_policy_weights_(weights=hook.scheme.source.weights(), model_id=f"{PATH}.decision")
+        # ... and the hook's check before it
+        with pytest.raises(WorkerLostError) as e:
+            hook.end_iteration()
+    finally:
+        collector.shutdown()
+    msg = str(e.value)
+    assert "\n" not in msg and "worker 1" in msg and f"version {cur.decision_version}" in msg, msg
+    assert ckpt.read_bytes() == saved
+    fresh = CurriculumHook(make_worker_curriculum("schedule"))
+    fresh.load_state_dict(torch.load(ckpt, weights_only=False))
+    assert fresh.curriculum.iteration == 1
+
+
 # --------------------------------------------------------------------------- Ray
 @pytest.fixture(scope="module")
 def ray_cluster():
@@ -268,3 +303,21 @@ def test_ray_collector_plays_each_pushed_decision_and_resumes(ray_cluster, tmp_p
     finally:
         collector.shutdown()
     assert batch["next", "params", "m"].unique().tolist() == [pytest.approx(MASSES[3])]
+
+
+def test_a_killed_ray_actor_ends_the_push_with_one_line(ray_cluster):
+    cur = make_worker_curriculum("schedule")
+    collector = _ray_collector(cur, total=32 * 10)
+    hook = CurriculumHook(cur, collector=collector)
+    try:
+        hook.process_batch(next(iter(collector)))
+        hook.end_iteration()
+        actor = collector.remote_collectors[1]
+        ray_cluster.kill(actor)
+        with pytest.raises(ray_cluster.exceptions.RayActorError):  # wait until it is gone
+            ray_cluster.get(actor.__ray_ready__.remote(), timeout=120)
+        with pytest.raises(WorkerLostError, match="a collector worker is gone") as e:
+            hook.end_iteration()
+    finally:
+        collector.shutdown()
+    assert "\n" not in str(e.value), str(e.value)

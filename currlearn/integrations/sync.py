@@ -12,7 +12,7 @@ into its replica at the next reset or step::
     curriculum.update(feedback)                     transform.decision  (buffers, CPU)
     decision.capture(curriculum)  -- scheme -->       seq changed? -> replica.load_state_dict(...)
     collector.update_policy_weights_(                 reset envs draw from the replica
-        weights, model_id="curriculum")             transitions tagged (task, decision_version)
+        weights, model_id=...)                      transitions tagged (task, decision_version)
 
 :func:`decision_schemes` builds the scheme (``"process"``: TorchRL's
 ``MultiProcessWeightSyncScheme``, a pipe per worker; ``"shared"``: its
@@ -22,10 +22,15 @@ into its replica at the next reset or step::
 after every update. Pushes are whole: a worker loads a decision only when its first and last
 buffers carry the same sequence number, so a decision written while a worker reads it (with
 ``MultiAsyncCollector``) is loaded at the worker's next reset or step, never half-written.
+
+A worker that is gone (its process exited, its Ray actor was killed) cannot be pushed to: the
+push raises :class:`WorkerLostError`, one line naming the worker, instead of waiting for an
+acknowledgement that never comes.
 """
 
 from __future__ import annotations
 
+import queue
 from typing import Any
 
 import torch
@@ -38,7 +43,10 @@ from currlearn.base import Curriculum, check_choice
 __all__ = [
     "CurriculumDecision",
     "ProcessDecisionScheme",
+    "RayDecisionScheme",
     "SharedDecisionScheme",
+    "WorkerLostError",
+    "check_workers",
     "decision_schemes",
 ]
 
@@ -229,13 +237,76 @@ def _num_workers(collector: Any) -> int:
     raise ValueError(f"cannot tell how many workers {type(collector).__name__} has (no num_workers).")
 
 
-class ProcessDecisionScheme(_DecisionSender, MultiProcessWeightSyncScheme):
+class WorkerLostError(RuntimeError):
+    """A collector worker is gone (its process exited, its Ray actor died): the curriculum's
+    decision cannot reach it. The trainer's curriculum is unchanged by the failed push; resume
+    from the last checkpoint with new workers."""
+
+
+def _lost(worker: int | str, why: str, version: int | None) -> WorkerLostError:
+    what = "the curriculum's decision" + (f" (version {version})" if version is not None else "")
+    return WorkerLostError(
+        f"collector worker {worker} is gone ({why}): {what} cannot reach it; the trainer's curriculum and its "
+        "last checkpoint are intact: resume from the checkpoint with new workers."
+    )
+
+
+def check_workers(processes: Any, version: int | None = None) -> None:
+    """Raise :class:`WorkerLostError` if one of ``processes`` (a multi-process collector's
+    ``procs``) has exited."""
+    for i, p in enumerate(processes or ()):
+        if getattr(p, "_closed", False) or not p.is_alive():
+            code = None if getattr(p, "_closed", False) else p.exitcode
+            raise _lost(i, "closed" if code is None else f"exit code {code}", version)
+
+
+def _ray_worker_gone(error: BaseException) -> str | None:
+    """What a failed push over Ray says when a remote collector is gone, or None if the error
+    is something else. A killed actor shows as Ray's ``ActorDiedError`` or as the
+    ``torch.distributed`` group's "Connection closed by peer"."""
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if type(error).__module__.startswith("ray.") or "Connection closed by peer" in str(error):
+        return f"a collector worker is gone ({type(error).__name__}: {first[:120]}): the curriculum's decision cannot reach it"
+    return None
+
+
+class _WatchesWorkers:
+    """TorchRL's process and shared-memory schemes wait for every worker's acknowledgement
+    without a timeout, so a push to a worker that died would wait forever. Given the worker
+    processes (:meth:`watch`), the wait checks between short polls that they are alive."""
+
+    _POLL_S = 0.25
+
+    def watch(self, processes: Any, version: int | None = None) -> None:
+        self._procs, self._push_version = list(processes or ()), version
+
+    def _wait_for_ack(self, worker_ids: Any = None, timeout: float | None = None) -> None:
+        procs = getattr(self, "_procs", None)
+        acks = getattr(self, "_ack_queues", None)
+        if not procs or not acks or timeout is not None:
+            return super()._wait_for_ack(worker_ids=worker_ids, timeout=timeout)  # type: ignore[misc]
+        targets = list(acks) if worker_ids is None else [worker_ids] if isinstance(worker_ids, int) else worker_ids
+        for idx in targets:
+            while True:
+                try:
+                    acks[idx].get(timeout=self._POLL_S)
+                    break
+                except queue.Empty:
+                    check_workers(procs, getattr(self, "_push_version", None))
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = super().__getstate__()  # type: ignore[misc]
+        state.pop("_procs", None)
+        return state
+
+
+class ProcessDecisionScheme(_WatchesWorkers, _DecisionSender, MultiProcessWeightSyncScheme):
     """TorchRL's ``MultiProcessWeightSyncScheme`` for a :class:`CurriculumDecision`: every push
     is sent down a pipe to each worker, whose receiver thread writes it into the worker's
     decision buffers."""
 
 
-class SharedDecisionScheme(_DecisionSender, SharedMemWeightSyncScheme):
+class SharedDecisionScheme(_WatchesWorkers, _DecisionSender, SharedMemWeightSyncScheme):
     """TorchRL's ``SharedMemWeightSyncScheme`` for a :class:`CurriculumDecision`: the workers'
     decision buffers are one shared-memory copy that every push writes in place."""
 

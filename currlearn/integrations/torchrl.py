@@ -44,7 +44,13 @@ from torchrl.trainers import ReplayBufferTrainer, TrainerHookBase, ValueEstimato
 from currlearn.base import Curriculum, check_choice, check_positive_int
 from currlearn.driver import CurriculumDriver
 from currlearn.feedback import EpisodeTracker
-from currlearn.integrations.sync import CurriculumDecision, _DecisionSender
+from currlearn.integrations.sync import (
+    CurriculumDecision,
+    WorkerLostError,
+    _DecisionSender,
+    _ray_worker_gone,
+    check_workers,
+)
 
 __all__ = ["CurriculumHook", "CurriculumTransform", "find_transforms", "sync_workers", "transform_path"]
 
@@ -590,8 +596,21 @@ class CurriculumHook(TrainerHookBase):
             sync_workers(self.collector, self.curriculum, self.worker_path, refresh=refresh)  # type: ignore[arg-type]
             return
         model_id, scheme = found
+        version = self.curriculum.decision_version  # type: ignore[union-attr]
+        procs = getattr(self.collector, "procs", None)
+        check_workers(procs, version)
+        if hasattr(scheme, "watch"):
+            scheme.watch(procs, version)
         scheme.source.capture(self.curriculum, refresh=refresh)
-        self.collector.update_policy_weights_(weights=scheme.source.weights(), model_id=model_id)
+        try:
+            self.collector.update_policy_weights_(weights=scheme.source.weights(), model_id=model_id)
+        except WorkerLostError:
+            raise
+        except Exception as e:
+            gone = _ray_worker_gone(e)
+            if gone is None:
+                raise
+            raise WorkerLostError(f"{gone}; resume from the trainer's last checkpoint with new workers.") from e
 
     def _run(self) -> CurriculumDriver:
         if self.driver is None:
