@@ -169,6 +169,11 @@ class Curriculum(ABC):
     """Whether :meth:`update` needs advantages / value estimates in the batch (PLR's scores):
     trainers then compute them before the curriculum reads the batch."""
 
+    samples_in_trainer: str | None = None
+    """None, or why a replica of the curriculum cannot sample in a collector worker (a curriculum
+    that creates tasks as it samples, such as generated levels, keeps them in the process that
+    samples): :class:`~currlearn.integrations.sync.CurriculumDecision` then refuses it."""
+
     per_episode: bool = True
     """Whether a task holds for a whole episode (False: the decision changes with the
     iteration and envs should be refreshed mid-episode, as for schedules)."""

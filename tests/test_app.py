@@ -613,7 +613,9 @@ def test_joblib_launcher_sweep(tmp_path):
 def test_cluster_launcher_sweep_and_report(tmp_path, launcher):
     """The Slurm launcher's local twin and the Ray launcher (a local Ray cluster) run a
     curriculum sweep; currlearn-report aggregates it."""
-    plugin = "hydra_plugins.hydra_submitit_launcher" if "submitit" in launcher[0] else "hydra_plugins.hydra_ray_launcher"
+    plugin = (
+        "hydra_plugins.hydra_submitit_launcher" if "submitit" in launcher[0] else "hydra_plugins.hydra_ray_launcher"
+    )
     pytest.importorskip(plugin)
     sweep = tmp_path / "sweep"
     r = _train("-m", *launcher, "curriculum=none,level", *TINY, f"hydra.sweep.dir={sweep}", cwd=tmp_path, timeout=900)

@@ -109,3 +109,20 @@ def test_level_benchmark_runs_at_a_tiny_size(monkeypatch):
     ops = bench.buffer_ops(64, 1, cpu)
     assert sorted(ops) == ["edit", "insert", "sample_new", "sample_replay", "update_replay"]
     assert all(ms > 0 and floor > 0 for ms, floor in ops.values()), ops
+
+
+def test_scaleout_benchmark_runs_at_a_tiny_size():
+    """bench_scaleout.py's feedback rows at a tiny batch, and one push to 2 real workers."""
+    script = BENCH.parent / "bench_scaleout.py"
+    spec = importlib.util.spec_from_file_location("bench_scaleout", script)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    batch = bench.make_batch(workers=2, envs=4, steps=16, episode=4)
+    for name, cur in bench.feedback_curricula().items():
+        tasks = batch.clone()
+        tasks["next", "task_id"] %= cur.space.num_tasks
+        assert bench.feedback_rate(cur, tasks, 2) > 0, name
+        # the warm-up and the 2 timed repeats each fed the batch's 8 envs x 16 steps / 4 episodes
+        assert int(cur.counters["episodes"]) == 3 * 8 * 16 // 4, name
+    ms = bench.push_ms("shared", "schedule", 2)
+    assert ms > 0 and math.isfinite(ms)

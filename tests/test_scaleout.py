@@ -83,6 +83,18 @@ def test_decision_schema_is_fixed():
         CurriculumDecision(object())
 
 
+def test_generated_levels_are_refused_in_workers():
+    """LevelReplay draws new levels where it samples: a worker's would never reach the trainer."""
+    from currlearn.curricula.level_replay import LevelReplay
+    from currlearn.envs.maze import MazeGenerator
+
+    cur = LevelReplay(MazeGenerator(), capacity=8, fresh=4, seed=0)
+    with pytest.raises(ValueError, match="LevelReplay cannot sample in collector workers: it generates new levels"):
+        decision_schemes(cur, PATH)
+    with pytest.raises(ValueError, match=r"ParallelEnv\(n, make_env\)"):
+        CurriculumHook(cur, collector=object(), worker_path=PATH)
+
+
 # --------------------------------------------------------------------------- worker processes
 @pytest.mark.parametrize("backend", ["process", "shared"])
 def test_multisync_workers_play_each_pushed_decision(backend):
@@ -277,6 +289,7 @@ def _ray_collector(curriculum, total):
     )
 
 
+@pytest.mark.filterwarnings("error:RayCollector iteration started before weight synchronization:UserWarning")
 def test_ray_collector_plays_each_pushed_decision_and_resumes(ray_cluster, tmp_path):
     """Two Ray actors on a local cluster (2 CPUs): pushes, then a resume into new actors."""
     cur = make_worker_curriculum("schedule")

@@ -101,6 +101,9 @@ class LevelReplay(Curriculum):
     """
 
     needs_value_estimates = True
+    samples_in_trainer = (
+        "it generates new levels as it samples, so levels drawn in a worker would never reach the trainer's buffer"
+    )
 
     def __init__(
         self,

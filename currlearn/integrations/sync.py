@@ -79,6 +79,12 @@ class CurriculumDecision(nn.Module):
     def __init__(self, curriculum: Curriculum) -> None:
         if not isinstance(curriculum, Curriculum):
             raise TypeError(f"curriculum must be a currlearn Curriculum, got {type(curriculum).__name__}.")
+        if curriculum.samples_in_trainer:
+            raise ValueError(
+                f"{type(curriculum).__name__} cannot sample in collector workers: {curriculum.samples_in_trainer}; keep "
+                "its CurriculumTransform in the trainer process over a batched env: "
+                "TransformedEnv(ParallelEnv(n, make_env), CurriculumTransform(curriculum))."
+            )
         super().__init__()
         self.register_buffer("seq", torch.zeros((), dtype=torch.int64))
         self._names: list[tuple[str, str, str]] = []  # (group, key, buffer name)
@@ -326,7 +332,7 @@ BACKENDS = ("process", "shared", "ray")
 
 
 def decision_schemes(
-    curriculum_or_decision: Curriculum | CurriculumDecision, worker_path: str, backend: str = "process"
+    curriculum_or_decision: Curriculum | CurriculumDecision, worker_path: str, backend: str = "shared"
 ) -> dict[str, Any]:
     """TorchRL weight-sync schemes that push a curriculum's decision to collector workers.
 
@@ -348,10 +354,12 @@ def decision_schemes(
             a :class:`CurriculumDecision` built from it.
         worker_path (str): the transform's path in a worker's collector
             (:func:`~currlearn.integrations.torchrl.transform_path`).
-        backend (str): ``"process"`` (a pipe per worker: ``MultiProcessWeightSyncScheme``),
-            ``"shared"`` (shared memory: ``SharedMemWeightSyncScheme``), for
-            ``MultiSyncCollector`` / ``MultiAsyncCollector``; ``"ray"`` (``RayWeightSyncScheme``)
-            for ``RayCollector``.
+        backend (str): ``"shared"`` (default: one shared-memory copy written in place,
+            ``SharedMemWeightSyncScheme``, as TorchRL's multi-process collectors use for policy
+            weights) or ``"process"`` (each push pickled down a queue per worker,
+            ``MultiProcessWeightSyncScheme``: every buffer travels as a new shared-memory
+            segment, a few times slower), for ``MultiSyncCollector`` / ``MultiAsyncCollector``;
+            ``"ray"`` (``RayWeightSyncScheme``) for ``RayCollector``.
 
     The scheme's ``source`` is the trainer's :class:`CurriculumDecision`.
     """

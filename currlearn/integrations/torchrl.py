@@ -508,8 +508,9 @@ class CurriculumHook(TrainerHookBase):
         collector (optional): a multi-process collector whose workers hold replicas. When
             it was built with a :func:`~currlearn.integrations.sync.decision_schemes`
             (``MultiSyncCollector``, ``MultiAsyncCollector``, ``RayCollector``), the decision is
-            pushed through it after every update and after a load; otherwise
-            (``MultiSyncCollector`` only) with :func:`sync_workers`.
+            pushed through it once the hook has its curriculum, after every update and after a
+            load; otherwise (``MultiSyncCollector`` only) with :func:`sync_workers`. A push to
+            a worker that is gone raises :class:`~currlearn.integrations.sync.WorkerLostError`.
         worker_path (str, optional): path of the transform in a worker (see :func:`transform_path`);
             needed without a decision scheme, or to choose among several.
         env_id_key, version_key (NestedKey, optional): the workers' transforms'
@@ -569,7 +570,17 @@ class CurriculumHook(TrainerHookBase):
             self._drive(curriculum if curriculum is not None else transform.curriculum, transform)  # type: ignore[union-attr]
 
     def _drive(self, curriculum: Curriculum, transform: CurriculumTransform | None) -> CurriculumDriver:
+        if self.collector is not None and getattr(curriculum, "samples_in_trainer", None):
+            raise ValueError(
+                f"{type(curriculum).__name__} cannot sample in collector workers: {curriculum.samples_in_trainer}; "
+                "drive it without collector= and keep its CurriculumTransform in the trainer process over a "
+                "batched env: TransformedEnv(ParallelEnv(n, make_env), CurriculumTransform(curriculum))."
+            )
         self.driver = CurriculumDriver(curriculum, transform, **self._args)
+        if self.collector is not None and self._find_scheme() is not None:
+            # The workers start from the trainer's decision (over Ray, this first push also sets
+            # up TorchRL's process group before the collector's first iteration).
+            self._sync(refresh=False)
         return self.driver
 
     @property
