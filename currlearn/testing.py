@@ -64,8 +64,8 @@ def make_scheduled_pendulum(num_envs: int = 2, total: int = 3) -> object:
 def make_worker_pendulum(
     worker: int = 0, num_envs: int = 2, max_steps: int = 4, kind: str = "schedule", workers: int = 2
 ) -> object:
-    """A collector worker's env: a batched pendulum that truncates every ``max_steps`` steps,
-    with a CurriculumTransform whose replica is fed through its ``decision`` (see
+    """A collector worker's env: a batched pendulum (:func:`~currlearn.envs.pendulum_env`, with a
+    vector ``"observation"``) that truncates every ``max_steps`` steps, with a CurriculumTransform whose replica is fed through its ``decision`` (see
     :mod:`currlearn.integrations.sync`), tagging transitions with ``"env_id"`` (global:
     ``worker * num_envs + i``) and ``"decision_version"``.
 
@@ -75,13 +75,11 @@ def make_worker_pendulum(
     ``"plr"`` (PLR over 1e5 masses in ``[0.5, 2]``).
     Build the trainer's curriculum with :func:`make_worker_curriculum` (same arguments).
     """
-    from torchrl.envs import StepCounter, TransformedEnv
-
-    from currlearn.envs import make_pendulum
+    from currlearn.envs import pendulum_env
     from currlearn.integrations.torchrl import CurriculumTransform
 
     curriculum = make_worker_curriculum(kind, num_envs * workers)
-    env = TransformedEnv(make_pendulum(num_envs, seed=worker), StepCounter(max_steps=max_steps))
+    env = pendulum_env(num_envs, max_steps=max_steps, seed=worker)
     env.append_transform(
         CurriculumTransform(
             curriculum, env_offset=worker * num_envs, env_id_key="env_id", version_key="decision_version"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 
 import pytest
 import torch
@@ -21,7 +22,7 @@ from currlearn.integrations.torchrl import CurriculumHook, transform_path
 from currlearn.schedules import LinearSchedule
 from currlearn.testing import make_worker_curriculum, make_worker_pendulum
 
-PATH = transform_path(make_worker_pendulum())  # "env.transform[1]"
+PATH = transform_path(make_worker_pendulum())  # e.g. "env.transform[1]"
 MASSES = [LinearSchedule(0.5, 2.0, total=3)(i).item() for i in range(4)]  # 0.5, 1.0, 1.5, 2.0
 
 
@@ -263,6 +264,78 @@ def test_a_dead_worker_ends_the_push_with_one_line(tmp_path, backend):
     assert fresh.curriculum.iteration == 1
 
 
+def _ppo_trainer(checkpoint, total):
+    """A TorchRL Trainer (PPO) whose collector's 2 workers play the hook's curriculum."""
+    from torchrl.objectives import ClipPPOLoss
+    from torchrl.objectives.value import GAE
+    from torchrl.trainers import Trainer, ValueEstimatorHook
+    from torchrl.weight_update import SharedMemWeightSyncScheme
+
+    from currlearn.integrations.ppo import make_actor_critic
+
+    cur = make_worker_curriculum("schedule")
+    actor, critic = make_actor_critic(make_worker_pendulum(), hidden=8)
+    schemes = {"policy": SharedMemWeightSyncScheme(), **decision_schemes(cur, PATH)}
+    collector = MultiSyncCollector(
+        [make_worker_pendulum] * 2,
+        actor,
+        frames_per_batch=32,
+        total_frames=total,
+        create_env_kwargs=[{"worker": 0}, {"worker": 1}],
+        weight_sync_schemes=schemes,
+    )
+    loss = ClipPPOLoss(actor, critic)
+    trainer = Trainer(
+        collector=collector,
+        total_frames=total,
+        frame_skip=1,
+        optim_steps_per_batch=1,
+        loss_module=loss,
+        optimizer=torch.optim.Adam(loss.parameters(), lr=1e-3),
+        save_trainer_file=str(checkpoint),
+        save_trainer_interval=1,
+        progress_bar=False,
+    )
+    ValueEstimatorHook(GAE(gamma=0.99, lmbda=0.95, value_network=critic)).register(trainer)
+    hook = CurriculumHook(cur, collector=collector)
+    played = []
+    trainer.register_op("batch_process", lambda b: played.append(b["next", "params", "m"].unique().tolist()) or b)
+    hook.register(trainer)
+    return trainer, hook, collector, played
+
+
+@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::DeprecationWarning")
+def test_trainer_with_a_dead_worker_stops_and_resumes_from_its_checkpoint(tmp_path):
+    """A real TorchRL Trainer checkpointing every iteration: worker 1 is killed during the
+    third; train() ends with the one line, the checkpoint of the second is untouched, and a
+    new trainer with new workers resumes from it, its workers playing the restored decision."""
+    ckpt = tmp_path / "trainer.pt"
+    trainer, hook, collector, played = _ppo_trainer(ckpt, total=32 * 10)
+    saved = {}
+
+    def kill_worker_1(batch):
+        if hook.curriculum.iteration == 2:
+            saved["bytes"] = ckpt.read_bytes()
+            os.kill(collector.procs[1].pid, signal.SIGKILL)
+            collector.procs[1].join(timeout=60)
+        return batch
+
+    trainer.register_op("batch_process", kill_worker_1)
+    try:
+        with pytest.raises(WorkerLostError, match=r"^collector worker 1 is gone \(exit code -9\)[^\n]*$"):
+            trainer.train()
+    finally:
+        collector.shutdown()
+    assert played == [[pytest.approx(m)] for m in MASSES[:3]], played
+    assert ckpt.read_bytes() == saved["bytes"]
+
+    trainer, hook, collector, played = _ppo_trainer(ckpt, total=32 * 3)
+    trainer.load_from_file(ckpt, weights_only=False)
+    assert hook.curriculum.iteration == 2
+    trainer.train()  # one more iteration, from the 64 frames of the checkpoint
+    assert played == [[pytest.approx(MASSES[2])]], played
+
+
 # --------------------------------------------------------------------------- Ray
 @pytest.fixture(scope="module")
 def ray_cluster():
@@ -327,8 +400,14 @@ def test_a_killed_ray_actor_ends_the_push_with_one_line(ray_cluster):
         hook.end_iteration()
         actor = collector.remote_collectors[1]
         ray_cluster.kill(actor)
-        with pytest.raises(ray_cluster.exceptions.RayActorError):  # wait until it is gone
-            ray_cluster.get(actor.__ray_ready__.remote(), timeout=120)
+        for _ in range(600):  # ray.kill is asynchronous: wait until the actor is gone
+            try:
+                ray_cluster.get(actor.__ray_ready__.remote(), timeout=60)
+            except ray_cluster.exceptions.RayActorError:
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the killed actor still answers after a minute")
         with pytest.raises(WorkerLostError, match="a collector worker is gone") as e:
             hook.end_iteration()
     finally:
