@@ -204,6 +204,46 @@ class ACCELConfig(LevelReplayConfig):
 
 
 @dataclass
+class SelfPlayConfig:
+    """:class:`currlearn.SelfPlay` (``template``: left unset, the pool takes the structure of
+    the first snapshot).
+    """
+
+    _target_: str = "currlearn.SelfPlay"
+    capacity: int = 16
+    template: Any = None
+    snapshot_every: int = 0
+    eviction: str = "oldest"
+    num_envs: int | None = None
+    seed: int | None = None
+    device: str | None = None
+
+
+@dataclass
+class FictitiousSelfPlayConfig(SelfPlayConfig):
+    """:class:`currlearn.FictitiousSelfPlay`."""
+
+    _target_: str = "currlearn.FictitiousSelfPlay"
+
+
+@dataclass
+class PrioritizedFictitiousSelfPlayConfig:
+    """:class:`currlearn.PrioritizedFictitiousSelfPlay` (``weighting``: ``hard`` or ``variance``)."""
+
+    _target_: str = "currlearn.PrioritizedFictitiousSelfPlay"
+    capacity: int = 16
+    weighting: str = "hard"
+    exponent: float = 2.0
+    mix_latest: float = 0.0
+    template: Any = None
+    snapshot_every: int = 0
+    eviction: str = "oldest"
+    num_envs: int | None = None
+    seed: int | None = None
+    device: str | None = None
+
+
+@dataclass
 class StepScoreConfig:
     """:class:`currlearn.StepScore` (nested keys as lists, e.g. ``[next, state_value]``)."""
 
@@ -443,6 +483,9 @@ _GROUPS: dict[str, tuple[type, ...]] = {
         CompetenceCurriculumConfig,
         ALPGMMCurriculumConfig,
         ADRCurriculumConfig,
+        SelfPlayConfig,
+        FictitiousSelfPlayConfig,
+        PrioritizedFictitiousSelfPlayConfig,
     ),
     "score": (StepScoreConfig,),
     "stage": (StageConfig,),

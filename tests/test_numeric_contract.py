@@ -5,6 +5,8 @@ never makes the state, the weights or the samples non-finite or leaves the task 
 from __future__ import annotations
 
 import pytest
+import torch
+from tensordict import TensorDict
 
 import currlearn as cl
 from currlearn.envs.maze import MazeEditor, MazeGenerator
@@ -19,7 +21,17 @@ def _box() -> cl.BoxSpace:
     return cl.BoxSpace({"a": -1.0, "b": 0.0}, {"a": 1.0, "b": 2.0})
 
 
+def _pool(cur):
+    for v in range(cur.capacity - 1):
+        cur.add(TensorDict({"w": torch.full((2,), float(v))}, []))
+    cur.add_bot()
+    return cur
+
+
 FACTORIES = {
+    "self_play": lambda: _pool(cl.SelfPlay(capacity=4, seed=0)),
+    "pfsp_hard": lambda: _pool(cl.PrioritizedFictitiousSelfPlay(capacity=4, mix_latest=0.2, seed=0)),
+    "pfsp_variance": lambda: _pool(cl.PrioritizedFictitiousSelfPlay(capacity=4, weighting="variance", seed=0)),
     "domain_randomization": lambda: cl.DomainRandomization(_discrete(), seed=0),
     "level_return": lambda: cl.LevelCurriculum({"g": [0.0, 1.0, 2.0]}, threshold=0.5, min_episodes=2, seed=0),
     "level_success_per_env": lambda: cl.LevelCurriculum(

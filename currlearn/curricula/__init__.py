@@ -10,6 +10,7 @@ from currlearn.curricula.domain_randomization import DomainRandomization
 from currlearn.curricula.learning_progress import LearnabilityCurriculum, LearningProgressCurriculum
 from currlearn.curricula.level import LevelCurriculum
 from currlearn.curricula.level_replay import ACCEL, LevelReplay
+from currlearn.curricula.opponents import FictitiousSelfPlay, PrioritizedFictitiousSelfPlay, SelfPlay
 from currlearn.curricula.plr import PrioritizedLevelReplay, StepScore
 from currlearn.curricula.scheduled import ScheduledCurriculum
 from currlearn.curricula.sequential import SequentialCurriculum, Stage, register_predicate
@@ -22,12 +23,15 @@ __all__ = [
     "CompositeCurriculum",
     "DomainRandomization",
     "EasyFirstCurriculum",
+    "FictitiousSelfPlay",
     "LearnabilityCurriculum",
     "LearningProgressCurriculum",
     "LevelCurriculum",
     "LevelReplay",
+    "PrioritizedFictitiousSelfPlay",
     "PrioritizedLevelReplay",
     "ScheduledCurriculum",
+    "SelfPlay",
     "SequentialCurriculum",
     "Stage",
     "StepScore",

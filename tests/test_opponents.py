@@ -1,0 +1,235 @@
+"""Opponent curricula: the pool (capacity, eviction, state), the PFSP weights, bad input."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from tensordict import TensorDict
+from torch import nn
+
+from currlearn.curricula import FictitiousSelfPlay, PrioritizedFictitiousSelfPlay, SelfPlay
+from currlearn.feedback import episode_feedback
+
+
+def _snap(value: float) -> TensorDict:
+    return TensorDict({"net": {"w": torch.full((2, 3), value), "b": torch.full((3,), value)}}, [])
+
+
+def _outcomes(opponents: list[int], results: list[float]):
+    return episode_feedback(torch.tensor(opponents), torch.zeros(len(opponents)), success=torch.tensor(results))
+
+
+def _values(cur) -> list[float]:
+    """The value each slot's snapshot was made of (NaN for empty and bot slots)."""
+    w = cur.snapshots["net", "w"][:, 0, 0]
+    return torch.where(cur.state["valid"] & (cur.state["bot"] < 0), w, torch.nan).tolist()
+
+
+# --------------------------------------------------------------------------- the pool
+def test_a_full_pool_replaces_its_oldest_snapshot_and_keeps_bots():
+    cur = FictitiousSelfPlay(capacity=4, seed=0)
+    bot = cur.add_bot(7)
+    slots = [cur.add(_snap(v)) for v in (1.0, 2.0, 3.0, 4.0, 5.0)]
+    assert bot == 0 and slots == [1, 2, 3, 1, 2]  # 4 replaced 1 (oldest), 5 replaced 2
+    assert _values(cur)[1:] == [4.0, 5.0, 3.0]
+    assert cur.state["bot"].tolist() == [7, -1, -1, -1]
+    assert cur.latest == 2 and cur.pool_size == 4
+    # the new snapshot starts without results
+    cur.update(_outcomes([1, 2, 3], [1.0, 0.0, 0.5]))
+    cur.add(_snap(6.0))  # replaces slot 3, now the oldest
+    assert cur.state["games"].tolist() == [0.0, 1.0, 1.0, 0.0]
+
+
+def test_random_eviction_never_takes_the_latest_or_a_bot():
+    cur = FictitiousSelfPlay(capacity=3, eviction="random", seed=0)
+    cur.add_bot()
+    taken = set()
+    for v in range(40):
+        before = cur.latest
+        slot = cur.add(_snap(float(v)))
+        assert slot != 0 and (v < 2 or slot != before)
+        taken.add(slot)
+    assert taken == {1, 2}
+
+
+def test_a_pool_of_bots_and_the_latest_snapshot_refuses_more():
+    cur = SelfPlay(capacity=2, seed=0)
+    cur.add_bot()
+    cur.add(_snap(1.0))
+    with pytest.raises(ValueError, match=r"capacity=2\) is full of bots and the latest snapshot"):
+        cur.add(_snap(2.0))
+    with pytest.raises(ValueError, match="is full: add bots before snapshots"):
+        cur.add_bot()
+
+
+def test_opponent_params_gather_each_envs_opponent():
+    cur = FictitiousSelfPlay(capacity=3, seed=0)
+    for v in (1.0, 2.0, 3.0):
+        cur.add(_snap(v))
+    opponents = torch.tensor([[2, 0], [1, 1]])
+    got = cur.opponent_params(opponents)
+    assert got.batch_size == torch.Size([2, 2])
+    assert got["net", "b"][..., 0].tolist() == [[3.0, 1.0], [2.0, 2.0]]
+    with pytest.raises(ValueError, match="opponents"):
+        cur.opponent_params(torch.tensor([3]))
+
+
+def test_track_snapshots_the_module_every_n_iterations():
+    policy = nn.Linear(2, 1)
+    cur = SelfPlay(capacity=8, snapshot_every=2, seed=0).track(policy)
+    assert cur.pool_size == 1  # the module as it is now
+    for it in range(1, 7):
+        with torch.no_grad():
+            policy.bias.fill_(float(it))
+        cur.step(10)
+    assert cur.pool_size == 4  # iterations 2, 4 and 6
+    assert cur.snapshots["bias"][cur.latest].item() == 6.0
+    assert cur.sample(5).tolist() == [cur.latest] * 5
+    # a snapshot is a copy: training the module further does not change it
+    with torch.no_grad():
+        policy.bias.fill_(-1.0)
+    assert cur.snapshots["bias"][cur.latest].item() == 6.0
+
+
+# --------------------------------------------------------------------------- distributions
+def test_pfsp_weights_match_hand_computed_values():
+    def pool(**kw):
+        cur = PrioritizedFictitiousSelfPlay(capacity=5, seed=0, **kw)
+        for v in range(4):
+            cur.add(_snap(float(v)))
+        # win rates 1, 1/2 (a win and a loss), 1/4 (a draw, 3 losses... draws count half), unplayed
+        cur.update(_outcomes([0, 0, 1, 1, 2, 2, 2, 2], [1, 1, 1, 0, 0.5, 0, 0, 0]))
+        return cur
+
+    cur = pool(weighting="hard", exponent=2.0)
+    assert cur.win_rates()[:4].tolist() == [1.0, 0.5, 0.125, 0.5]
+    hard = torch.tensor([0.0, 0.25, 0.875**2, 0.25, 0.0])
+    torch.testing.assert_close(cur.weights(), hard / hard.sum())
+    cur = pool(weighting="hard", exponent=1.0)
+    lin = torch.tensor([0.0, 0.5, 0.875, 0.5, 0.0])
+    torch.testing.assert_close(cur.weights(), lin / lin.sum())
+    cur = pool(weighting="variance")
+    var = torch.tensor([0.0, 0.25, 0.125 * 0.875, 0.25, 0.0])
+    torch.testing.assert_close(cur.weights(), var / var.sum())
+    cur = pool(weighting="variance", mix_latest=0.3)
+    mixed = 0.7 * var / var.sum()
+    mixed[3] += 0.3
+    torch.testing.assert_close(cur.weights(), mixed)
+
+
+def test_pfsp_hard_falls_back_to_uniform_when_every_opponent_is_beaten():
+    cur = PrioritizedFictitiousSelfPlay(capacity=4, seed=0)
+    cur.add(_snap(0.0))
+    cur.add(_snap(1.0))
+    cur.update(_outcomes([0, 1], [1.0, 1.0]))
+    torch.testing.assert_close(cur.weights(), torch.tensor([0.5, 0.5, 0.0, 0.0]))
+
+
+def test_self_play_and_fsp_distributions():
+    sp, fsp = SelfPlay(capacity=4, seed=0), FictitiousSelfPlay(capacity=4, seed=0)
+    for cur in (sp, fsp):
+        cur.add_bot()
+        cur.add(_snap(0.0))
+        cur.add(_snap(1.0))
+    assert sp.weights().tolist() == [0.0, 0.0, 1.0, 0.0]
+    torch.testing.assert_close(fsp.weights(), torch.tensor([1 / 3, 1 / 3, 1 / 3, 0.0]))
+    only_bots = SelfPlay(capacity=2, seed=0)
+    only_bots.add_bot()
+    assert only_bots.sample(3).tolist() == [0, 0, 0]  # no snapshot yet: the bots
+
+
+def test_pfsp_draws_follow_its_weights():
+    cur = PrioritizedFictitiousSelfPlay(capacity=4, weighting="variance", seed=0)
+    for v in range(4):
+        cur.add(_snap(float(v)))
+    cur.update(_outcomes([0, 0, 1, 2, 2, 2, 2], [1, 0, 1, 1, 1, 1, 0]))  # p = 1/2, 1, 3/4, unplayed
+    n = 40_000
+    freq = torch.bincount(cur.sample(n), minlength=4).double() / n
+    expected = cur.weights().double()
+    assert expected[1] == 0 and freq[1] == 0
+    # binomial standard error at n = 40k is at most 0.0025: a 4-sigma margin
+    assert (freq - expected).abs().max() < 0.01, (freq, expected)
+
+
+def test_metrics_report_the_pool_and_win_rates():
+    cur = FictitiousSelfPlay(capacity=3, seed=0)
+    cur.add(_snap(0.0))
+    cur.add(_snap(1.0))
+    cur.update(_outcomes([0, 0, 1], [1.0, 0.0, 1.0]))
+    m = cur.metrics()
+    assert m["curriculum/pool_size"] == 2.0
+    assert m["curriculum/opponent/0/win_rate"] == 0.5 and m["curriculum/opponent/1/win_rate"] == 1.0
+    assert m["curriculum/win_rate"] == pytest.approx(2 / 3)
+    assert m["curriculum/entropy"] == pytest.approx(torch.log(torch.tensor(2.0)).item())
+
+
+# --------------------------------------------------------------------------- checkpoints
+@pytest.mark.parametrize("cls", [SelfPlay, FictitiousSelfPlay, PrioritizedFictitiousSelfPlay])
+def test_state_round_trip_is_exact_with_the_snapshots(tmp_path, cls):
+    cur = cls(capacity=3, seed=1)
+    cur.add_bot(2)
+    for v in (1.0, 2.0, 3.0):
+        cur.add(_snap(v))
+    cur.update(_outcomes([0, 1, 1, 2], [0.0, 1.0, 0.5, 1.0]))
+    cur.sample(7)
+    torch.save(cur.state_dict(), tmp_path / "opp.pt")
+
+    fresh = cls(capacity=3, seed=99)  # no snapshot yet: takes the saved snapshots' structure
+    fresh.load_state_dict(torch.load(tmp_path / "opp.pt", weights_only=False))
+    assert (fresh.snapshots == cur.snapshots).all()
+    assert fresh.state["bot"].tolist() == [2, -1, -1] and fresh.latest == cur.latest
+    torch.testing.assert_close(fresh.weights(), cur.weights())
+    assert torch.equal(fresh.sample(50), cur.sample(50))
+    assert fresh.add(_snap(4.0)) == cur.add(_snap(4.0))
+
+
+def test_a_state_with_other_snapshots_is_refused_unchanged():
+    cur = FictitiousSelfPlay(capacity=2, seed=0)
+    cur.add(_snap(1.0))
+    other = FictitiousSelfPlay(capacity=2, seed=0, template=nn.Linear(3, 1))
+    with pytest.raises(ValueError, match="state keys"):
+        other.load_state_dict(cur.state_dict())
+    assert other.pool_size == 0 and "bias" in other.snapshots.keys()
+
+
+# --------------------------------------------------------------------------- bad input
+def test_bad_input_is_one_line():
+    cases = [
+        (lambda: FictitiousSelfPlay(capacity=2).sample(1), ValueError, "pool of FictitiousSelfPlay is empty"),
+        (lambda: PrioritizedFictitiousSelfPlay(weighting="soft"), ValueError, "weighting='soft'"),
+        (lambda: PrioritizedFictitiousSelfPlay(exponent=0.0), ValueError, "exponent must be a finite number > 0"),
+        (lambda: PrioritizedFictitiousSelfPlay(mix_latest=1.5), ValueError, "mix_latest"),
+        (lambda: FictitiousSelfPlay(capacity=0), ValueError, "capacity"),
+        (lambda: FictitiousSelfPlay(eviction="lru"), ValueError, "eviction='lru'"),
+        (lambda: FictitiousSelfPlay().add([1.0]), TypeError, "params must be a TensorDict"),
+        (lambda: FictitiousSelfPlay().add_bot(-1), ValueError, "bot"),
+        (lambda: FictitiousSelfPlay().opponent_params(torch.tensor([0])), ValueError, "no snapshot yet"),
+        (lambda: SelfPlay().track("policy"), TypeError, "module must be an nn.Module"),
+    ]
+    for make, error, words in cases:
+        with pytest.raises(error) as e:
+            make()
+        assert words in str(e.value) and "\n" not in str(e.value), str(e.value)
+
+
+@pytest.mark.parametrize(
+    ("params", "words"),
+    [
+        (
+            TensorDict({"net": {"w": torch.zeros(3, 2), "b": torch.zeros(3)}}, []),
+            "params[('net', 'w')] is torch.float32 [3, 2]",
+        ),
+        (TensorDict({"net": {"w": torch.zeros(2, 3)}}, []), "params has keys"),
+        (TensorDict({"net": {"w": torch.zeros(2, 3, dtype=torch.float64), "b": torch.zeros(3)}}, []), "torch.float64"),
+        (TensorDict({"net": {"w": torch.full((2, 3), float("nan")), "b": torch.zeros(3)}}, []), "NaN or infinite"),
+    ],
+    ids=["shape", "keys", "dtype", "nan"],
+)
+def test_a_snapshot_of_another_structure_is_refused_unchanged(params, words):
+    cur = FictitiousSelfPlay(capacity=3, seed=0)
+    cur.add(_snap(1.0))
+    before = cur.state_dict()
+    with pytest.raises(ValueError) as e:
+        cur.add(params)
+    assert words in str(e.value) and "\n" not in str(e.value), str(e.value)
+    assert all(torch.equal(v, before["state"][k]) for k, v in cur.state_dict()["state"].items())
