@@ -233,3 +233,34 @@ def test_a_snapshot_of_another_structure_is_refused_unchanged(params, words):
         cur.add(params)
     assert words in str(e.value) and "\n" not in str(e.value), str(e.value)
     assert all(torch.equal(v, before["state"][k]) for k, v in cur.state_dict()["state"].items())
+
+
+# --------------------------------------------------------------------------- playing the opponents
+def test_the_batched_opponent_forward_equals_per_env_forwards():
+    from currlearn.integrations.opponents import OpponentPolicy
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2))
+    cur = FictitiousSelfPlay(capacity=5, seed=0)
+    nets = []
+    for _ in range(3):
+        snapshot = nn.Sequential(nn.Linear(3, 8), nn.Tanh(), nn.Linear(8, 2))
+        nets.append(snapshot)
+        cur.add(snapshot)
+    cur.add_bot(0)
+
+    def bot(x):
+        return x[:, :2] * 0 + 7.0
+
+    policy = OpponentPolicy(net, cur, bots=[bot])
+    opponents = cur.sample(64)
+    x = torch.randn(64, 3)
+    with torch.no_grad():
+        got = policy(opponents, x)
+        want = torch.stack(
+            [nets[o](x[i]) if o < 3 else torch.full((2,), 7.0) for i, o in enumerate(opponents.tolist())]
+        )
+    assert set(opponents.tolist()) == {0, 1, 2, 3}
+    torch.testing.assert_close(got, want)
+    with pytest.raises(ValueError, match="plays bot 0, but OpponentPolicy has 0 bots"):
+        OpponentPolicy(net, cur)(torch.tensor([3]), x[:1])
