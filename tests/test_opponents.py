@@ -264,3 +264,117 @@ def test_the_batched_opponent_forward_equals_per_env_forwards():
     torch.testing.assert_close(got, want)
     with pytest.raises(ValueError, match="plays bot 0, but OpponentPolicy has 0 bots"):
         OpponentPolicy(net, cur)(torch.tensor([3]), x[:1])
+
+
+# --------------------------------------------------------------------------- the two-player env
+def test_tictactoe_specs_and_a_random_rollout():
+    from torchrl.envs.utils import check_env_specs
+
+    from currlearn.envs.tictactoe import TicTacToeEnv
+
+    env = TicTacToeEnv(8, seed=0)
+    check_env_specs(env)
+    td = env.rollout(20, break_when_any_done=False)
+    assert td.batch_size == torch.Size([8, 20])
+    done = td["next", "done"].squeeze(-1)
+    # a game lasts at most 5 learner moves
+    assert done.any(-1).all()
+    r = td["next", "reward"][done].reshape(-1)
+    assert set(r.tolist()) <= {-1.0, 0.0, 1.0}
+    assert torch.equal(td["next", "success"][done].reshape(-1), r == 1.0)
+
+
+def test_scripted_move_wins_then_blocks_then_takes_the_centre():
+    from currlearn.envs.tictactoe import scripted_move
+
+    boards = torch.tensor(
+        [
+            [1, 1, 0, -1, -1, 0, 0, 0, 0],  # can win at 2 (and must block at 5): wins
+            [0, 0, 0, -1, -1, 0, 1, 0, 0],  # must block at 5
+            [0, 0, 0, 0, 0, 0, 0, 0, 0],  # empty: the centre
+        ],
+        dtype=torch.float32,
+    )
+    g = torch.Generator().manual_seed(0)
+    assert scripted_move(boards, boards == 0, g).tolist() == [2, 5, 4]
+
+
+def test_a_taken_cell_loses_and_the_opponent_sees_its_ids():
+    from currlearn.envs.tictactoe import TicTacToeEnv
+
+    seen = []
+
+    def first_free(board, legal, ids):
+        seen.append(ids.clone())
+        return legal.float().argmax(-1)
+
+    env = TicTacToeEnv(4, opponent=first_free, seed=0)
+    td = env.reset(TensorDict({"params": {"task_id": torch.tensor([3, 1, 4, 1])}}, [4]))
+    taken = td["board"].ne(0).float().argmax(-1)  # a cell the opponent took, where it moved first
+    moved_first = td["board"].ne(0).any(-1)
+    action = torch.where(moved_first, taken, torch.zeros_like(taken))
+    out = env.step(td.set("action", action))["next"]
+    assert out["reward"][moved_first].eq(-1.0).all() and out["done"][moved_first].all()
+    assert out["done"][~moved_first].logical_not().all()
+    assert sorted(torch.cat(seen).tolist()) == sorted([3, 1, 4, 1])  # each env's opponent moved once
+
+
+def test_the_scripted_bot_rarely_loses_to_random_play():
+    from currlearn.envs.tictactoe import TicTacToeEnv
+
+    env = TicTacToeEnv(256, seed=0)
+    g = torch.Generator().manual_seed(1)
+
+    def random_play(td):
+        return td.set("action", torch.multinomial(td["action_mask"].float() + 1e-9, 1, generator=g).squeeze(-1))
+
+    td = env.rollout(5, random_play, break_when_any_done=False)
+    done = td["next", "done"].squeeze(-1)
+    assert done.any(-1).all()
+    first = done.float().argmax(-1)
+    reward = td["next", "reward"].squeeze(-1)[torch.arange(256), first]
+    # random play beats the win-or-block bot in a few games (a fork); far fewer than it loses
+    assert (reward == 1).float().mean() < 0.15 and (reward == -1).float().mean() > 0.6
+
+
+def test_pfsp_in_a_real_ppo_loop_against_its_own_snapshots_and_the_bot():
+    """TorchRL's PPO trainer on tic-tac-toe: the transform draws each game's opponent from
+    PFSP's pool (the scripted bot and snapshots of the policy, one per iteration), the opponents
+    are played by OpponentPolicy, and the outcomes come back as per-opponent win rates."""
+    from torchrl.envs import TransformedEnv
+
+    from currlearn.envs.tictactoe import TicTacToeEnv, scripted_move
+    from currlearn.integrations.opponents import OpponentPolicy
+    from currlearn.integrations.ppo import PPOSettings, make_ppo_trainer
+    from currlearn.integrations.torchrl import CurriculumTransform
+
+    cur = PrioritizedFictitiousSelfPlay(capacity=8, weighting="variance", mix_latest=0.2, snapshot_every=1, seed=0)
+    cur.add_bot(0)
+    game = TicTacToeEnv(32, seed=0)
+    env = TransformedEnv(game, CurriculumTransform(cur))
+    settings = PPOSettings(frames_per_batch=256, total_frames=256 * 4, minibatch_size=128, num_epochs=2, hidden=16)
+    trainer, hook = make_ppo_trainer(env, cur, settings)
+    net = trainer.loss_module.actor_network[0].module  # observation -> logits: what is snapshot
+    cur.track(net)
+
+    def bot(board):
+        return 10.0 * torch.nn.functional.one_hot(scripted_move(board, board == 0), 9).float()
+
+    opponents = OpponentPolicy(net, cur, bots=[bot])
+    played = []
+
+    def opponent(board, legal, ids):
+        played.append(ids.clone())
+        with torch.no_grad():
+            logits = opponents(ids, board)
+        return logits.masked_fill(~legal, float("-inf")).argmax(-1)
+
+    game.opponent = opponent
+    trainer.train()
+    assert cur.iteration == 4 and cur.pool_size == 1 + 1 + 4  # the bot, the first snapshot, one per iteration
+    ids = torch.cat(played)
+    assert set(ids.unique().tolist()) >= {0, 1}  # the bot and snapshots were played
+    games = cur.state["games"]
+    assert int(games.sum()) == int(cur.counters["episodes"]) > 0
+    assert bool((games[ids.unique()] > 0).any())
+    assert all(0.0 <= r <= 1.0 for r in cur.win_rates().tolist())
