@@ -98,6 +98,13 @@ BAD = [
     (["~task"], ["task"]),
     # logger
     (["log=foo"], ["log", "foo", "csv"]),
+    # opponent curricula
+    (
+        ["curriculum=pfsp"],
+        ["curriculum=PrioritizedFictitiousSelfPlay chooses opponents", "not a two-player env", "env=tictactoe"],
+    ),
+    (["env=tictactoe", "curriculum=fsp", "task.bots=0"], ["task.bots=0", "an int in [1, 15]"]),
+    (["env=tictactoe", "curriculum=pfsp", "curriculum.weighting=soft"], ["weighting='soft'", "hard"]),
 ]
 
 # multirun: a bad value in any job is one line before the first job runs

@@ -378,3 +378,19 @@ def test_pfsp_in_a_real_ppo_loop_against_its_own_snapshots_and_the_bot():
     assert int(games.sum()) == int(cur.counters["episodes"]) > 0
     assert bool((games[ids.unique()] > 0).any())
     assert all(0.0 <= r <= 1.0 for r in cur.win_rates().tolist())
+
+
+def test_a_grid_of_opponent_ids_reaches_the_env_in_its_dtype():
+    """A grid space holds the opponent id as a float; the transform writes it as the env's int64."""
+    from torchrl.envs import TransformedEnv
+
+    from currlearn.curricula import DomainRandomization
+    from currlearn.envs.tictactoe import TicTacToeEnv
+    from currlearn.integrations.torchrl import CurriculumTransform
+    from currlearn.spaces import grid_space
+
+    cur = DomainRandomization(grid_space({"task_id": [0.0]}), seed=0)
+    assert cur.params(cur.sample(1))["task_id"].dtype == torch.float32
+    env = TransformedEnv(TicTacToeEnv(4, seed=0), CurriculumTransform(cur))
+    td = env.rollout(8, break_when_any_done=False)  # resets and steps stack: one dtype
+    assert td["params", "task_id"].dtype == torch.int64 and td["next", "params", "task_id"].dtype == torch.int64

@@ -84,15 +84,25 @@ def _assert_same(a: object, b: object, path: str = "") -> None:
         assert a == b or (a != a and b != b), path  # NaN == NaN here
 
 
-@pytest.mark.parametrize("curriculum", ["level", "plr", "scheduled"])
-def test_killed_and_resumed_three_times_ends_bit_identical(tmp_path, curriculum):
+@pytest.mark.parametrize(
+    "choice",
+    [
+        ["curriculum=level"],
+        ["curriculum=plr"],
+        ["curriculum=scheduled"],
+        # an opponent pool that grows across the kills: snapshots, win rates, the game's generator
+        ["env=tictactoe", "curriculum=pfsp", "curriculum.snapshot_every=2"],
+    ],
+    ids=["level", "plr", "scheduled", "pfsp"],
+)
+def test_killed_and_resumed_three_times_ends_bit_identical(tmp_path, choice):
     ref = tmp_path / "uninterrupted"
-    _run_to_the_end([f"curriculum={curriculum}", f"frames={FRAMES}"], ref, tmp_path)
+    _run_to_the_end([*choice, f"frames={FRAMES}"], ref, tmp_path)
 
     previous = None
     for i, after_rows in enumerate((2, 4, 6)):  # kill points: after iterations 2, 4 and 6
         run_dir = tmp_path / f"killed{i}"
-        args = [f"curriculum={curriculum}", f"frames={FRAMES}"]
+        args = [*choice, f"frames={FRAMES}"]
         if previous is not None:
             args.append(f"resume={previous}")
         _run_until_killed(args, run_dir, after_rows, tmp_path)

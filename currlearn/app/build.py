@@ -194,6 +194,75 @@ def build_env(conf: Mapping[str, Any], curriculum: Any, *, seed: int | None = No
     return attach_curriculum(env, curriculum)
 
 
+def _base_env(env: Any) -> Any:
+    return getattr(env, "base_env", env)
+
+
+def seed_opponent_pool(conf: Mapping[str, Any], curriculum: Any) -> None:
+    """An opponent curriculum's pool starts with the env's scripted bots (``task.bots`` of them,
+    default 1), so that the first games, played before any snapshot, have an opponent."""
+    from currlearn.curricula.opponents import OpponentCurriculum
+
+    if not isinstance(curriculum, OpponentCurriculum):
+        return
+    bots = conf["task"].get("bots")
+    bots = 1 if bots is None else bots
+    if isinstance(bots, bool) or not isinstance(bots, int) or not 1 <= bots <= curriculum.capacity - 1:
+        raise AppError(
+            f"task.bots={bots!r}: the scripted opponents of the pool must be an int in [1, {curriculum.capacity - 1}] "
+            f"(curriculum.capacity={curriculum.capacity} leaves room for one snapshot)."
+        )
+    for k in range(bots):
+        curriculum.add_bot(k)
+
+
+def check_two_player(env: Any, curriculum: Any) -> None:
+    """An opponent curriculum needs a two-player env: one whose opponent moves are made by a
+    settable ``opponent`` callable and that has scripted bots (``bot_move``)."""
+    from currlearn.curricula.opponents import OpponentCurriculum
+
+    game = _base_env(env)
+    if isinstance(curriculum, OpponentCurriculum) and not (hasattr(game, "opponent") and hasattr(game, "bot_move")):
+        raise AppError(
+            f"curriculum={type(curriculum).__name__} chooses opponents, but env {type(game).__name__} is not a "
+            "two-player env (no `opponent` and `bot_move`): use env=tictactoe."
+        )
+
+
+def play_opponents(env: Any, curriculum: Any, trainer: Any) -> None:
+    """With an opponent curriculum, the training env's opponents are the pool's: the scripted
+    bots, and snapshots of the actor's network (taken every ``curriculum.snapshot_every``
+    iterations) played by :class:`~currlearn.integrations.opponents.OpponentPolicy` in one
+    batched call, each env's opponent taking the best legal move by its logits.
+    """
+    import torch
+
+    from currlearn.curricula.opponents import OpponentCurriculum
+    from currlearn.integrations.opponents import OpponentPolicy
+
+    game = _base_env(env)
+    if not isinstance(curriculum, OpponentCurriculum):
+        return
+    check_two_player(env, curriculum)
+    actor = trainer.loss_module.actor_network
+    net = actor[0].module  # the actor's observation -> logits network (a discrete action)
+    if "logits" not in actor[0].out_keys:
+        raise AppError(f"curriculum={type(curriculum).__name__} needs a discrete-action env; the actor has no logits.")
+    curriculum.track(net)
+
+    def bot(k: int) -> Any:
+        return lambda board: 10.0 * torch.nn.functional.one_hot(game.bot_move(board, board == 0, k), 9).float()
+
+    opponents = OpponentPolicy(net, curriculum, bots=[bot(k) for k in range(game.num_bots)])
+
+    def move(board: Any, legal: Any, ids: Any) -> Any:
+        with torch.no_grad():
+            logits = opponents(ids, board)
+        return logits.masked_fill(~legal, float("-inf")).argmax(-1)
+
+    game.opponent = move
+
+
 def build_logger(conf: Mapping[str, Any], run_dir: Path) -> Any:
     """The TorchRL logger of ``conf["log"]``, or None; a logger that takes a ``log_dir`` (or
     ``save_dir``) writes under ``run_dir/logs``.

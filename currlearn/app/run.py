@@ -109,8 +109,11 @@ def prepare(cfg: Any, overrides: list[str] | None = None, choices: dict[str, str
     ck.seed_everything(conf["seed"])
     curriculum = build.build_curriculum(conf)
     eval_curriculum = build.build_eval_curriculum(conf)  # task.eval / task.target checked now, not after training
+    build.seed_opponent_pool(conf, curriculum)
     env = build.build_env(conf, curriculum)
+    build.check_two_player(env, curriculum)
     trainer, hook = build.build_trainer(conf, env, curriculum)
+    build.play_opponents(env, curriculum, trainer)
     return Prepared(conf, choices, ckpt, curriculum, eval_curriculum, env, trainer, hook)
 
 

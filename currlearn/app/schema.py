@@ -98,6 +98,7 @@ class TaskInterface:
     generator: Any = None
     simple_generator: Any = None
     editor: Any = None
+    bots: Any = None
 
 
 @dataclass

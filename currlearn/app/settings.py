@@ -41,8 +41,8 @@ def resolve(cfg: Any) -> dict[str, Any]:
                 msg += (
                     " (curriculum configs read the task interface node `task`: ladder, grid, low, high, "
                     "target, metric, threshold, floor, stage for parameter tasks, generator, simple_generator, "
-                    "editor for generated levels (curriculum=level_replay, accel); give your env config the "
-                    "keys its curricula read, see the README)"
+                    "editor for generated levels (curriculum=level_replay, accel), bots for opponents "
+                    "(curriculum=self_play, fsp, pfsp); give your env config the keys its curricula read, see the README)"
                 )
             raise AppError(msg) from None
         out.pop("hydra", None)  # type: ignore[union-attr]

@@ -16,6 +16,7 @@ from torchrl.envs.transforms import Transform
 
 from currlearn.envs.maze import MazeEditor, MazeEnv, MazeGenerator, held_out_levels
 from currlearn.envs.point_mass import PointMassGateEnv
+from currlearn.envs.tictactoe import TicTacToeEnv
 
 __all__ = [
     "MazeEditor",
@@ -23,6 +24,7 @@ __all__ = [
     "MazeGenerator",
     "PendulumObservation",
     "PointMassGateEnv",
+    "TicTacToeEnv",
     "held_out_levels",
     "make_pendulum",
     "pendulum_env",

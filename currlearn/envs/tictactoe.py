@@ -113,6 +113,16 @@ class TicTacToeEnv(EnvBase):
         )
 
     # ------------------------------------------------------------------ the opponent
+    num_bots = 1
+    """Scripted opponents this env provides (:meth:`bot_move`): the win-or-block bot."""
+
+    def bot_move(self, board: Tensor, legal: Tensor, bot: int = 0) -> Tensor:
+        """Scripted bot ``bot``'s cells for ``[m, 9]`` boards from its side (:func:`scripted_move`
+        with the env's generator)."""
+        if bot != 0:
+            raise ValueError(f"bot={bot!r}: TicTacToeEnv has {self.num_bots} scripted bot (0).")
+        return scripted_move(board, legal, self.rng)
+
     def _opponent_moves(self, board: Tensor, movers: Tensor, ids: Tensor) -> Tensor:
         """The board after the opponent (-1) moved in the envs ``movers`` (bool ``[n]``)."""
         if not bool(movers.any()):
@@ -147,7 +157,8 @@ class TicTacToeEnv(EnvBase):
     def _reset(self, tensordict: TensorDictBase | None, **kwargs: object) -> TensorDictBase:
         n, dev = self.num_envs, self.device
         if tensordict is not None and ("params", "task_id") in tensordict.keys(True):
-            params = tensordict["params"].clone()
+            # (a grid of tasks, e.g. {task_id: [0]}, gives float ids)
+            params = TensorDict({"task_id": tensordict["params", "task_id"].round().long()}, [n], device=dev)
         else:
             params = TensorDict({"task_id": torch.zeros(n, dtype=torch.int64, device=dev)}, [n], device=dev)
         board = torch.zeros((n, 9), dtype=torch.int64, device=dev)

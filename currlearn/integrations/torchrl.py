@@ -146,6 +146,7 @@ class CurriculumTransform(Transform):
         self._leaves: list[Tensor] = []
         self._book = _Bookkeeping()
         self._checked = False
+        self._param_dtypes: dict[NestedKey, torch.dtype] | None = None  # the env's, read at the first reset
         self._reset_again = False
         self._env_params: TensorDictBase | None = None  # the env's full parameter set
 
@@ -240,6 +241,9 @@ class CurriculumTransform(Transform):
         shape = self._env_shape()
         # clone: a box space's parameters are views of the tasks, which change in place later
         self._params = self.curriculum.params(self._flat_tasks).reshape(shape).to(self._tasks.device).clone()
+        for key, dtype in (self._param_dtypes or {}).items():
+            if key in self._params.keys(True, True) and self._params.get(key).dtype != dtype:
+                self._params.set(key, self._params.get(key).to(dtype))  # e.g. a grid's float ids for an int
         self._leaf_keys = list(self._params.keys(True, True))
         n = shape.numel()
         self._leaves = [(leaf := self._params.get(k)).view(n, *leaf.shape[len(shape) :]) for k in self._leaf_keys]
@@ -351,6 +355,8 @@ class CurriculumTransform(Transform):
     def _reset(self, tensordict: TensorDictBase, tensordict_reset: TensorDictBase) -> TensorDictBase:
         if self.check_params and not self._checked:
             self._check_env_params(tensordict_reset)
+        if self._param_dtypes is None:
+            self._adopt_env_dtypes(tensordict_reset)
         tensordict_reset = self._write(tensordict_reset)
         params = tensordict_reset.get(self.param_key, None)
         self._env_params = params  # cloned where it is used
@@ -370,6 +376,17 @@ class CurriculumTransform(Transform):
                 tensordict_reset = self._write(self.parent.reset(again.to(tensordict_reset.device)))
         self._reset_again = False
         return tensordict_reset
+
+    def _adopt_env_dtypes(self, td: TensorDictBase) -> None:
+        """Write each parameter in the dtype the env gives it (a task space may hold an integer
+        parameter as float), so that every step's parameters stack with the reset's."""
+        params = td.get(self.param_key, None)
+        if params is None or self._params is None:
+            return
+        env_keys = set(params.keys(True, True))
+        self._param_dtypes = {k: params.get(k).dtype for k in self._leaf_keys if k in env_keys}
+        if any(self._params.get(k).dtype != dtype for k, dtype in self._param_dtypes.items()):
+            self._refresh_params()
 
     def _check_env_params(self, td: TensorDictBase) -> None:
         params = td.get(self.param_key, None)
