@@ -322,7 +322,7 @@ def test_a_taken_cell_loses_and_the_opponent_sees_its_ids():
 def test_the_scripted_bot_rarely_loses_to_random_play():
     from currlearn.envs.tictactoe import TicTacToeEnv
 
-    env = TicTacToeEnv(256, seed=0)
+    env = TicTacToeEnv(256, block_prob=1.0, seed=0)
     g = torch.Generator().manual_seed(1)
 
     def random_play(td):
@@ -394,3 +394,16 @@ def test_a_grid_of_opponent_ids_reaches_the_env_in_its_dtype():
     env = TransformedEnv(TicTacToeEnv(4, seed=0), CurriculumTransform(cur))
     td = env.rollout(8, break_when_any_done=False)  # resets and steps stack: one dtype
     assert td["params", "task_id"].dtype == torch.int64 and td["next", "params", "task_id"].dtype == torch.int64
+
+
+def test_the_ppo_actor_plays_legal_cells_only():
+    """make_actor_critic masks a categorical action by the env's "action_mask"."""
+    from currlearn.envs.tictactoe import TicTacToeEnv
+    from currlearn.integrations.ppo import make_actor_critic
+
+    env = TicTacToeEnv(64, seed=0)
+    actor, _ = make_actor_critic(env, hidden=8)
+    with torch.no_grad():
+        td = env.rollout(4, actor, break_when_any_done=False)
+    legal = td["action_mask"].gather(-1, td["action"].unsqueeze(-1))
+    assert legal.all()

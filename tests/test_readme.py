@@ -70,3 +70,13 @@ def test_accel_snippet_builds_a_trainer_that_plays_the_levels():
     tasks = env.transform[0].tasks
     assert torch.equal(td["params", "walls"], cur.levels(tasks)["walls"])
     assert namespace["hook"] is not None and namespace["trainer"].collector is not None
+
+
+def test_opponent_snippet_trains_against_the_pool(capsys):
+    block = next(b for b in _python_blocks() if "PrioritizedFictitiousSelfPlay(" in b)
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    cur = namespace["cur"]
+    assert cur.iteration == 8 and cur.pool_size == 3  # the bot, the first snapshot, iteration 5's
+    assert int(cur.state["games"].sum()) == int(cur.counters["episodes"]) > 0
+    assert "curriculum/opponent/0/win_rate" in capsys.readouterr().out

@@ -6,8 +6,8 @@ opponent_ids) -> cells``, called once for all envs whose opponent is to move: ``
 ``[m, 9]`` float from the opponent's side (+1 its marks, -1 the learner's), ``legal`` ``[m, 9]``
 bool, ``opponent_ids`` ``[m]`` the slot each env plays (``("params", "task_id")``, which a
 :class:`~currlearn.integrations.torchrl.CurriculumTransform` over an opponent curriculum writes
-at reset). The default opponent is :func:`scripted_move` (win if it can, else block, else the
-centre, else a random cell).
+at reset). The default opponent is :func:`scripted_move` (win if it can, else block with
+probability ``block_prob``, else the centre, else a random cell).
 
 Observation ``"observation"`` ``[n, 9]`` float from the learner's side and ``"action_mask"``
 ``[n, 9]``; action ``[n]`` int64, a cell 0-8. A learner's move on a taken cell loses the game. An
@@ -40,16 +40,20 @@ def winner(board: Tensor) -> Tensor:
     return (sums == 3).any(-1).to(board.dtype) - (sums == -3).any(-1).to(board.dtype)
 
 
-def scripted_move(board: Tensor, legal: Tensor, generator: torch.Generator | None = None) -> Tensor:
+def scripted_move(
+    board: Tensor, legal: Tensor, generator: torch.Generator | None = None, block_prob: float = 1.0
+) -> Tensor:
     """The baseline opponent, for ``[m, 9]`` boards from the mover's side (+1 its marks): a
-    winning cell if there is one, else a cell that blocks the other's line, else the centre,
-    else a uniformly drawn free cell. Returns ``[m]`` int64."""
+    winning cell if there is one, else (with probability ``block_prob``) a cell that blocks the
+    other's line, else the centre, else a uniformly drawn free cell. Returns ``[m]`` int64."""
     m = board.shape[0]
     eye = torch.eye(9, dtype=board.dtype, device=board.device)
     tries = board.unsqueeze(1) + eye  # [m, 9 moves, 9 cells]
     wins = (winner(tries) > 0) & legal
     blocks = (winner(board.unsqueeze(1) - eye) < 0) & legal
     noise = torch.rand((m, 9), generator=generator, device=board.device)
+    if block_prob < 1.0:
+        blocks &= torch.rand((m, 1), generator=generator, device=board.device) < block_prob
     score = noise + 2.0 * legal[:, 4:5].float() * eye[4] + 4.0 * blocks + 8.0 * wins
     return torch.where(legal, score, torch.full_like(score, -1.0)).argmax(-1)
 
@@ -62,6 +66,8 @@ class TicTacToeEnv(EnvBase):
         num_envs (int): games played at once, >= 1.
         opponent (callable, optional): ``(board, legal, opponent_ids) -> cells``; default the
             scripted bot for every id.
+        block_prob (float): the scripted bot blocks a line with this probability (in [0, 1]);
+            default 0.5, a bot that a trained policy can beat (at 1 it loses only to forks).
         device: the env's device. Default CPU.
         seed (int, optional): seed of the env's generator (first mover, the bot's random cells).
 
@@ -74,9 +80,13 @@ class TicTacToeEnv(EnvBase):
         num_envs: int = 16,
         *,
         opponent: Opponent | None = None,
+        block_prob: float = 0.5,
         device: torch.device | str | None = None,
         seed: int | None = None,
     ) -> None:
+        if isinstance(block_prob, bool) or not isinstance(block_prob, (int, float)) or not 0 <= block_prob <= 1:
+            raise ValueError(f"block_prob must be a number in [0, 1], got {block_prob!r}")
+        self.block_prob = float(block_prob)
         if isinstance(num_envs, bool) or not isinstance(num_envs, int) or num_envs < 1:
             raise ValueError(f"num_envs must be an int >= 1, got {num_envs!r}")
         if opponent is not None and not callable(opponent):
@@ -121,7 +131,7 @@ class TicTacToeEnv(EnvBase):
         with the env's generator)."""
         if bot != 0:
             raise ValueError(f"bot={bot!r}: TicTacToeEnv has {self.num_bots} scripted bot (0).")
-        return scripted_move(board, legal, self.rng)
+        return scripted_move(board, legal, self.rng, self.block_prob)
 
     def _opponent_moves(self, board: Tensor, movers: Tensor, ids: Tensor) -> Tensor:
         """The board after the opponent (-1) moved in the envs ``movers`` (bool ``[n]``)."""
@@ -130,7 +140,7 @@ class TicTacToeEnv(EnvBase):
         view = -board[movers].float()  # the opponent's side: its marks +1
         legal = board[movers] == 0
         if self.opponent is None:
-            cells = scripted_move(view, legal, self.rng)
+            cells = self.bot_move(view, legal)
         else:
             cells = torch.as_tensor(self.opponent(view, legal, ids[movers]), device=board.device).long().reshape(-1)
             ok = legal.gather(1, cells.clamp(0, 8).unsqueeze(1)).squeeze(1) & (cells >= 0) & (cells <= 8)

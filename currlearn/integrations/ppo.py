@@ -112,12 +112,13 @@ def make_actor_critic(
     Both are built on ``device`` (default: the env's device, else CPU), the action bounds included.
 
     A bounded continuous action gets a tanh-Gaussian actor; a discrete action (``OneHot`` or
-    ``Categorical`` spec, e.g. MiniGrid's) a categorical actor over logits. An observation with
+    ``Categorical`` spec, e.g. MiniGrid's) a categorical actor over logits, masked by the
+    observation's ``"action_mask"`` where the env has one (a ``Categorical`` action). An observation with
     more than one dim (an image, e.g. MiniGrid's 7x7x3) is flattened and cast to float first.
     """
     from torchrl.data import Categorical as CategoricalSpec
     from torchrl.data import OneHot as OneHotSpec
-    from torchrl.modules import OneHotCategorical
+    from torchrl.modules import MaskedCategorical, OneHotCategorical
 
     obs_shape = tuple(env.observation_spec_unbatched["observation"].shape)
     obs_dim = 1
@@ -135,15 +136,26 @@ def make_actor_critic(
     batched_spec = env.action_spec.to(device)
     if isinstance(action_spec, (OneHotSpec, CategoricalSpec)):
         n = action_spec.space.n
-        actor = ProbabilisticActor(
-            TensorDictModule(body(n), in_keys=["observation"], out_keys=["logits"]),
-            spec=batched_spec,
-            in_keys=["logits"],
-            distribution_class=OneHotCategorical
-            if isinstance(action_spec, OneHotSpec)
-            else torch.distributions.Categorical,
-            return_log_prob=True,
-        )
+        logits = TensorDictModule(body(n), in_keys=["observation"], out_keys=["logits"])
+        if "action_mask" in env.observation_spec.keys() and isinstance(action_spec, CategoricalSpec):
+            # legal actions only (a board game's free cells): TorchRL's masked categorical
+            actor = ProbabilisticActor(
+                logits,
+                spec=batched_spec,
+                in_keys={"logits": "logits", "mask": "action_mask"},
+                distribution_class=MaskedCategorical,
+                return_log_prob=True,
+            )
+        else:
+            actor = ProbabilisticActor(
+                logits,
+                spec=batched_spec,
+                in_keys=["logits"],
+                distribution_class=OneHotCategorical
+                if isinstance(action_spec, OneHotSpec)
+                else torch.distributions.Categorical,
+                return_log_prob=True,
+            )
     else:
         act_dim = batched_spec.shape[-1]
         actor_net = nn.Sequential(body(2 * act_dim), NormalParamExtractor())
