@@ -62,6 +62,17 @@ def _leaves(curriculum: Curriculum) -> list[tuple[str, str, Tensor]]:
     return out
 
 
+def refuse_in_workers(curriculum: Curriculum) -> None:
+    """Raise ``ValueError`` for a curriculum whose replicas cannot sample in collector workers
+    (:attr:`~currlearn.base.Curriculum.samples_in_trainer`)."""
+    if curriculum.samples_in_trainer:
+        raise ValueError(
+            f"{type(curriculum).__name__} cannot sample in collector workers: {curriculum.samples_in_trainer}; keep "
+            "its CurriculumTransform in the trainer process over a batched env (and drive it without collector=): "
+            "TransformedEnv(ParallelEnv(n, make_env), CurriculumTransform(curriculum))."
+        )
+
+
 class CurriculumDecision(nn.Module):
     """A curriculum's decision (counters and state, no generator) held as CPU buffers.
 
@@ -79,12 +90,7 @@ class CurriculumDecision(nn.Module):
     def __init__(self, curriculum: Curriculum) -> None:
         if not isinstance(curriculum, Curriculum):
             raise TypeError(f"curriculum must be a currlearn Curriculum, got {type(curriculum).__name__}.")
-        if curriculum.samples_in_trainer:
-            raise ValueError(
-                f"{type(curriculum).__name__} cannot sample in collector workers: {curriculum.samples_in_trainer}; keep "
-                "its CurriculumTransform in the trainer process over a batched env: "
-                "TransformedEnv(ParallelEnv(n, make_env), CurriculumTransform(curriculum))."
-            )
+        refuse_in_workers(curriculum)
         super().__init__()
         self.register_buffer("seq", torch.zeros((), dtype=torch.int64))
         self._names: list[tuple[str, str, str]] = []  # (group, key, buffer name)

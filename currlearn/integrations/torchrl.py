@@ -50,6 +50,7 @@ from currlearn.integrations.sync import (
     _DecisionSender,
     _ray_worker_gone,
     check_workers,
+    refuse_in_workers,
 )
 
 __all__ = ["CurriculumHook", "CurriculumTransform", "find_transforms", "sync_workers", "transform_path"]
@@ -587,12 +588,8 @@ class CurriculumHook(TrainerHookBase):
             self._drive(curriculum if curriculum is not None else transform.curriculum, transform)  # type: ignore[union-attr]
 
     def _drive(self, curriculum: Curriculum, transform: CurriculumTransform | None) -> CurriculumDriver:
-        if self.collector is not None and getattr(curriculum, "samples_in_trainer", None):
-            raise ValueError(
-                f"{type(curriculum).__name__} cannot sample in collector workers: {curriculum.samples_in_trainer}; "
-                "drive it without collector= and keep its CurriculumTransform in the trainer process over a "
-                "batched env: TransformedEnv(ParallelEnv(n, make_env), CurriculumTransform(curriculum))."
-            )
+        if self.collector is not None:
+            refuse_in_workers(curriculum)
         self.driver = CurriculumDriver(curriculum, transform, **self._args)
         if self.collector is not None and self._find_scheme() is not None:
             # The workers start from the trainer's decision (over Ray, this first push also sets
