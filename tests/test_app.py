@@ -96,10 +96,16 @@ LEVEL_ENVS = ["maze"]
 LEVEL_CURRICULA = ["level_dr", "level_replay", "accel"]
 
 
+# two-player games (an `opponent` and scripted bots): the opponent curricula and envs
+OPPONENT_ENVS = ["tictactoe"]
+OPPONENT_CURRICULA = ["self_play", "fsp", "pfsp"]
+
+
 def test_every_curriculum_and_env_config_is_tested():
     conf_dir = REPO / "conf"
-    assert sorted(p.stem for p in (conf_dir / "env").glob("*.yaml")) == sorted(ENVS + LEVEL_ENVS)
-    assert sorted(p.stem for p in (conf_dir / "curriculum").glob("*.yaml")) == sorted(CURRICULA + LEVEL_CURRICULA)
+    envs, curricula = ENVS + LEVEL_ENVS + OPPONENT_ENVS, CURRICULA + LEVEL_CURRICULA + OPPONENT_CURRICULA
+    assert sorted(p.stem for p in (conf_dir / "env").glob("*.yaml")) == sorted(envs)
+    assert sorted(p.stem for p in (conf_dir / "curriculum").glob("*.yaml")) == sorted(curricula)
 
 
 MICRO = [
@@ -151,6 +157,26 @@ def test_every_level_curriculum_trains_on_every_level_env(curriculum, env, tmp_p
     assert "curriculum/buffer_wall_count" in rows[-1]
     snaps = sorted(int(p.stem) for p in (tmp_path / "levels").glob("*.pt"))
     assert snaps and snaps[-1] == 4  # the last iteration's buffer, at least
+
+
+@pytest.mark.parametrize("env", OPPONENT_ENVS)
+@pytest.mark.parametrize("curriculum", ["none", *OPPONENT_CURRICULA])
+def test_every_opponent_curriculum_trains_on_every_game(curriculum, env, tmp_path):
+    """Four PPO iterations of the app on a two-player game: the pool starts with the bot and
+    takes a snapshot of the policy every iteration; `none` plays the bot only."""
+    from currlearn.app.run import run
+
+    overrides = [f"curriculum={curriculum}", f"env={env}", *MICRO, "frames=256"]
+    if curriculum != "none":
+        overrides.append("curriculum.snapshot_every=1")
+    summary = run(_compose(overrides), tmp_path)
+    assert summary["iterations"] == 4 and 0.0 <= summary["target_success"] <= 1.0, summary
+    metrics = summary["curriculum_metrics"]
+    if curriculum == "none":
+        assert metrics["curriculum/task/0/episodes"] > 0
+        return
+    assert metrics["curriculum/pool_size"] == 1 + 1 + 4  # the bot, the first snapshot, one per iteration
+    assert "curriculum/opponent/0/win_rate" in metrics and metrics["curriculum/samples"] > 0
 
 
 def test_level_run_draws_the_buffer_levels(tmp_path):
