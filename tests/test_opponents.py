@@ -235,6 +235,13 @@ def test_a_snapshot_of_another_structure_is_refused_unchanged(params, words):
     assert all(torch.equal(v, before["state"][k]) for k, v in cur.state_dict()["state"].items())
 
 
+def test_a_non_finite_first_snapshot_leaves_the_pool_unallocated():
+    cur = FictitiousSelfPlay(capacity=3, seed=0)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        cur.add(TensorDict({"w": torch.tensor([float("inf")])}, []))
+    assert cur.snapshots is None and cur.pool_size == 0
+
+
 # --------------------------------------------------------------------------- playing the opponents
 def test_the_batched_opponent_forward_equals_per_env_forwards():
     from currlearn.integrations.opponents import OpponentPolicy

@@ -146,12 +146,13 @@ class OpponentCurriculum(DiscreteCurriculum):
         return self.snapshots[opponents]
 
     def _check_params(self, params: TensorDictBase) -> TensorDictBase:
-        mine = self.snapshots
-        if mine is None:
-            self._allocate(params)
-            mine = self.snapshots
         theirs = dict(params.items(True, True))
-        expected = dict(mine.items(True, True))
+        for k, v in theirs.items():  # before a first snapshot allocates the pool in its shapes
+            if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+                raise ValueError(f"params[{k!r}] has NaN or infinite values; the pool keeps finite snapshots only.")
+        if self.snapshots is None:
+            self._allocate(params)
+        expected = dict(self.snapshots.items(True, True))  # type: ignore[union-attr]
         if set(theirs) != set(expected):
             raise ValueError(
                 f"params has keys {sorted(map(str, theirs))[:6]}, the pool's snapshots have "
@@ -164,15 +165,17 @@ class OpponentCurriculum(DiscreteCurriculum):
                     f"params[{k!r}] is {v.dtype} {list(v.shape)}, the pool's snapshots have {want.dtype} "
                     f"{list(want.shape[1:])}: snapshot the same policy."
                 )
-            if v.is_floating_point() and not bool(torch.isfinite(v).all()):
-                raise ValueError(f"params[{k!r}] has NaN or infinite values; the pool keeps finite snapshots only.")
         return params
 
+    def _free_slot(self) -> int | None:
+        free = (~self.state["valid"]).nonzero()
+        return int(free[0, 0]) if free.numel() else None
+
     def _slot_for_new(self) -> int:
+        free = self._free_slot()
+        if free is not None:
+            return free
         st = self.state
-        free = (~st["valid"]).nonzero()
-        if free.numel():
-            return int(free[0, 0])
         evictable = (st["bot"] < 0) & (torch.arange(self.capacity, device=self.device) != st["latest"])
         if not bool(evictable.any()):
             raise ValueError(
@@ -216,10 +219,9 @@ class OpponentCurriculum(DiscreteCurriculum):
         slot; bots are never evicted. Returns the slot.
         """
         bot = check_positive_int("bot", bot, minimum=0)
-        free = (~self.state["valid"]).nonzero()
-        if not free.numel():
+        slot = self._free_slot()
+        if slot is None:
             raise ValueError(f"the opponent pool (capacity={self.capacity}) is full: add bots before snapshots.")
-        slot = int(free[0, 0])
         self._take(slot, bot)
         return slot
 
@@ -288,6 +290,8 @@ class OpponentCurriculum(DiscreteCurriculum):
 
     # ------------------------------------------------------------------ checkpoints
     def check_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """As :meth:`~currlearn.base.Curriculum.check_state_dict`; a pool without snapshots yet
+        first takes the saved snapshots' structure (and drops it again if the state is refused)."""
         if self.snapshots is None and isinstance(state_dict, dict) and isinstance(state_dict.get("state"), dict):
             incoming = [k for k in state_dict["state"] if k.startswith("params.")]
             if incoming:  # a pool without snapshots yet takes the saved snapshots' structure

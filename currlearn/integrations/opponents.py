@@ -59,14 +59,15 @@ class OpponentPolicy(nn.Module):
         return functional_call(self.net, params, inputs)
 
     def forward(self, opponents: Tensor, *inputs: Tensor) -> Tensor:
+        """The outputs ``[envs, ...]`` of each env's opponent (``opponents``: slot ids ``[envs]``)."""
         cur = self.curriculum
         opponents = opponents.reshape(-1).long()
         bot_of = cur.state["bot"][opponents]
         snap = bot_of < 0
         out = None
         if bool(snap.any()):
-            # bot envs are played with slot 0's (zero) parameters here and overwritten below
-            params = cur.opponent_params(torch.where(snap, opponents, torch.zeros_like(opponents)))
+            # bot envs are played with their slots' zero parameters here and overwritten below
+            params = cur.opponent_params(opponents)
             out = self._call(dict(params.flatten_keys(".").items()), *inputs)
         for k in bot_of[~snap].unique().tolist():
             if k >= len(self.bots):

@@ -136,26 +136,20 @@ def make_actor_critic(
     batched_spec = env.action_spec.to(device)
     if isinstance(action_spec, (OneHotSpec, CategoricalSpec)):
         n = action_spec.space.n
-        logits = TensorDictModule(body(n), in_keys=["observation"], out_keys=["logits"])
         if "action_mask" in env.observation_spec.keys() and isinstance(action_spec, CategoricalSpec):
             # legal actions only (a board game's free cells): TorchRL's masked categorical
-            actor = ProbabilisticActor(
-                logits,
-                spec=batched_spec,
-                in_keys={"logits": "logits", "mask": "action_mask"},
-                distribution_class=MaskedCategorical,
-                return_log_prob=True,
-            )
+            dist_keys: Any = {"logits": "logits", "mask": "action_mask"}
+            dist: Any = MaskedCategorical
         else:
-            actor = ProbabilisticActor(
-                logits,
-                spec=batched_spec,
-                in_keys=["logits"],
-                distribution_class=OneHotCategorical
-                if isinstance(action_spec, OneHotSpec)
-                else torch.distributions.Categorical,
-                return_log_prob=True,
-            )
+            dist_keys = ["logits"]
+            dist = OneHotCategorical if isinstance(action_spec, OneHotSpec) else torch.distributions.Categorical
+        actor = ProbabilisticActor(
+            TensorDictModule(body(n), in_keys=["observation"], out_keys=["logits"]),
+            spec=batched_spec,
+            in_keys=dist_keys,
+            distribution_class=dist,
+            return_log_prob=True,
+        )
     else:
         act_dim = batched_spec.shape[-1]
         actor_net = nn.Sequential(body(2 * act_dim), NormalParamExtractor())
