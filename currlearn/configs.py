@@ -214,6 +214,7 @@ class SelfPlayConfig:
     template: Any = None
     snapshot_every: int = 0
     eviction: str = "oldest"
+    metric: Any = "success"
     num_envs: int | None = None
     seed: int | None = None
     device: str | None = None
@@ -238,6 +239,7 @@ class PrioritizedFictitiousSelfPlayConfig:
     template: Any = None
     snapshot_every: int = 0
     eviction: str = "oldest"
+    metric: Any = "success"
     num_envs: int | None = None
     seed: int | None = None
     device: str | None = None

@@ -4,6 +4,9 @@ A curriculum's ``metric=`` argument (:class:`~currlearn.curricula.LevelCurriculu
 learning-progress, difficulty, ALP-GMM and ADR curricula) is one of:
 
 - a built-in name: ``"return"`` (the undiscounted episode return) or ``"success"``;
+- ``"outcome"``: the ``"outcome"`` entry of a game's last step (``("next", "outcome")``), the
+  learner's result in a two-player game, 1 / 0.5 / 0 for a win / draw / loss
+  (:class:`~currlearn.envs.TicTacToeEnv`);
 - a name given to :func:`register_metric`;
 - a callable ``fn(batch) -> Tensor``: ``batch`` is a collector batch (a ``TensorDictBase``)
   of shape ``[envs, time]`` and ``fn`` returns one value per step, of that same shape (a
@@ -45,6 +48,7 @@ from torch import Tensor
 
 __all__ = [
     "BUILTIN_METRICS",
+    "STANDARD_METRICS",
     "REDUCTIONS",
     "MetricLike",
     "StepMetric",
@@ -115,6 +119,16 @@ class StepMetric:
         return f"StepMetric({self.name!r}, reduction={self.reduction!r})"
 
 
+def outcome(batch: TensorDictBase) -> Tensor:
+    """A two-player game's result from the learner's side at each step, ``("next", "outcome")``
+    (1 a win, 0.5 a draw, 0 a loss at a game's last step)."""
+    return batch["next", "outcome"]
+
+
+STANDARD_METRICS: dict[str, StepMetric] = {"outcome": StepMetric(outcome, "last", name="outcome")}
+"""Step metrics that every curriculum can name: ``"outcome"`` (:func:`outcome` at the episode's
+last step)."""
+
 _REGISTRY: dict[str, StepMetric] = {}
 
 
@@ -146,8 +160,9 @@ def register_metric(name: str, fn: StepFn, *, reduction: str = "sum") -> StepFn:
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"metric name must be a non-empty string, got {name!r}.")
-    if name in BUILTIN_METRICS:
-        raise ValueError(f"metric name {name!r} is built in; choose a name other than {list(BUILTIN_METRICS)}.")
+    if name in BUILTIN_METRICS or name in STANDARD_METRICS:
+        taken = [*BUILTIN_METRICS, *STANDARD_METRICS]
+        raise ValueError(f"metric name {name!r} is built in; choose a name other than {taken}.")
     _REGISTRY[name] = StepMetric(fn, reduction, name=name)
     return fn
 
@@ -165,7 +180,7 @@ def unregister_metric(name: str) -> None:
 
 def metric_names() -> tuple[str, ...]:
     """The names a curriculum's ``metric=`` accepts: the built-in ones, then the registered ones."""
-    return BUILTIN_METRICS + tuple(sorted(_REGISTRY))
+    return BUILTIN_METRICS + tuple(STANDARD_METRICS) + tuple(sorted(_REGISTRY))
 
 
 def resolve_metric(metric: object) -> tuple[str, StepMetric | None]:
@@ -186,11 +201,13 @@ def resolve_metric(metric: object) -> tuple[str, StepMetric | None]:
     if isinstance(metric, str):
         if metric in BUILTIN_METRICS:
             return metric, None
+        if metric in STANDARD_METRICS:
+            return "metric", STANDARD_METRICS[metric]
         if metric in _REGISTRY:
             return "metric", _REGISTRY[metric]
         registered = f"the registered metrics {sorted(_REGISTRY)}" if _REGISTRY else "a registered metric (none is)"
         raise ValueError(
-            f"metric={metric!r} is not one of {list(BUILTIN_METRICS)} nor {registered}; "
+            f"metric={metric!r} is not one of {[*BUILTIN_METRICS, *STANDARD_METRICS]} nor {registered}; "
             "register it with currlearn.metrics.register_metric(name, fn) "
             "or pass a callable batch -> Tensor [envs, time]."
         )

@@ -217,11 +217,11 @@ class TestErrors:
     def test_unknown_name_lists_the_known_ones(self, registered):
         with pytest.raises(
             ValueError,
-            match=r"metric='reched_x' is not one of \['return', 'success', 'metric'\] "
+            match=r"metric='reched_x' is not one of \['return', 'success', 'metric', 'outcome'\] "
             r"nor the registered metrics \['reached_x'\]",
         ):
             _level(metric="reched_x")
-        assert metric_names() == ("return", "success", "metric", "reached_x")
+        assert metric_names() == ("return", "success", "metric", "outcome", "reached_x")
 
     def test_unknown_name_without_registrations(self):
         with pytest.raises(

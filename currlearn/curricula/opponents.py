@@ -48,6 +48,7 @@ from tensordict import TensorDict, TensorDictBase
 from torch import Tensor, nn
 
 from currlearn.base import DiscreteCurriculum, check_choice, check_positive_int, check_probability
+from currlearn.metrics import MetricLike
 from currlearn.spaces import DiscreteSpace
 
 __all__ = ["FictitiousSelfPlay", "OpponentCurriculum", "PrioritizedFictitiousSelfPlay", "SelfPlay"]
@@ -78,6 +79,11 @@ class OpponentCurriculum(DiscreteCurriculum):
             this many iterations (0: only when :meth:`add` is called). Default 0.
         eviction (str): ``"oldest"`` (default) or ``"random"``: which snapshot a new one
             replaces in a full pool.
+        metric (str or callable): the learner's result per game in [0, 1]: ``"success"``
+            (default: a win 1, else 0, or the value a hand-made feedback gives, a draw 0.5),
+            ``"outcome"`` (the ``"outcome"`` entry at a game's last step, 1 / 0.5 / 0 for a
+            win / draw / loss, as :class:`~currlearn.envs.TicTacToeEnv` writes it), or any
+            metric of :mod:`currlearn.metrics`.
         num_envs, seed, device: see :class:`~currlearn.base.Curriculum`.
 
     Raises:
@@ -91,6 +97,7 @@ class OpponentCurriculum(DiscreteCurriculum):
         template: Any = None,
         snapshot_every: int = 0,
         eviction: str = "oldest",
+        metric: MetricLike = "success",
         num_envs: int | None = None,
         seed: int | None = None,
         device: torch.device | str | None = None,
@@ -99,6 +106,7 @@ class OpponentCurriculum(DiscreteCurriculum):
         super().__init__(DiscreteSpace(num_tasks=self.capacity), num_envs=num_envs, seed=seed, device=device)
         self.snapshot_every = check_positive_int("snapshot_every", snapshot_every, minimum=0)
         self.eviction = check_choice("eviction", eviction, EVICTIONS)
+        self._set_metric(metric)
         c, dev = self.capacity, self.device
         self.state = TensorDict(
             {
@@ -243,8 +251,8 @@ class OpponentCurriculum(DiscreteCurriculum):
     # ------------------------------------------------------------------ feedback and sampling
     def _update(self, feedback: TensorDictBase) -> None:
         task = feedback["task"].long()
-        outcome = feedback["success"].to(torch.float64).clamp(0.0, 1.0)  # (rounding: -1e-25 is a loss)
-        known = ~torch.isnan(outcome)
+        outcome, known = self._metric_values(feedback, torch.float64)
+        outcome = outcome.clamp(0.0, 1.0)  # (rounding: -1e-25 is a loss)
         st = self.state
         st["games"].index_add_(0, task, known.to(torch.float64))
         st["wins"].index_add_(0, task, torch.where(known, outcome, torch.zeros_like(outcome)))
@@ -357,6 +365,7 @@ class PrioritizedFictitiousSelfPlay(OpponentCurriculum):
         template: Any = None,
         snapshot_every: int = 0,
         eviction: str = "oldest",
+        metric: MetricLike = "success",
         num_envs: int | None = None,
         seed: int | None = None,
         device: torch.device | str | None = None,
@@ -371,6 +380,7 @@ class PrioritizedFictitiousSelfPlay(OpponentCurriculum):
             template=template,
             snapshot_every=snapshot_every,
             eviction=eviction,
+            metric=metric,
             num_envs=num_envs,
             seed=seed,
             device=device,
