@@ -1,5 +1,6 @@
 """Environments for curriculum learning: the point-mass gate task, a batched grid maze over
-generated levels (:mod:`currlearn.envs.maze`) and a batched pendulum.
+generated levels (:mod:`currlearn.envs.maze`), a batched pendulum and batched tic-tac-toe
+against chosen opponents (:mod:`currlearn.envs.tictactoe`: scripted bots, a perfect one).
 
 ``make_pendulum`` returns torchrl's :class:`~torchrl.envs.PendulumEnv` with batch
 size ``[num_envs]`` and one set of physical parameters per env; ``pendulum_env`` adds a time

@@ -6,8 +6,10 @@ opponent_ids) -> cells``, called once for all envs whose opponent is to move: ``
 ``[m, 9]`` float from the opponent's side (+1 its marks, -1 the learner's), ``legal`` ``[m, 9]``
 bool, ``opponent_ids`` ``[m]`` the slot each env plays (``("params", "task_id")``, which a
 :class:`~currlearn.integrations.torchrl.CurriculumTransform` over an opponent curriculum writes
-at reset). The default opponent is :func:`scripted_move` (win if it can, else block with
-probability ``block_prob``, else the centre, else a random cell).
+at reset). Without one, the ids name the env's scripted bots (:data:`BOTS`): 0 ``"block"``
+(:func:`scripted_move`: win if it can, else block with probability ``block_prob``, else the
+centre, else a random cell), 1 ``"random"`` (a uniformly drawn free cell) and 2 ``"perfect"``
+(:func:`perfect_move`: a minimax-optimal cell, ties drawn at random; it never loses).
 
 Observation ``"observation"`` ``[n, 9]`` float from the learner's side and ``"action_mask"``
 ``[n, 9]``; action ``[n]`` int64, a cell 0-8. A learner's move on a taken cell loses the game. An
@@ -26,12 +28,17 @@ from torch import Tensor
 from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 
-__all__ = ["LINES", "TicTacToeEnv", "scripted_move", "winner"]
+__all__ = ["BOTS", "LINES", "TicTacToeEnv", "minimax_values", "perfect_move", "scripted_move", "winner"]
 
 LINES = torch.tensor([[0, 1, 2], [3, 4, 5], [6, 7, 8], [0, 3, 6], [1, 4, 7], [2, 5, 8], [0, 4, 8], [2, 4, 6]])
 """The 8 winning lines of the 3x3 board (cells numbered row by row)."""
 
+BOTS = ("block", "random", "perfect")
+"""The scripted bots of :class:`TicTacToeEnv`, by id."""
+
 Opponent = Callable[[Tensor, Tensor, Tensor], Tensor]
+_POW3 = 3 ** torch.arange(9)
+_Q: Tensor | None = None
 
 
 def winner(board: Tensor) -> Tensor:
@@ -58,6 +65,49 @@ def scripted_move(
     return torch.where(legal, score, torch.full_like(score, -1.0)).argmax(-1)
 
 
+def _board_index(board: Tensor) -> Tensor:
+    """``[..., 9]`` boards (values -1, 0, 1) -> ``[...]`` int64 indices in ``[0, 3^9)``."""
+    return ((board.long() + 1) * _POW3.to(board.device)).sum(-1)
+
+
+def minimax_values() -> Tensor:
+    """The game's solution: ``[3^9, 9]`` float, the minimax value for the player to move (+1
+    its marks) of each cell of each board (indexed by the base-3 digits ``board + 1``, cell 0
+    the lowest): 1 a forced win, 0 a draw, -1 a forced loss; -2 for a taken cell. Solved once by
+    backward induction over all boards (9 sweeps, each a batched one-move lookahead) and cached.
+
+    Examples:
+        >>> q = minimax_values()
+        >>> float(q[_board_index(torch.zeros(9))].max())  # the empty board: a draw
+        0.0
+    """
+    global _Q
+    if _Q is None:
+        boards = torch.arange(3**9).unsqueeze(1) // _POW3 % 3 - 1  # [N, 9], the mover's marks +1
+        after = boards.unsqueeze(1) + torch.eye(9, dtype=torch.int64)  # [N, move, 9]
+        legal = boards == 0
+        wins = winner(after) > 0
+        full = (after != 0).all(-1)
+        reply = _board_index(-after)  # the board after the move, from the other side
+        value = torch.zeros(3**9)
+        for _ in range(10):  # a game has at most 9 moves: 9 sweeps reach every board's value
+            q = torch.where(wins, 1.0, torch.where(full, 0.0, -value[reply]))
+            q = torch.where(legal, q, -2.0)
+            value = q.max(-1).values
+        _Q = q
+    return _Q
+
+
+def perfect_move(board: Tensor, legal: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """A minimax-optimal cell for each of the ``[m, 9]`` boards from the mover's side (ties
+    drawn uniformly with ``generator``); ``[m]`` int64. It never loses a game."""
+    q = minimax_values().to(board.device)[_board_index(board)]
+    q = torch.where(legal, q, torch.full_like(q, -3.0))
+    best = q == q.max(-1, keepdim=True).values
+    noise = torch.rand(q.shape, generator=generator, device=board.device)
+    return torch.where(best, noise, torch.full_like(noise, -1.0)).argmax(-1)
+
+
 class TicTacToeEnv(EnvBase):
     """``num_envs`` games of tic-tac-toe, each against the opponent its ``("params",
     "task_id")`` names (see the module doc).
@@ -65,14 +115,15 @@ class TicTacToeEnv(EnvBase):
     Args:
         num_envs (int): games played at once, >= 1.
         opponent (callable, optional): ``(board, legal, opponent_ids) -> cells``; default the
-            scripted bot for every id.
-        block_prob (float): the scripted bot blocks a line with this probability (in [0, 1]);
+            scripted bot each id names (:data:`BOTS`).
+        block_prob (float): the ``"block"`` bot blocks a line with this probability (in [0, 1]);
             default 0.5, a bot that a trained policy can beat (at 1 it loses only to forks).
         device: the env's device. Default CPU.
         seed (int, optional): seed of the env's generator (first mover, the bot's random cells).
 
     Raises:
-        ValueError: ``num_envs`` is not an int >= 1; ``opponent`` is not callable.
+        ValueError: ``num_envs`` is not an int >= 1; ``opponent`` is not callable; without
+            ``opponent``, a game's opponent id names no scripted bot.
     """
 
     def __init__(
@@ -123,15 +174,35 @@ class TicTacToeEnv(EnvBase):
         )
 
     # ------------------------------------------------------------------ the opponent
-    num_bots = 1
-    """Scripted opponents this env provides (:meth:`bot_move`): the win-or-block bot."""
+    bot_names = BOTS
+    """The scripted opponents this env provides (:meth:`bot_move`), by id."""
+    num_bots = len(BOTS)
 
     def bot_move(self, board: Tensor, legal: Tensor, bot: int = 0) -> Tensor:
-        """Scripted bot ``bot``'s cells for ``[m, 9]`` boards from its side (:func:`scripted_move`
-        with the env's generator)."""
-        if bot != 0:
-            raise ValueError(f"bot={bot!r}: TicTacToeEnv has {self.num_bots} scripted bot (0).")
-        return scripted_move(board, legal, self.rng, self.block_prob)
+        """Scripted bot ``bot``'s cells (:data:`BOTS`) for ``[m, 9]`` boards from its side, its
+        random draws from the env's generator."""
+        if bot == 0:
+            return scripted_move(board, legal, self.rng, self.block_prob)
+        if bot == 1:
+            noise = torch.rand(board.shape, generator=self.rng, device=board.device)
+            return torch.where(legal, noise, torch.full_like(noise, -1.0)).argmax(-1)
+        if bot == 2:
+            return perfect_move(board, legal, self.rng)
+        raise ValueError(f"bot={bot!r}: TicTacToeEnv's scripted bots are 0-{self.num_bots - 1} {list(BOTS)}.")
+
+    def _bot_moves(self, board: Tensor, legal: Tensor, ids: Tensor) -> Tensor:
+        """Each game's cell by the scripted bot its id names (one call per bot in play)."""
+        bad = (ids < 0) | (ids >= self.num_bots)
+        if bool(bad.any()):
+            raise ValueError(
+                f"opponent id {int(ids[bad][0])} names no scripted bot of TicTacToeEnv (0-{self.num_bots - 1} "
+                f"{list(BOTS)}); set env.opponent to play other opponents."
+            )
+        cells = torch.zeros(ids.shape, dtype=torch.int64, device=board.device)
+        for bot in ids.unique().tolist():
+            rows = ids == bot
+            cells[rows] = self.bot_move(board[rows], legal[rows], bot)
+        return cells
 
     def _opponent_moves(self, board: Tensor, movers: Tensor, ids: Tensor) -> Tensor:
         """The board after the opponent (-1) moved in the envs ``movers`` (bool ``[n]``)."""
@@ -140,7 +211,7 @@ class TicTacToeEnv(EnvBase):
         view = -board[movers].float()  # the opponent's side: its marks +1
         legal = board[movers] == 0
         if self.opponent is None:
-            cells = self.bot_move(view, legal)
+            cells = self._bot_moves(view, legal, ids[movers])
         else:
             cells = torch.as_tensor(self.opponent(view, legal, ids[movers]), device=board.device).long().reshape(-1)
             ok = legal.gather(1, cells.clamp(0, 8).unsqueeze(1)).squeeze(1) & (cells >= 0) & (cells <= 8)
