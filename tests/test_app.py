@@ -171,12 +171,70 @@ def test_every_opponent_curriculum_trains_on_every_game(curriculum, env, tmp_pat
         overrides.append("curriculum.snapshot_every=1")
     summary = run(_compose(overrides), tmp_path)
     assert summary["iterations"] == 4 and 0.0 <= summary["target_success"] <= 1.0, summary
+    # the held-out bots of the env config: nobody beats the perfect player
+    heldout = summary["heldout"]
+    assert sorted(heldout) == ["perfect", "random"] and heldout["perfect"]["success"] == 0.0
+    assert all(0.0 <= h["outcome"] <= 1.0 for h in heldout.values())
+    assert summary["heldout_outcome"] == pytest.approx(
+        (heldout["perfect"]["outcome"] + heldout["random"]["outcome"]) / 2
+    )
     metrics = summary["curriculum_metrics"]
     if curriculum == "none":
         assert metrics["curriculum/task/0/episodes"] > 0
         return
     assert metrics["curriculum/pool_size"] == 1 + 1 + 4  # the bot, the first snapshot, one per iteration
     assert "curriculum/opponent/0/win_rate" in metrics and metrics["curriculum/samples"] > 0
+
+
+def test_a_heldout_pool_is_another_runs_snapshots_played_by_the_policy(tmp_path):
+    """A run's pool of snapshots is a held-out pool of a later run: loaded in the order the
+    snapshots were added (bots left out), each game's opponent the best legal move of its
+    snapshot's logits; a pool of another network is refused with one line."""
+    import torch
+    from torch.func import functional_call
+
+    from currlearn.app import build
+    from currlearn.app.errors import AppError
+    from currlearn.app.run import prepare, run
+
+    first, second, none_run = tmp_path / "first", tmp_path / "later", tmp_path / "none"
+    for d in (first, second, none_run):
+        d.mkdir()
+    run(_compose(["curriculum=fsp", "env=tictactoe", *MICRO, "frames=256", "curriculum.snapshot_every=1"]), first)
+    saved = torch.load(first / "checkpoints" / "last.pt", weights_only=False)["trainer"]["curriculum"]["curriculum"]
+    state = saved["state"]
+    order = [i for i in state["added"].argsort().tolist() if state["valid"][i] and state["bot"][i] < 0]
+    assert len(order) == 5  # the first snapshot and one per iteration
+
+    later = [f"+task.heldout.past={{pool:{first}}}", "curriculum=pfsp", "env=tictactoe", *MICRO, "frames=128"]
+    p = prepare(_compose(later))
+    try:
+        entry = p.heldout["past"]
+        assert entry.pool.capacity == 5
+        assert torch.equal(entry.pool.snapshots["0", "weight"], state["params.0.weight"][order])
+        g = torch.Generator().manual_seed(0)
+        board = torch.randint(-1, 2, (32, 9), generator=g).float()
+        legal = board == 0
+        legal[:, 0] = True  # at least one free cell
+        board[:, 0] = 0
+        ids = torch.randint(0, 5, (32,), generator=g)
+        net = p.trainer.loss_module.actor_network[0].module
+        expected = torch.stack([
+            functional_call(net, dict(entry.pool.opponent_params(i).flatten_keys(".").items()), (b,))
+            .masked_fill(~lg, float("-inf")).argmax()
+            for i, b, lg in zip(ids, board, legal)
+        ])  # fmt: skip
+        assert torch.equal(entry.opponent(board, legal, ids), expected)
+    finally:
+        p.close()
+    summary = run(_compose(later), second)
+    assert 0.0 <= summary["heldout"]["past"]["outcome"] <= 1.0
+    assert summary["heldout_outcome"] == pytest.approx(sum(h["outcome"] for h in summary["heldout"].values()) / 3)
+    with pytest.raises(AppError, match=r"task.heldout.past.pool: its snapshots' parameters .* do not fit"):
+        prepare(_compose([*later, "algo.hidden=8"])).close()
+    run(_compose(["curriculum=none", "env=tictactoe", *MICRO]), none_run)
+    with pytest.raises(AppError, match=r"has no pool of policy snapshots: pass the directory of a run with"):
+        prepare(_compose([f"+task.heldout.past={{pool:{none_run}}}", "curriculum=fsp", "env=tictactoe", *MICRO]))
 
 
 def test_level_run_draws_the_buffer_levels(tmp_path):

@@ -105,6 +105,26 @@ BAD = [
     ),
     (["env=tictactoe", "curriculum=fsp", "task.bots=0"], ["task.bots=0", "an int in [1, 15]"]),
     (["env=tictactoe", "curriculum=pfsp", "curriculum.weighting=soft"], ["weighting='soft'", "hard"]),
+    # held-out evaluation tasks and pools
+    (["env=tictactoe", "curriculum=fsp", "task.heldout=7"], ["task.heldout=7", "a mapping of names to tasks"]),
+    (
+        ["env=tictactoe", "curriculum=fsp", "+task.heldout.p={task_id:oops}"],
+        ["task.heldout.p", "task_id", "non-empty list"],
+    ),
+    (
+        ["env=tictactoe", "curriculum=fsp", "+task.heldout.p={pool:/no/such/run}"],
+        ["task.heldout.p.pool='/no/such/run'", "no such run"],
+    ),
+    (
+        ["env=tictactoe", "curriculum=fsp", "+task.heldout.p={pool:/x,n:1}"],
+        ["task.heldout.p has ['n', 'pool']", "the one key pool"],
+    ),
+    (
+        ["env=tictactoe", "curriculum=fsp", "+task.heldout.p={task_id:[1,5]}"],
+        ["task.heldout.p has task_id 5", "TicTacToeEnv has bots 0-2 ['block', 'random', 'perfect']"],
+    ),
+    (["env=tictactoe", "curriculum=none", "task.target={task_id:[3]}"], ["task.target has task_id 3", "bots 0-2"]),
+    (["+task.heldout.p={pool:.}"], ["task.heldout.p.pool='.'", "no checkpoint"]),
 ]
 
 # multirun: a bad value in any job is one line before the first job runs

@@ -414,3 +414,98 @@ def test_the_ppo_actor_plays_legal_cells_only():
         td = env.rollout(4, actor, break_when_any_done=False)
     legal = td["action_mask"].gather(-1, td["action"].unsqueeze(-1))
     assert legal.all()
+
+
+# --------------------------------------------------------------------------- the held-out bots
+def _first_rewards(env, policy, start):
+    """Each game's reward and outcome at its end, from a reset with ``start``'s opponents."""
+    td = env.rollout(5, policy, break_when_any_done=False, auto_reset=False, tensordict=env.reset(start))
+    done = td["next", "done"].squeeze(-1)
+    assert done.any(-1).all()
+    first = done.float().argmax(-1)
+    rows = torch.arange(env.num_envs)
+    return td["next", "reward"].squeeze(-1)[rows, first], td["next", "outcome"].squeeze(-1)[rows, first]
+
+
+def _playing(bot: int, n: int) -> TensorDict:
+    return TensorDict({"params": {"task_id": torch.full((n,), bot)}}, [n])
+
+
+def test_the_minimax_solution_of_known_positions():
+    from currlearn.envs.tictactoe import minimax_values
+
+    q = minimax_values()
+    digits = torch.tensor([3**i for i in range(9)])
+
+    def values(board):
+        return q[((torch.tensor(board) + 1) * digits).sum()].tolist()
+
+    assert values([0] * 9) == [0.0] * 9  # every first move draws under perfect play
+    # the mover (+1) wins at 2; taking 5 only blocks (a draw: the other still blocks 2 next);
+    # any other free cell lets the other win at 5; taken cells -2
+    assert values([1, 1, 0, -1, -1, 0, 0, 0, 0]) == [-2, -2, 1, -2, -2, 0, -1, -1, -1]
+    # the other holds opposite corners, the mover the centre: an edge draws, a corner loses
+    # (the forced block at the far corner gives the other a fork)
+    assert values([-1, 0, 0, 0, 1, 0, 0, 0, -1]) == [-2, 0, -1, 0, -2, 0, -1, 0, -2]
+
+
+def test_the_perfect_bot_never_loses_and_draws_itself():
+    from currlearn.envs.tictactoe import TicTacToeEnv, perfect_move
+
+    g = torch.Generator().manual_seed(1)
+
+    def random_play(td):
+        return td.set("action", torch.multinomial(td["action_mask"].float() + 1e-9, 1, generator=g).squeeze(-1))
+
+    def perfect_play(td):
+        return td.set("action", perfect_move(td["observation"], td["action_mask"], g))
+
+    env = TicTacToeEnv(512, seed=0)
+    reward, _ = _first_rewards(env, random_play, _playing(2, 512))
+    assert (reward == 1).sum() == 0  # random play never beats it
+    assert (reward == -1).float().mean() > 0.7  # and mostly loses
+    _, outcome = _first_rewards(env, perfect_play, _playing(2, 512))
+    assert torch.equal(outcome, torch.full((512,), 0.5))  # perfect against perfect: draws
+    # the same perfect play beats the random bot most of the time and never loses to it
+    reward, _ = _first_rewards(env, perfect_play, _playing(1, 512))
+    assert (reward == -1).sum() == 0 and (reward == 1).float().mean() > 0.8
+
+
+def test_each_game_plays_the_bot_its_id_names():
+    from currlearn.envs.tictactoe import TicTacToeEnv
+
+    n = 256
+    env = TicTacToeEnv(n, seed=0)
+    ids = torch.arange(n) % 3
+    td = env.reset(_playing(0, n).set(("params", "task_id"), ids))
+    assert torch.equal(td["params", "task_id"], ids)
+    mine = ~td["board"].ne(0).any(-1)  # the learner moves first: it takes the corner 0
+    action = torch.where(mine, torch.zeros(n, dtype=torch.long), td["action_mask"].float().argmax(-1))
+    reply = env.step(td.set("action", action))["next", "board"][:, 4] == -1  # the opponent took the centre
+    # against a corner the bots 0 (the centre first) and 2 (every other reply loses) take the
+    # centre; the random bot takes it 1 time in 8
+    assert reply[mine & (ids != 1)].all()
+    assert reply[mine & (ids == 1)].float().mean() < 0.3
+    with pytest.raises(ValueError, match=r"opponent id 3 names no scripted bot of TicTacToeEnv \(0-2"):
+        env.reset(_playing(3, n))
+
+
+@pytest.mark.parametrize(("metric", "rate"), [("outcome", 0.5), ("success", 0.0)])
+def test_draws_count_half_with_the_outcome_metric(metric, rate):
+    from torchrl.envs import TransformedEnv
+
+    from currlearn.envs.tictactoe import TicTacToeEnv, perfect_move
+    from currlearn.integrations.torchrl import CurriculumTransform
+
+    cur = FictitiousSelfPlay(capacity=4, metric=metric, seed=0)
+    cur.add_bot(2)  # slot 0: the perfect bot, which a perfect learner only draws
+    g = torch.Generator().manual_seed(0)
+    game = TicTacToeEnv(64, opponent=lambda board, legal, ids: perfect_move(board, legal, g), seed=0)
+    env = TransformedEnv(game, CurriculumTransform(cur))
+    batch = env.rollout(12, lambda td: td.set("action", perfect_move(td["observation"], td["action_mask"], g)),
+                        break_when_any_done=False)  # fmt: skip
+    feedback = cur.make_tracker()(batch)
+    assert feedback.batch_size[0] >= 64
+    cur.update(feedback)
+    assert cur.state["games"][0] == feedback.batch_size[0]
+    assert cur.win_rates()[0].item() == rate

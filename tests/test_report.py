@@ -212,3 +212,41 @@ def test_shared_eval_frames():
     assert frames == [200.0]
     assert values == [[0.2], [0.4]]  # the run without evaluations is left out
     assert report._shared_eval(runs[2:]) == ([], [])
+
+
+def test_report_tables_the_heldout_evaluations(tmp_path: Path):
+    root = _sweep(tmp_path / "games")
+    # per (curriculum, seed): target outcome, then the held-out sets' success and outcome
+    heldout = {
+        ("level", 0): (0.5, {"random": (0.8, 0.9), "perfect": (0.0, 0.2)}),
+        ("level", 1): (0.7, {"random": (0.6, 0.7), "perfect": (0.0, 0.4)}),
+        ("none", 0): (0.3, {"random": (0.5, 0.5), "perfect": (0.0, 0.0)}),
+        ("none", 1): (0.3, {"random": (0.7, 0.9)}),  # a run without the perfect set
+    }
+    for k, key in enumerate(RUNS):
+        path = root / str(k) / "summary.json"
+        summary = json.loads(path.read_text())
+        outcome, sets = heldout[key]
+        summary["target_outcome"] = outcome
+        summary["heldout"] = {n: {"success": s, "outcome": o, "return": 0.0} for n, (s, o) in sets.items()}
+        summary["heldout_outcome"] = sum(o for _, o in sets.values()) / len(sets)
+        path.write_text(json.dumps(summary))
+    report.write_report(root)
+    md = (root / "report.md").read_text().splitlines()
+    header = next(line for line in md if line.startswith("| group | seeds | target success | target outcome"))
+    assert header.split(" | ")[4:] == [
+        "random success", "random outcome", "perfect success", "perfect outcome", "held-out outcome (mean) |",
+    ]  # fmt: skip
+    level = [line for line in md if line.startswith("| curriculum=level |")][1].split(" | ")
+    none = [line for line in md if line.startswith("| curriculum=none |")][1].split(" | ")
+    # level: target outcome 0.6 ± 0.1; random 0.70 ± 0.10, 0.80 ± 0.10; perfect 0, 0.30 ± 0.10;
+    # mean of (0.55, 0.55)
+    assert level[3:9] == ["0.60 ± 0.10", "0.70 ± 0.10", "0.80 ± 0.10", "0.00 ± 0.00", "0.30 ± 0.10", "0.55 ± 0.00 |"]
+    # none: one seed has the perfect set (its value alone, std 0); held-out means 0.25 and 0.9
+    assert none[5:9] == ["0.70 ± 0.20", "0.00 ± 0.00", "0.00 ± 0.00", "0.57 ± 0.33 |"]
+
+
+def test_report_without_heldout_sets_has_one_table(tmp_path: Path):
+    root = _sweep(tmp_path / "plain")
+    report.write_report(root)
+    assert "Final evaluations" not in (root / "report.md").read_text()

@@ -128,27 +128,170 @@ def build_curriculum(conf: Mapping[str, Any]) -> Any:
     return cur
 
 
-def build_eval_curriculum(conf: Mapping[str, Any]) -> Any:
+def build_eval_curriculum(conf: Mapping[str, Any], node: Any = None, path: str | None = None) -> Any:
     """Uniform over the evaluation tasks: ``task.eval`` where the env config sets it, else
     ``task.target``: a grid of parameter values, or a task space node (a ``_target_``, e.g.
-    the held-out mazes of ``env=maze``).
+    the held-out mazes of ``env=maze``). ``node`` (named ``path`` in messages) evaluates other
+    tasks, e.g. an entry of ``task.heldout``.
     """
     from currlearn.curricula import DomainRandomization
     from currlearn.spaces import TaskSpace, grid_space
 
-    task = conf["task"]
-    key = "eval" if task.get("eval") is not None else "target"
-    node = task[key]
+    if node is None:
+        task = conf["task"]
+        key = "eval" if task.get("eval") is not None else "target"
+        node, path = task[key], f"task.{key}"
     if isinstance(node, Mapping) and node.get("_target_"):
-        space = instantiate_node(node, f"task.{key}", device=conf["device"])
+        space = instantiate_node(node, path, device=conf["device"])
         if not isinstance(space, TaskSpace):
-            raise AppError(f"task.{key}._target_={node['_target_']!r} built a {type(space).__name__}, not a TaskSpace.")
+            raise AppError(f"{path}._target_={node['_target_']!r} built a {type(space).__name__}, not a TaskSpace.")
     else:
         try:
             space = grid_space(node, device=conf["device"])
-        except (KeyError, ValueError) as e:
-            raise AppError(f"task.{key}: {e}") from None
+        except (KeyError, ValueError, TypeError) as e:
+            raise AppError(f"{path}: {e}") from None
     return DomainRandomization(space, seed=conf["seed"] + 10_000, device=conf["device"])
+
+
+@dataclasses.dataclass
+class HeldOut:
+    """One entry of ``task.heldout``: its evaluation curriculum and, for a pool of policies,
+    the opponent callable its evaluation env plays (set by :func:`play_heldout_pools`)."""
+
+    curriculum: Any
+    pool: Any = None
+    opponent: Any = None
+
+
+def build_heldout(conf: Mapping[str, Any]) -> dict[str, HeldOut]:
+    """The entries of ``task.heldout``, name -> held-out tasks never trained on, evaluated at
+    the end of a run: tasks in the form of ``task.target`` (e.g. the scripted opponents of a
+    two-player game that are not in the training pool), or ``{pool: <run dir>}``, the policy
+    snapshots in the opponent pool of another run's checkpoint (played by the trained
+    network's architecture, see :func:`play_heldout_pools`)."""
+    node = conf["task"].get("heldout")
+    if node is None:
+        return {}
+    if not isinstance(node, Mapping) or not node:
+        raise AppError(
+            f"task.heldout={node!r} must be a mapping of names to tasks (in the form of task.target) or to "
+            "{pool: <run dir>}, e.g. {perfect: {task_id: [2]}}."
+        )
+    out = {}
+    for name, tasks in node.items():
+        path = f"task.heldout.{name}"
+        if not isinstance(name, str) or not name.isidentifier():
+            raise AppError(f"task.heldout has the name {name!r}: names must be identifiers (letters, digits, _).")
+        if isinstance(tasks, Mapping) and "pool" in tasks:
+            if set(tasks) != {"pool"}:
+                raise AppError(f"{path} has {sorted(tasks)}: a pool entry has the one key pool (a run directory).")
+            pool = load_heldout_pool(conf, tasks["pool"], f"{path}.pool")
+            grid = {"task_id": list(range(pool.capacity))}
+            out[name] = HeldOut(build_eval_curriculum(conf, grid, path), pool)
+        else:
+            out[name] = HeldOut(build_eval_curriculum(conf, tasks, path))
+    return out
+
+
+def load_heldout_pool(conf: Mapping[str, Any], run_dir: Any, path: str) -> Any:
+    """The policy snapshots of the opponent pool saved in ``run_dir``'s checkpoint (its bots
+    left out), as a :class:`~currlearn.FictitiousSelfPlay` pool of exactly those snapshots,
+    in the order they were added."""
+    from tensordict import TensorDict
+
+    from currlearn.app.checkpoint import load_checkpoint
+    from currlearn.curricula import FictitiousSelfPlay
+
+    ckpt = load_checkpoint(Path(str(run_dir)), path)
+    saved = (ckpt["trainer"].get("curriculum") or {}).get("curriculum") or {}
+    state = saved.get("state") or {}
+    keys = [k for k in state if k.startswith("params.")]
+    if not keys:
+        raise AppError(
+            f"{path}={str(run_dir)!r}: the run's curriculum ({saved.get('_type', 'unknown')}) has no pool of policy "
+            "snapshots: pass the directory of a run with curriculum=self_play, fsp or pfsp."
+        )
+    slots = [i for i in state["added"].argsort().tolist() if state["valid"][i] and state["bot"][i] < 0]
+    pool = FictitiousSelfPlay(capacity=len(slots), seed=conf["seed"] + 10_000, device=conf["device"])
+    for i in slots:
+        pool.add(TensorDict({tuple(k.split(".")[1:]): state[k][i] for k in keys}, []))
+    return pool
+
+
+def play_heldout_pools(heldout: Mapping[str, HeldOut], env: Any, trainer: Any) -> None:
+    """Each held-out pool's opponent: its snapshots played with the trained actor's network
+    (:class:`~currlearn.integrations.opponents.OpponentPolicy`, the best legal move by its
+    logits, as the training pool is played). The snapshots must fit that network."""
+    import torch
+    from tensordict import TensorDict
+
+    from currlearn.integrations.opponents import OpponentPolicy
+
+    for name, entry in heldout.items():
+        if entry.pool is None:
+            continue
+        game = _base_env(env)
+        if not (hasattr(game, "opponent") and hasattr(game, "bot_move")):
+            raise AppError(
+                f"task.heldout.{name}.pool plays a pool of opponents, but env {type(game).__name__} is not a "
+                "two-player env (no `opponent` and `bot_move`): use env=tictactoe."
+            )
+        actor = trainer.loss_module.actor_network
+        if "logits" not in actor[0].out_keys:
+            raise AppError(f"task.heldout.{name}.pool needs a discrete-action two-player env; the actor has no logits.")
+        net = actor[0].module
+        ours = {k: tuple(v.shape) for k, v in TensorDict.from_module(net).items(True, True)}
+        theirs = {k: tuple(v.shape[1:]) for k, v in entry.pool.snapshots.items(True, True)}
+        if ours != theirs:
+            raise AppError(
+                f"task.heldout.{name}.pool: its snapshots' parameters {_shapes(theirs)} do not fit the policy's network "
+                f"{_shapes(ours)}: train the held-out pool with the same env and algo settings."
+            )
+        policy = OpponentPolicy(net, entry.pool)
+
+        def move(board: Any, legal: Any, ids: Any, policy: Any = policy) -> Any:
+            with torch.no_grad():
+                logits = policy(ids, board)
+            return logits.masked_fill(~legal, float("-inf")).argmax(-1)
+
+        entry.opponent = move
+
+
+def check_bot_ids(conf: Mapping[str, Any], env: Any, eval_curriculum: Any, heldout: Mapping[str, HeldOut]) -> None:
+    """In a two-player env, the evaluation envs play the scripted bot each task's ``task_id``
+    names (a held-out pool plays its own snapshots): every such id must name one of the env's
+    bots, checked before training rather than at the evaluation after it."""
+    import torch
+
+    from currlearn.spaces import DiscreteSpace
+
+    game = _base_env(env)
+    bots = getattr(game, "num_bots", None)
+    if not (hasattr(game, "opponent") and isinstance(bots, int)):
+        return
+    key = "eval" if conf["task"].get("eval") is not None else "target"
+    checks = [(f"task.{key}", eval_curriculum)]
+    checks += [(f"task.heldout.{n}", h.curriculum) for n, h in heldout.items() if h.pool is None]
+    for path, curriculum in checks:
+        space = curriculum.space
+        if not isinstance(space, DiscreteSpace):
+            continue
+        params = space.params(torch.arange(space.num_tasks, device=space.device))
+        if "task_id" not in params.keys():
+            continue
+        ids = params["task_id"].round().long()
+        bad = ids[(ids < 0) | (ids >= bots)]
+        if bad.numel():
+            names = getattr(game, "bot_names", None)
+            shown = f" {list(names)}" if names else ""
+            raise AppError(
+                f"{path} has task_id {int(bad[0])}: the evaluation plays the scripted bot each id names, and "
+                f"{type(game).__name__} has bots 0-{bots - 1}{shown}."
+            )
+
+
+def _shapes(params: Mapping[Any, tuple[int, ...]]) -> str:
+    return "{" + ", ".join(f"{'.'.join(k) if isinstance(k, tuple) else k}: {list(v)}" for k, v in params.items()) + "}"
 
 
 def attach_curriculum(env: Any, curriculum: Any) -> Any:

@@ -72,8 +72,8 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
         os.fsync(f.fileno())
 
 
-def load_checkpoint(run_dir: Path) -> dict[str, Any]:
-    """The last checkpoint of ``run_dir``.
+def load_checkpoint(run_dir: Path, arg: str = "resume") -> dict[str, Any]:
+    """The last checkpoint of ``run_dir`` (given as the setting ``arg``, for messages).
 
     Raises:
         AppError: no such directory, no checkpoint in it, or an unreadable or foreign file.
@@ -81,23 +81,23 @@ def load_checkpoint(run_dir: Path) -> dict[str, Any]:
     import torch
 
     if not run_dir.is_dir():
-        raise AppError(f"resume={str(run_dir)!r}: no such run directory.")
+        raise AppError(f"{arg}={str(run_dir)!r}: no such run directory.")
     files = sorted(run_dir.glob(f"**/{CHECKPOINT}"))
     if not files:
-        raise AppError(f"resume={str(run_dir)!r}: the run directory has no checkpoint ({CHECKPOINT}).")
+        raise AppError(f"{arg}={str(run_dir)!r}: the run directory has no checkpoint ({CHECKPOINT}).")
     if len(files) > 1:
         shown = ", ".join(str(f.relative_to(run_dir)) for f in files[:3]) + (", ..." if len(files) > 3 else "")
         raise AppError(
-            f"resume={str(run_dir)!r} holds {len(files)} checkpoints ({shown}): pass the directory of one run."
+            f"{arg}={str(run_dir)!r} holds {len(files)} checkpoints ({shown}): pass the directory of one run."
         )
     path = files[0]
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:
-        raise AppError(f"resume={str(run_dir)!r}: the checkpoint {path} is unreadable ({first_line(e)}).") from None
+        raise AppError(f"{arg}={str(run_dir)!r}: the checkpoint {path} is unreadable ({first_line(e)}).") from None
     if not isinstance(ckpt, dict) or ckpt.get("version") != CHECKPOINT_VERSION or "trainer" not in ckpt:
         raise AppError(
-            f"resume={str(run_dir)!r}: {path} is not a currlearn-train checkpoint (version {CHECKPOINT_VERSION})."
+            f"{arg}={str(run_dir)!r}: {path} is not a currlearn-train checkpoint (version {CHECKPOINT_VERSION})."
         )
     return ckpt
 

@@ -6,18 +6,20 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["PeriodicEval", "evaluate", "first_episodes"]
+__all__ = ["PeriodicEval", "evaluate", "evaluate_heldout", "first_episodes"]
 
 _CHUNK = 64  # steps per rollout call while waiting for every env's first episode to end
 
 
-def first_episodes(env: Any, policy: Any, max_steps: int) -> tuple[Any, Any, Any]:
+def first_episodes(env: Any, policy: Any, max_steps: int) -> tuple[Any, Any, Any, Any]:
     """Play ``env`` from a reset until every env finished its first episode (or ``max_steps``).
 
     Returns:
-        ``(returns, success, finished)``, each of shape ``[num_envs]``: the return and success
-        of each env's first episode, and whether it ended within ``max_steps`` (an unfinished
-        episode counts as no success). Success is NaN where the env reports none.
+        ``(returns, success, finished, outcome)``, each of shape ``[num_envs]``: the return
+        and success of each env's first episode, whether it ended within ``max_steps`` (an
+        unfinished episode counts as no success), and the ``"outcome"`` at its last step (a
+        two-player game's 1 / 0.5 / 0; 0 for an unfinished one). Success and outcome are NaN
+        where the env reports none.
     """
     import torch
     from torchrl.envs.utils import step_mdp
@@ -27,7 +29,8 @@ def first_episodes(env: Any, policy: Any, max_steps: int) -> tuple[Any, Any, Any
     returns = torch.zeros(n)
     success = torch.zeros(n, dtype=torch.bool)
     finished = torch.zeros(n, dtype=torch.bool)
-    has_success = False
+    outcome = torch.zeros(n)
+    has_success = has_outcome = False
     steps = 0
     while steps < max_steps and not bool(finished.all()):
         k = min(_CHUNK, max_steps - steps)
@@ -39,10 +42,14 @@ def first_episodes(env: Any, policy: Any, max_steps: int) -> tuple[Any, Any, Any
         if ("next", "success") in roll.keys(True):
             has_success = True
             success |= (roll.get(("next", "success")).reshape(n, k).cpu().bool() & first).any(1)
+        if ("next", "outcome") in roll.keys(True):
+            has_outcome = True
+            outcome += (roll.get(("next", "outcome")).reshape(n, k).cpu().float() * (first & done)).sum(1)
         finished |= done.any(1)
         td = step_mdp(roll[..., -1])
         steps += k
-    return returns, (success & finished).float() if has_success else torch.full((n,), math.nan), finished
+    nan = torch.full((n,), math.nan)
+    return returns, (success & finished).float() if has_success else nan, finished, outcome if has_outcome else nan
 
 
 def evaluate(
@@ -51,12 +58,20 @@ def evaluate(
     curriculum: Any = None,
     episodes: int | None = None,
     seed: int | None = None,
+    prefix: str = "target",
+    opponent: Any = None,
 ) -> dict[str, float]:
     """``episodes`` (default ``eval.episodes``) episodes of ``policy`` on the evaluation tasks
     (``task.eval``, else ``task.target``), each the first episode of an env of a fresh
     evaluation env (seeded ``seed``, default ``seed + 10000``), in as many rounds of
     ``eval.num_envs`` (default ``env.num_envs``) envs as needed. ``curriculum`` is what
     :func:`~currlearn.app.build.build_eval_curriculum` builds (built here when None).
+    ``opponent`` (a two-player env's ``opponent`` callable) plays the evaluation env's
+    opponents; default the env's own (its scripted bots).
+
+    Returns:
+        ``{prefix}_return`` and ``{prefix}_success``, the means over the episodes, and
+        ``{prefix}_outcome`` where the env reports a game's outcome (a draw counts half).
     """
     import torch
     from torchrl.envs.utils import ExplorationType, set_exploration_type
@@ -72,26 +87,57 @@ def evaluate(
     # policy and its seed alone (not of the evaluations before it, which a resumed run lacks).
     curriculum.generator.manual_seed(seed)
     env = build_env(conf, curriculum, seed=seed, num_envs=ev.get("num_envs"))
+    if opponent is not None:
+        getattr(env, "base_env", env).opponent = opponent
     device = next(policy.parameters()).device
     if env.device is not None and env.device != device:  # a CPU-only env, networks on the GPU
         from torchrl.envs import DeviceCastTransform
 
         env.append_transform(DeviceCastTransform(device, env.device))
     mode = ExplorationType.DETERMINISTIC if ev["deterministic"] else ExplorationType.RANDOM
-    returns, success = [], []
+    returns, success, outcome = [], [], []
     try:
         with torch.no_grad(), set_exploration_type(mode):
             played = 0
             while played < episodes:
-                r, s, _ = first_episodes(env, policy, ev["max_steps"])
+                r, s, _, o = first_episodes(env, policy, ev["max_steps"])
                 returns.append(r)
                 success.append(s)
+                outcome.append(o)
                 played += r.numel()
     finally:
         env.close()
-    r = torch.cat(returns)[:episodes]
-    s = torch.cat(success)[:episodes]
-    return {"target_return": float(r.mean()), "target_success": float(s.mean())}
+    out = {
+        f"{prefix}_return": float(torch.cat(returns)[:episodes].mean()),
+        f"{prefix}_success": float(torch.cat(success)[:episodes].mean()),
+    }
+    o = float(torch.cat(outcome)[:episodes].mean())
+    if not math.isnan(o):
+        out[f"{prefix}_outcome"] = o
+    return out
+
+
+def evaluate_heldout(conf: Mapping[str, Any], policy: Any, heldout: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`evaluate` on each set of held-out tasks (``task.heldout``; ``heldout`` from
+    :func:`~currlearn.app.build.build_heldout`), ``eval.episodes`` episodes each.
+
+    Returns:
+        ``{}`` without held-out tasks; else ``"heldout"``: name -> ``{"return", "success"[,
+        "outcome"]}``, and ``"heldout_success"`` (``"heldout_outcome"``): the mean over the
+        names, each set weighted alike.
+    """
+    if not heldout:
+        return {}
+    per = {}
+    for name, entry in heldout.items():
+        out = evaluate(conf, policy, entry.curriculum, prefix="h", opponent=entry.opponent)
+        per[name] = {k[2:]: v for k, v in out.items()}
+    summary: dict[str, Any] = {"heldout": per}
+    for key in ("success", "outcome"):
+        values = [v[key] for v in per.values() if key in v]
+        if values:
+            summary[f"heldout_{key}"] = sum(values) / len(values)
+    return summary
 
 
 class PeriodicEval:

@@ -10,7 +10,9 @@ Reads every job of a Hydra multirun (``metrics.csv``, ``summary.json``,
   (``eval_success_last``, ``eval_success_last_std``; empty without evaluations);
 - ``report.md``: per group, the frames at which the seed-mean success first reaches the
   threshold, the final success, the success on the target task (``summary.json``) and the
-  last periodic evaluation on the target task;
+  last periodic evaluation on the target task; where runs have held-out evaluations
+  (``task.heldout``) or a game's outcome (``target_outcome``), a second table with the success
+  and outcome on the target and on each held-out set;
 - ``report_curves.png``: return and success against frames, mean with a min-max seed band;
   the curriculum progress (the mean task parameters ``task/*`` against frames); and the
   periodic evaluations on the target task (``eval/success`` against frames), or, when no run
@@ -399,7 +401,50 @@ def _markdown(
             f"| {g} | {seeds} | {reach if reach is not None else 'not reached'} | {_fmt(fr[0], fr[1])} | "
             f"{_fmt(fs[0], fs[1])} | {_fmt(ts[0], ts[1])} | {_fmt(es[0], es[1])} | {_fmt(wt[0], wt[1], 1)} |"
         )
+    lines.extend(_evaluation_markdown(runs))
     return "\n".join(lines) + "\n"
+
+
+def _evaluation_columns(runs: Sequence[Mapping[str, Any]]) -> list[tuple[str, Any]]:
+    """``(header, summary -> value)`` of the second table of ``report.md``: the target's and each
+    held-out set's success and outcome, those that some run's ``summary.json`` has."""
+    summaries = [r["summary"] for r in runs]
+    names = list(dict.fromkeys(n for s in summaries for n in (s.get("heldout") or {})))
+    cols: list[tuple[str, Any]] = [("target success", lambda s: s.get("target_success"))]
+    if any("target_outcome" in s for s in summaries):
+        cols.append(("target outcome", lambda s: s.get("target_outcome")))
+    for name in names:
+        for key in ("success", "outcome"):
+            if any(key in ((s.get("heldout") or {}).get(name) or {}) for s in summaries):
+                cols.append((f"{name} {key}", lambda s, n=name, k=key: ((s.get("heldout") or {}).get(n) or {}).get(k)))
+    for key in ("success", "outcome"):
+        if len(names) > 1 and any(f"heldout_{key}" in s for s in summaries):
+            cols.append((f"held-out {key} (mean)", lambda s, k=key: s.get(f"heldout_{k}")))
+    return cols if len(cols) > 1 else []
+
+
+def _evaluation_markdown(runs: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The lines of ``report.md``'s table of final evaluations (none without held-out sets or
+    outcomes): per group, the mean ± std over seeds of each column of :func:`_evaluation_columns`."""
+    cols = _evaluation_columns(runs)
+    if not cols:
+        return []
+    lines = [
+        "",
+        "Final evaluations (summary.json), mean ± std over seeds: success (a win in a two-player game) and "
+        "outcome (win 1, draw 0.5, loss 0) on the target tasks and on each held-out set (task.heldout).",
+        "",
+        "| group | seeds | " + " | ".join(h for h, _ in cols) + " |",
+        "|---|---|" + "---|" * len(cols),
+    ]
+    for g, members in _groups(runs).items():
+        cells = []
+        for _, get in cols:
+            mean, std = _stats([_float(get(m["summary"])) for m in members])[:2]
+            cells.append(_fmt(mean, std))
+        seeds = ",".join(sorted({m["seed"] for m in members}))
+        lines.append(f"| {g} | {seeds} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def _group_curves(ax: Any, groups: Mapping[str, Sequence[Mapping[str, Any]]], key: str, ylabel: str) -> None:

@@ -57,6 +57,7 @@ class Prepared:
     ckpt: dict[str, Any] | None
     curriculum: Any
     eval_curriculum: Any
+    heldout: dict[str, Any]
     env: Any
     trainer: Any
     hook: Any
@@ -109,12 +110,15 @@ def prepare(cfg: Any, overrides: list[str] | None = None, choices: dict[str, str
     ck.seed_everything(conf["seed"])
     curriculum = build.build_curriculum(conf)
     eval_curriculum = build.build_eval_curriculum(conf)  # task.eval / task.target checked now, not after training
+    heldout = build.build_heldout(conf)
     build.seed_opponent_pool(conf, curriculum)
     env = build.build_env(conf, curriculum)
     build.check_two_player(env, curriculum)
+    build.check_bot_ids(conf, env, eval_curriculum, heldout)
     trainer, hook = build.build_trainer(conf, env, curriculum)
     build.play_opponents(env, curriculum, trainer)
-    return Prepared(conf, choices, ckpt, curriculum, eval_curriculum, env, trainer, hook)
+    build.play_heldout_pools(heldout, env, trainer)
+    return Prepared(conf, choices, ckpt, curriculum, eval_curriculum, heldout, env, trainer, hook)
 
 
 def check(cfg: Any) -> None:
@@ -176,7 +180,7 @@ def run(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
     from currlearn.app import build, hooks
     from currlearn.app import checkpoint as ck
     from currlearn.app.checkpoint import CHECKPOINT, CHECKPOINT_VERSION
-    from currlearn.app.evaluate import PeriodicEval, evaluate
+    from currlearn.app.evaluate import PeriodicEval, evaluate, evaluate_heldout
 
     run_dir = Path(run_dir)
     # Everything that can refuse the config is built before the first file is written.
@@ -290,6 +294,7 @@ def run(cfg: Any, run_dir: str | Path) -> dict[str, Any]:
         "final_return": last.get("return", float("nan")),
         "final_success": last.get("success", float("nan")),
         **evaluate(conf, policy, p.eval_curriculum),
+        **evaluate_heldout(conf, policy, p.heldout),
         "curriculum_metrics": curriculum.metrics(),
     }
     if conf.get("resume"):

@@ -90,6 +90,7 @@ class TaskInterface:
     floor: Any = None
     target: Any = None
     eval: Any = None
+    heldout: Any = None
     ladder: Any = None
     grid: Any = None
     low: Any = None
