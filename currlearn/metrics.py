@@ -48,8 +48,8 @@ from torch import Tensor
 
 __all__ = [
     "BUILTIN_METRICS",
-    "STANDARD_METRICS",
     "REDUCTIONS",
+    "STANDARD_METRICS",
     "MetricLike",
     "StepMetric",
     "metric_names",

@@ -193,7 +193,6 @@ def test_a_heldout_pool_is_another_runs_snapshots_played_by_the_policy(tmp_path)
     import torch
     from torch.func import functional_call
 
-    from currlearn.app import build
     from currlearn.app.errors import AppError
     from currlearn.app.run import prepare, run
 

@@ -244,8 +244,8 @@ def play_heldout_pools(heldout: Mapping[str, HeldOut], env: Any, trainer: Any) -
         theirs = {k: tuple(v.shape[1:]) for k, v in entry.pool.snapshots.items(True, True)}
         if ours != theirs:
             raise AppError(
-                f"task.heldout.{name}.pool: its snapshots' parameters {_shapes(theirs)} do not fit the policy's network "
-                f"{_shapes(ours)}: train the held-out pool with the same env and algo settings."
+                f"task.heldout.{name}.pool: its snapshots' parameters {_shapes(theirs)} do not fit the policy's "
+                f"network {_shapes(ours)}: train the held-out pool with the same env and algo settings."
             )
         policy = OpponentPolicy(net, entry.pool)
 
