@@ -199,24 +199,27 @@ def test_a_heldout_pool_is_another_runs_snapshots_played_by_the_policy(tmp_path)
     first, second, none_run = tmp_path / "first", tmp_path / "later", tmp_path / "none"
     for d in (first, second, none_run):
         d.mkdir()
-    run(_compose(["curriculum=fsp", "env=tictactoe", *MICRO, "frames=256", "curriculum.snapshot_every=1"]), first)
-    saved = torch.load(first / "checkpoints" / "last.pt", weights_only=False)["trainer"]["curriculum"]["curriculum"]
-    state = saved["state"]
-    order = [i for i in state["added"].argsort().tolist() if state["valid"][i] and state["bot"][i] < 0]
-    assert len(order) == 5  # the first snapshot and one per iteration
+    overrides = ["curriculum=fsp", "env=tictactoe", *MICRO, "frames=256", "curriculum.snapshot_every=1"]
+    run(_compose([*overrides, "curriculum.capacity=4"]), first)
+    state = torch.load(first / "checkpoints" / "last.pt", weights_only=False)["trainer"]["curriculum"]["curriculum"]
+    state = state["state"]
+    # slot 0 the bot; snapshots 0, 1, 2 (at the start and after iterations 1, 2) in slots 1-3, then
+    # 3 and 4 replace the oldest (slots 1, 2): the pool in the order added is slots 3, 1, 2
+    order = [3, 1, 2]
+    assert state["bot"].tolist() == [0, -1, -1, -1] and state["added"].tolist() == [0, 4, 5, 3]
 
     later = [f"+task.heldout.past={{pool:{first}}}", "curriculum=pfsp", "env=tictactoe", *MICRO, "frames=128"]
     p = prepare(_compose(later))
     try:
         entry = p.heldout["past"]
-        assert entry.pool.capacity == 5
+        assert entry.pool.capacity == 3
         assert torch.equal(entry.pool.snapshots["0", "weight"], state["params.0.weight"][order])
         g = torch.Generator().manual_seed(0)
         board = torch.randint(-1, 2, (32, 9), generator=g).float()
         legal = board == 0
         legal[:, 0] = True  # at least one free cell
         board[:, 0] = 0
-        ids = torch.randint(0, 5, (32,), generator=g)
+        ids = torch.randint(0, 3, (32,), generator=g)
         net = p.trainer.loss_module.actor_network[0].module
         expected = torch.stack([
             functional_call(net, dict(entry.pool.opponent_params(i).flatten_keys(".").items()), (b,))

@@ -124,6 +124,15 @@ BAD = [
         ["task.heldout.p has task_id 5", "TicTacToeEnv has bots 0-2 ['block', 'random', 'perfect']"],
     ),
     (["env=tictactoe", "curriculum=none", "task.target={task_id:[3]}"], ["task.target has task_id 3", "bots 0-2"]),
+    (["env=tictactoe", "curriculum=fsp", "task.bots=4"], ["task.bots=4", "TicTacToeEnv has 3 scripted bots"]),
+    (
+        ["env=tictactoe", "curriculum=fsp", "task.bots=2"],
+        ["task.heldout.random has task_id 1", "bots 0-1 are in the training pool (task.bots=2)"],
+    ),
+    (
+        ["env=tictactoe", "curriculum=fsp", "+task.heldout.p={taskid:[2]}"],
+        ["task.heldout.p has ['taskid']", "a task is an opponent, task_id"],
+    ),
     (["+task.heldout.p={pool:.}"], ["task.heldout.p.pool='.'", "no checkpoint"]),
 ]
 

@@ -509,3 +509,12 @@ def test_draws_count_half_with_the_outcome_metric(metric, rate):
     cur.update(feedback)
     assert cur.state["games"][0] == feedback.batch_size[0]
     assert cur.win_rates()[0].item() == rate
+
+
+def test_a_metric_outside_0_1_is_refused_unchanged():
+    cur = FictitiousSelfPlay(capacity=2, metric="return", seed=0)
+    cur.add_bot(0)
+    fb = episode_feedback(torch.tensor([0, 0]), torch.tensor([1.0, -1.0]))  # a win and a loss as returns
+    with pytest.raises(ValueError, match=r"metric='return' gave -1.0 for a game: .* use metric='outcome' or 'success'"):
+        cur.update(fb)
+    assert cur.state["games"].sum() == 0

@@ -212,6 +212,8 @@ def load_heldout_pool(conf: Mapping[str, Any], run_dir: Any, path: str) -> Any:
             "snapshots: pass the directory of a run with curriculum=self_play, fsp or pfsp."
         )
     slots = [i for i in state["added"].argsort().tolist() if state["valid"][i] and state["bot"][i] < 0]
+    if not slots:
+        raise AppError(f"{path}={str(run_dir)!r}: the run's pool holds no snapshot yet, only scripted bots.")
     pool = FictitiousSelfPlay(capacity=len(slots), seed=conf["seed"] + 10_000, device=conf["device"])
     for i in slots:
         pool.add(TensorDict({tuple(k.split(".")[1:]): state[k][i] for k in keys}, []))
@@ -222,7 +224,6 @@ def play_heldout_pools(heldout: Mapping[str, HeldOut], env: Any, trainer: Any) -
     """Each held-out pool's opponent: its snapshots played with the trained actor's network
     (:class:`~currlearn.integrations.opponents.OpponentPolicy`, the best legal move by its
     logits, as the training pool is played). The snapshots must fit that network."""
-    import torch
     from tensordict import TensorDict
 
     from currlearn.integrations.opponents import OpponentPolicy
@@ -231,15 +232,12 @@ def play_heldout_pools(heldout: Mapping[str, HeldOut], env: Any, trainer: Any) -
         if entry.pool is None:
             continue
         game = _base_env(env)
-        if not (hasattr(game, "opponent") and hasattr(game, "bot_move")):
+        if not _is_two_player(game):
             raise AppError(
                 f"task.heldout.{name}.pool plays a pool of opponents, but env {type(game).__name__} is not a "
                 "two-player env (no `opponent` and `bot_move`): use env=tictactoe."
             )
-        actor = trainer.loss_module.actor_network
-        if "logits" not in actor[0].out_keys:
-            raise AppError(f"task.heldout.{name}.pool needs a discrete-action two-player env; the actor has no logits.")
-        net = actor[0].module
+        net = _logits_net(trainer, f"task.heldout.{name}.pool")
         ours = {k: tuple(v.shape) for k, v in TensorDict.from_module(net).items(True, True)}
         theirs = {k: tuple(v.shape[1:]) for k, v in entry.pool.snapshots.items(True, True)}
         if ours != theirs:
@@ -247,46 +245,51 @@ def play_heldout_pools(heldout: Mapping[str, HeldOut], env: Any, trainer: Any) -
                 f"task.heldout.{name}.pool: its snapshots' parameters {_shapes(theirs)} do not fit the policy's "
                 f"network {_shapes(ours)}: train the held-out pool with the same env and algo settings."
             )
-        policy = OpponentPolicy(net, entry.pool)
-
-        def move(board: Any, legal: Any, ids: Any, policy: Any = policy) -> Any:
-            with torch.no_grad():
-                logits = policy(ids, board)
-            return logits.masked_fill(~legal, float("-inf")).argmax(-1)
-
-        entry.opponent = move
+        entry.opponent = _best_legal_move(OpponentPolicy(net, entry.pool))
 
 
-def check_bot_ids(conf: Mapping[str, Any], env: Any, eval_curriculum: Any, heldout: Mapping[str, HeldOut]) -> None:
+def check_bot_ids(
+    conf: Mapping[str, Any], env: Any, curriculum: Any, eval_curriculum: Any, heldout: Mapping[str, HeldOut]
+) -> None:
     """In a two-player env, the evaluation envs play the scripted bot each task's ``task_id``
     names (a held-out pool plays its own snapshots): every such id must name one of the env's
-    bots, checked before training rather than at the evaluation after it."""
+    bots, and a held-out one none of the training pool's (``task.bots``), checked before
+    training rather than at the evaluation after it."""
     import torch
 
     from currlearn.spaces import DiscreteSpace
 
+    from currlearn.curricula.opponents import OpponentCurriculum
+
     game = _base_env(env)
     bots = getattr(game, "num_bots", None)
-    if not (hasattr(game, "opponent") and isinstance(bots, int)):
+    if not (_is_two_player(game) and isinstance(bots, int)):
         return
+    trained = _pool_bots(conf) if isinstance(curriculum, OpponentCurriculum) else 0
+    if trained > bots:
+        raise AppError(f"task.bots={trained}: {type(game).__name__} has {bots} scripted bots (0-{bots - 1}).")
     key = "eval" if conf["task"].get("eval") is not None else "target"
-    checks = [(f"task.{key}", eval_curriculum)]
-    checks += [(f"task.heldout.{n}", h.curriculum) for n, h in heldout.items() if h.pool is None]
-    for path, curriculum in checks:
-        space = curriculum.space
+    checks = [(f"task.{key}", eval_curriculum, 0)]
+    checks += [(f"task.heldout.{n}", h.curriculum, trained) for n, h in heldout.items() if h.pool is None]
+    for path, evaluation, first in checks:
+        space = evaluation.space
         if not isinstance(space, DiscreteSpace):
             continue
         params = space.params(torch.arange(space.num_tasks, device=space.device))
         if "task_id" not in params.keys():
-            continue
+            raise AppError(
+                f"{path} has {sorted(params.keys())}: in {type(game).__name__} a task is an opponent, task_id "
+                f"(the scripted bot it names, 0-{bots - 1})."
+            )
         ids = params["task_id"].round().long()
-        bad = ids[(ids < 0) | (ids >= bots)]
+        bad = ids[(ids < first) | (ids >= bots)]
         if bad.numel():
             names = getattr(game, "bot_names", None)
             shown = f" {list(names)}" if names else ""
+            taken = f", and bots 0-{first - 1} are in the training pool (task.bots={first})" if first else ""
             raise AppError(
-                f"{path} has task_id {int(bad[0])}: the evaluation plays the scripted bot each id names, and "
-                f"{type(game).__name__} has bots 0-{bots - 1}{shown}."
+                f"{path} has task_id {int(bad[0])}: the evaluation plays the scripted bot each id names; "
+                f"{type(game).__name__} has bots 0-{bots - 1}{shown}{taken}."
             )
 
 
@@ -341,6 +344,33 @@ def _base_env(env: Any) -> Any:
     return getattr(env, "base_env", env)
 
 
+def _is_two_player(game: Any) -> bool:
+    """A two-player env: its opponent's moves are made by a settable ``opponent`` callable and
+    it has scripted bots (``bot_move``)."""
+    return hasattr(game, "opponent") and hasattr(game, "bot_move")
+
+
+def _logits_net(trainer: Any, who: str) -> Any:
+    """The actor's observation -> logits network, which plays snapshots of itself."""
+    actor = trainer.loss_module.actor_network
+    if "logits" not in actor[0].out_keys:
+        raise AppError(f"{who} needs a discrete-action two-player env; the actor has no logits.")
+    return actor[0].module
+
+
+def _best_legal_move(opponents: Any) -> Any:
+    """An env's ``opponent`` callable from an ``OpponentPolicy``: each game's opponent takes the
+    legal cell of its highest logit."""
+    import torch
+
+    def move(board: Any, legal: Any, ids: Any) -> Any:
+        with torch.no_grad():
+            logits = opponents(ids, board)
+        return logits.masked_fill(~legal, float("-inf")).argmax(-1)
+
+    return move
+
+
 def seed_opponent_pool(conf: Mapping[str, Any], curriculum: Any) -> None:
     """An opponent curriculum's pool starts with the env's scripted bots (``task.bots`` of them,
     default 1), so that the first games, played before any snapshot, have an opponent."""
@@ -348,8 +378,7 @@ def seed_opponent_pool(conf: Mapping[str, Any], curriculum: Any) -> None:
 
     if not isinstance(curriculum, OpponentCurriculum):
         return
-    bots = conf["task"].get("bots")
-    bots = 1 if bots is None else bots
+    bots = _pool_bots(conf)
     if isinstance(bots, bool) or not isinstance(bots, int) or not 1 <= bots <= curriculum.capacity - 1:
         raise AppError(
             f"task.bots={bots!r}: the scripted opponents of the pool must be an int in [1, {curriculum.capacity - 1}] "
@@ -359,13 +388,19 @@ def seed_opponent_pool(conf: Mapping[str, Any], curriculum: Any) -> None:
         curriculum.add_bot(k)
 
 
+def _pool_bots(conf: Mapping[str, Any]) -> Any:
+    """``task.bots``, default 1: the scripted bots 0 .. bots-1 start an opponent pool."""
+    bots = conf["task"].get("bots")
+    return 1 if bots is None else bots
+
+
 def check_two_player(env: Any, curriculum: Any) -> None:
     """An opponent curriculum needs a two-player env: one whose opponent moves are made by a
     settable ``opponent`` callable and that has scripted bots (``bot_move``)."""
     from currlearn.curricula.opponents import OpponentCurriculum
 
     game = _base_env(env)
-    if isinstance(curriculum, OpponentCurriculum) and not (hasattr(game, "opponent") and hasattr(game, "bot_move")):
+    if isinstance(curriculum, OpponentCurriculum) and not _is_two_player(game):
         raise AppError(
             f"curriculum={type(curriculum).__name__} chooses opponents, but env {type(game).__name__} is not a "
             "two-player env (no `opponent` and `bot_move`): use env=tictactoe."
@@ -387,23 +422,13 @@ def play_opponents(env: Any, curriculum: Any, trainer: Any) -> None:
     if not isinstance(curriculum, OpponentCurriculum):
         return
     check_two_player(env, curriculum)
-    actor = trainer.loss_module.actor_network
-    net = actor[0].module  # the actor's observation -> logits network (a discrete action)
-    if "logits" not in actor[0].out_keys:
-        raise AppError(f"curriculum={type(curriculum).__name__} needs a discrete-action env; the actor has no logits.")
+    net = _logits_net(trainer, f"curriculum={type(curriculum).__name__}")
     curriculum.track(net)
 
     def bot(k: int) -> Any:
         return lambda board: 10.0 * torch.nn.functional.one_hot(game.bot_move(board, board == 0, k), 9).float()
 
-    opponents = OpponentPolicy(net, curriculum, bots=[bot(k) for k in range(game.num_bots)])
-
-    def move(board: Any, legal: Any, ids: Any) -> Any:
-        with torch.no_grad():
-            logits = opponents(ids, board)
-        return logits.masked_fill(~legal, float("-inf")).argmax(-1)
-
-    game.opponent = move
+    game.opponent = _best_legal_move(OpponentPolicy(net, curriculum, bots=[bot(k) for k in range(game.num_bots)]))
 
 
 def build_logger(conf: Mapping[str, Any], run_dir: Path) -> Any:

@@ -44,7 +44,8 @@ def first_episodes(env: Any, policy: Any, max_steps: int) -> tuple[Any, Any, Any
             success |= (roll.get(("next", "success")).reshape(n, k).cpu().bool() & first).any(1)
         if ("next", "outcome") in roll.keys(True):
             has_outcome = True
-            outcome += (roll.get(("next", "outcome")).reshape(n, k).cpu().float() * (first & done)).sum(1)
+            o = roll.get(("next", "outcome")).reshape(n, k).cpu().float()
+            outcome += torch.where(first & done, o, torch.zeros_like(o)).sum(1)
         finished |= done.any(1)
         td = step_mdp(roll[..., -1])
         steps += k
@@ -71,7 +72,8 @@ def evaluate(
 
     Returns:
         ``{prefix}_return`` and ``{prefix}_success``, the means over the episodes, and
-        ``{prefix}_outcome`` where the env reports a game's outcome (a draw counts half).
+        ``{prefix}_outcome`` where the env reports a game's outcome (a draw counts half);
+        ``return``, ``success``, ``outcome`` with ``prefix=""``.
     """
     import torch
     from torchrl.envs.utils import ExplorationType, set_exploration_type
@@ -107,13 +109,14 @@ def evaluate(
                 played += r.numel()
     finally:
         env.close()
+    lead = f"{prefix}_" if prefix else ""
     out = {
-        f"{prefix}_return": float(torch.cat(returns)[:episodes].mean()),
-        f"{prefix}_success": float(torch.cat(success)[:episodes].mean()),
+        f"{lead}return": float(torch.cat(returns)[:episodes].mean()),
+        f"{lead}success": float(torch.cat(success)[:episodes].mean()),
     }
     o = float(torch.cat(outcome)[:episodes].mean())
     if not math.isnan(o):
-        out[f"{prefix}_outcome"] = o
+        out[f"{lead}outcome"] = o
     return out
 
 
@@ -130,8 +133,7 @@ def evaluate_heldout(conf: Mapping[str, Any], policy: Any, heldout: Mapping[str,
         return {}
     per = {}
     for name, entry in heldout.items():
-        out = evaluate(conf, policy, entry.curriculum, prefix="h", opponent=entry.opponent)
-        per[name] = {k[2:]: v for k, v in out.items()}
+        per[name] = evaluate(conf, policy, entry.curriculum, prefix="", opponent=entry.opponent)
     summary: dict[str, Any] = {"heldout": per}
     for key in ("success", "outcome"):
         values = [v[key] for v in per.values() if key in v]

@@ -114,7 +114,7 @@ def prepare(cfg: Any, overrides: list[str] | None = None, choices: dict[str, str
     build.seed_opponent_pool(conf, curriculum)
     env = build.build_env(conf, curriculum)
     build.check_two_player(env, curriculum)
-    build.check_bot_ids(conf, env, eval_curriculum, heldout)
+    build.check_bot_ids(conf, env, curriculum, eval_curriculum, heldout)
     trainer, hook = build.build_trainer(conf, env, curriculum)
     build.play_opponents(env, curriculum, trainer)
     build.play_heldout_pools(heldout, env, trainer)

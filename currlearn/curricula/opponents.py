@@ -252,6 +252,12 @@ class OpponentCurriculum(DiscreteCurriculum):
     def _update(self, feedback: TensorDictBase) -> None:
         task = feedback["task"].long()
         outcome, known = self._metric_values(feedback, torch.float64)
+        outside = known & ((outcome < -1e-6) | (outcome > 1 + 1e-6))
+        if bool(outside.any()):
+            raise ValueError(
+                f"metric={self.metric_name!r} gave {float(outcome[outside][0])!r} for a game: an opponent curriculum "
+                "counts results in [0, 1] (1 a win, 0.5 a draw, 0 a loss): use metric='outcome' or 'success'."
+            )
         outcome = outcome.clamp(0.0, 1.0)  # (rounding: -1e-25 is a loss)
         st = self.state
         st["games"].index_add_(0, task, known.to(torch.float64))

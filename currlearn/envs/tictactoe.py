@@ -39,6 +39,7 @@ BOTS = ("block", "random", "perfect")
 Opponent = Callable[[Tensor, Tensor, Tensor], Tensor]
 _POW3 = 3 ** torch.arange(9)
 _Q: Tensor | None = None
+_Q_ON: dict[torch.device, Tensor] = {}  # the solution, copied once to each device that plays it
 
 
 def winner(board: Tensor) -> Tensor:
@@ -101,7 +102,10 @@ def minimax_values() -> Tensor:
 def perfect_move(board: Tensor, legal: Tensor, generator: torch.Generator | None = None) -> Tensor:
     """A minimax-optimal cell for each of the ``[m, 9]`` boards from the mover's side (ties
     drawn uniformly with ``generator``); ``[m]`` int64. It never loses a game."""
-    q = minimax_values().to(board.device)[_board_index(board)]
+    table = _Q_ON.get(board.device)
+    if table is None:
+        table = _Q_ON[board.device] = minimax_values().to(board.device)
+    q = table[_board_index(board)]
     q = torch.where(legal, q, torch.full_like(q, -3.0))
     best = q == q.max(-1, keepdim=True).values
     noise = torch.rand(q.shape, generator=generator, device=board.device)
