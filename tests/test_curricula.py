@@ -575,7 +575,7 @@ class TestLevelCurriculum(_CheckpointContract):
             LevelCurriculum({"gate": [1.0, 2.0, 3.0], "m": [1.0, 2.0]}, threshold=0.5)
         with pytest.raises(ValueError, match=r"per_env=True needs num_envs"):
             LevelCurriculum(LEVELS, threshold=0.5, per_env=True)
-        with pytest.raises(ValueError, match=r"metric='reward' is not one of \['return', 'success', 'metric'\]"):
+        with pytest.raises(ValueError, match=r"metric='reward' is not one of \['return', 'success', 'metric', 'outcome'\]"):
             LevelCurriculum(LEVELS, threshold=0.5, metric="reward")
         with pytest.raises(ValueError, match=r"start_level=4 is outside \[0, 4\) levels"):
             LevelCurriculum(LEVELS, threshold=0.5, start_level=4)
