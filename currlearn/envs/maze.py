@@ -34,6 +34,7 @@ from torch import Tensor
 from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 
+from currlearn.envs._parts import done_spec
 from currlearn.levels import LevelSpace
 
 __all__ = [
@@ -388,12 +389,7 @@ class MazeEnv(EnvBase):
         self.state_spec = state
         self.action_spec = Categorical(3, (n,), dtype=torch.int64)
         self.reward_spec = Unbounded((n, 1), dtype=torch.float32)
-        self.full_done_spec = Composite(
-            done=Categorical(2, (n, 1), dtype=torch.bool),
-            terminated=Categorical(2, (n, 1), dtype=torch.bool),
-            truncated=Categorical(2, (n, 1), dtype=torch.bool),
-            shape=(n,),
-        )
+        self.full_done_spec = done_spec(n)
 
     def _observe(self, position: Tensor, direction: Tensor, params: TensorDictBase) -> Tensor:
         walls, goal = params["walls"], params["goal"]

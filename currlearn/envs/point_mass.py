@@ -41,6 +41,8 @@ from tensordict import TensorDict, TensorDictBase
 from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 
+from currlearn.envs._parts import done_spec, seeded_generator
+
 ARENA: float = 4.0
 START: tuple[float, float] = (0.0, -3.0)
 START_NOISE: float = 0.25
@@ -179,12 +181,7 @@ class PointMassGateEnv(EnvBase):
         self.state_spec = state
         self.action_spec = Bounded(-1.0, 1.0, (n, 2), dtype=torch.float32)
         self.reward_spec = Unbounded((n, 1), dtype=torch.float32)
-        self.full_done_spec = Composite(
-            done=Categorical(2, (n, 1), dtype=torch.bool),
-            terminated=Categorical(2, (n, 1), dtype=torch.bool),
-            truncated=Categorical(2, (n, 1), dtype=torch.bool),
-            shape=(n,),
-        )
+        self.full_done_spec = done_spec(n)
 
     @staticmethod
     def _observe(position: torch.Tensor, velocity: torch.Tensor, params: TensorDictBase) -> torch.Tensor:
@@ -263,9 +260,4 @@ class PointMassGateEnv(EnvBase):
         )
 
     def _set_seed(self, seed: int | None) -> None:
-        rng = torch.Generator(device=self.device)
-        if seed is None:
-            rng.seed()
-        else:
-            rng.manual_seed(int(seed))
-        self.rng = rng
+        self.rng = seeded_generator(seed, self.device)

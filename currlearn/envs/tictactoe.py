@@ -28,6 +28,8 @@ from torch import Tensor
 from torchrl.data import Bounded, Categorical, Composite, Unbounded
 from torchrl.envs import EnvBase
 
+from currlearn.envs._parts import done_spec, seeded_generator
+
 __all__ = ["BOTS", "LINES", "TicTacToeEnv", "minimax_values", "perfect_move", "scripted_move", "winner"]
 
 LINES = torch.tensor([[0, 1, 2], [3, 4, 5], [6, 7, 8], [0, 3, 6], [1, 4, 7], [2, 5, 8], [0, 4, 8], [2, 4, 6]])
@@ -170,12 +172,7 @@ class TicTacToeEnv(EnvBase):
         self.state_spec = state
         self.action_spec = Categorical(9, (n,), dtype=torch.int64)
         self.reward_spec = Unbounded((n, 1), dtype=torch.float32)
-        self.full_done_spec = Composite(
-            done=Categorical(2, (n, 1), dtype=torch.bool),
-            terminated=Categorical(2, (n, 1), dtype=torch.bool),
-            truncated=Categorical(2, (n, 1), dtype=torch.bool),
-            shape=(n,),
-        )
+        self.full_done_spec = done_spec(n)
 
     # ------------------------------------------------------------------ the opponent
     bot_names = BOTS
@@ -288,9 +285,4 @@ class TicTacToeEnv(EnvBase):
         )
 
     def _set_seed(self, seed: int | None) -> None:
-        rng = torch.Generator(device=self.device)
-        if seed is None:
-            rng.seed()
-        else:
-            rng.manual_seed(int(seed))
-        self.rng = rng
+        self.rng = seeded_generator(seed, self.device)
