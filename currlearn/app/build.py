@@ -128,6 +128,12 @@ def build_curriculum(conf: Mapping[str, Any]) -> Any:
     return cur
 
 
+def eval_path(conf: Mapping[str, Any]) -> str:
+    """The node of the evaluation tasks: ``"task.eval"`` where the env config sets it, else
+    ``"task.target"``."""
+    return "task.eval" if conf["task"].get("eval") is not None else "task.target"
+
+
 def build_eval_curriculum(conf: Mapping[str, Any], node: Any = None, path: str | None = None) -> Any:
     """Uniform over the evaluation tasks: ``task.eval`` where the env config sets it, else
     ``task.target``: a grid of parameter values, or a task space node (a ``_target_``, e.g.
@@ -138,9 +144,8 @@ def build_eval_curriculum(conf: Mapping[str, Any], node: Any = None, path: str |
     from currlearn.spaces import TaskSpace, grid_space
 
     if node is None:
-        task = conf["task"]
-        key = "eval" if task.get("eval") is not None else "target"
-        node, path = task[key], f"task.{key}"
+        path = eval_path(conf)
+        node = conf["task"][path.split(".")[1]]
     if isinstance(node, Mapping) and node.get("_target_"):
         space = instantiate_node(node, path, device=conf["device"])
         if not isinstance(space, TaskSpace):
@@ -257,9 +262,8 @@ def check_bot_ids(
     training rather than at the evaluation after it."""
     import torch
 
-    from currlearn.spaces import DiscreteSpace
-
     from currlearn.curricula.opponents import OpponentCurriculum
+    from currlearn.spaces import DiscreteSpace
 
     game = _base_env(env)
     bots = getattr(game, "num_bots", None)
@@ -268,8 +272,7 @@ def check_bot_ids(
     trained = _pool_bots(conf) if isinstance(curriculum, OpponentCurriculum) else 0
     if trained > bots:
         raise AppError(f"task.bots={trained}: {type(game).__name__} has {bots} scripted bots (0-{bots - 1}).")
-    key = "eval" if conf["task"].get("eval") is not None else "target"
-    checks = [(f"task.{key}", eval_curriculum, 0)]
+    checks = [(eval_path(conf), eval_curriculum, 0)]
     checks += [(f"task.heldout.{n}", h.curriculum, trained) for n, h in heldout.items() if h.pool is None]
     for path, evaluation, first in checks:
         space = evaluation.space

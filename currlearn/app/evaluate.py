@@ -78,7 +78,7 @@ def evaluate(
     import torch
     from torchrl.envs.utils import ExplorationType, set_exploration_type
 
-    from currlearn.app.build import build_env, build_eval_curriculum
+    from currlearn.app.build import _base_env, build_env, build_eval_curriculum
 
     ev = conf["eval"]
     episodes = ev["episodes"] if episodes is None else episodes
@@ -90,7 +90,7 @@ def evaluate(
     curriculum.generator.manual_seed(seed)
     env = build_env(conf, curriculum, seed=seed, num_envs=ev.get("num_envs"))
     if opponent is not None:
-        getattr(env, "base_env", env).opponent = opponent
+        _base_env(env).opponent = opponent
     device = next(policy.parameters()).device
     if env.device is not None and env.device != device:  # a CPU-only env, networks on the GPU
         from torchrl.envs import DeviceCastTransform
